@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The compiled urbd CLI, from dist/scripts/bench. */
+export const URBD_CLI = path.resolve(here, '../../src/cli/urbd.js');
+
+export interface RunningServer {
+  name: string;
+  uri: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** A free loopback port: bind port 0, read it back, release it. */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as net.AddressInfo).port;
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+async function waitForPort(port: number, proc: ChildProcess, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listened on port ${port} within ${ms} ms`);
+}
+
+async function start(
+  name: string,
+  cmd: string,
+  args: string[],
+  port: number,
+): Promise<RunningServer> {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForPort(port, proc, 10_000);
+  return {
+    name,
+    uri: `nbd://127.0.0.1:${port}`,
+    proc,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await once(proc, 'exit');
+      clearTimeout(timer);
+    },
+  };
+}
+
+export async function startNbdkit(file: string): Promise<RunningServer> {
+  const port = await freePort();
+  return start(
+    'nbdkit',
+    'nbdkit',
+    ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'file', file],
+    port,
+  );
+}
+
+export async function startUrbd(file: string): Promise<RunningServer> {
+  const port = await freePort();
+  return start(
+    'urbd',
+    process.execPath,
+    [URBD_CLI, 'serve', '--disk', file, '--listen', `127.0.0.1:${port}`],
+    port,
+  );
+}

@@ -1,0 +1,124 @@
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { NbdServer, formatAddress, parseListenAddress } from '../nbd/index.js';
+import { FileDisk } from '../storage/file-disk.js';
+import { createLogger } from './log.js';
+
+const program = new Command('urbd')
+  .description('urbd: a userspace replicated block device, served over NBD')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('serve disks over NBD, without replication (a quick one-node mode)')
+  .requiredOption(
+    '--disk <path>',
+    'backing file or block device (repeat for more exports)',
+    collect,
+    [],
+  )
+  .option('--export <name>', 'export name of the matching --disk (repeatable)', collect, [])
+  .requiredOption(
+    '--listen <addr>',
+    'HOST:PORT, [IPV6]:PORT or unix:PATH (repeatable)',
+    collect,
+    [],
+  )
+  .option('--read-only', 'refuse every write')
+  .option('--description <text>', 'description shown to clients for the first export')
+  .addOption(
+    new Option('--max-connections <n>', 'simultaneous client connections')
+      .default(128)
+      .argParser(positiveInt),
+  )
+  .addOption(
+    new Option('--handshake-timeout <seconds>', 'drop clients that do not finish the handshake')
+      .default(30)
+      .argParser(positiveInt),
+  )
+  .action(serve);
+
+interface ServeOptions {
+  disk: string[];
+  export: string[];
+  listen: string[];
+  readOnly?: boolean;
+  description?: string;
+  maxConnections: number;
+  handshakeTimeout: number;
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  const log = createLogger('urbd');
+  if (opts.export.length > opts.disk.length) {
+    fail(`${opts.export.length} --export names for ${opts.disk.length} --disk paths`);
+  }
+  const listeners = opts.listen.map((a) => {
+    try {
+      return parseListenAddress(a);
+    } catch (err) {
+      return fail(`--listen ${(err as Error).message}`);
+    }
+  });
+  const server = new NbdServer({
+    log,
+    maxConnections: opts.maxConnections,
+    handshakeTimeoutMs: opts.handshakeTimeout * 1000,
+  });
+  const disks: FileDisk[] = [];
+  try {
+    for (const [i, file] of opts.disk.entries()) {
+      const disk = await FileDisk.open(file, { readOnly: opts.readOnly === true });
+      disks.push(disk);
+      const name = opts.export[i] ?? path.basename(file);
+      server.exports.add({
+        name,
+        target: disk,
+        readOnly: opts.readOnly === true,
+        ...(i === 0 && opts.description ? { description: opts.description } : {}),
+      });
+      log.info({ export: name, disk: file, size: disk.size, default: i === 0 }, 'export ready');
+    }
+    for (const addr of listeners) await server.listen(addr);
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot start');
+    await Promise.all(disks.map((d) => d.close()));
+    fail((err as Error).message);
+  }
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: finishing requests in flight');
+    await server.close();
+    // What the clients wrote without a FLUSH should not depend on the page cache outliving us.
+    for (const d of disks) {
+      await d.flush().catch((err: Error) => log.error({ err: err.message }, 'final flush failed'));
+      await d.close();
+    }
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', (s) => void stop(s));
+  process.on('SIGINT', (s) => void stop(s));
+  log.info({ listeners: listeners.map(formatAddress) }, 'serving');
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`"${value}" is not a positive integer`);
+  return n;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`urbd: ${message}\n`);
+  process.exit(1);
+}
+
+await program.parseAsync(process.argv);

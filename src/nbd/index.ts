@@ -1,0 +1,3 @@
+export * from './target.js';
+export { ExportTable, type ExportSpec, transmissionFlags } from './exports.js';
+export { NbdServer, type ListenAddress, formatAddress, parseListenAddress } from './server.js';

@@ -1,0 +1,309 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { ByteQueue } from './byte-queue.js';
+import {
+  BASE_ALLOCATION_ID,
+  Cmd,
+  CmdFlag,
+  REPLY_FLAG_DONE,
+  REQUEST_HEADER_SIZE,
+  ReplyType,
+  SIMPLE_REPLY_SIZE,
+  STATE_HOLE,
+  STATE_ZERO,
+  STRUCTURED_HEADER_SIZE,
+} from './constants.js';
+import { isReadOnly } from './exports.js';
+import type { Session } from './handshake.js';
+import { commandName, type ExportView, parseRequest, type Request, validate } from './request.js';
+import type { BlockTarget, Extent } from './target.js';
+import {
+  blockStatusChunk,
+  errorChunk,
+  nbdErrorFor,
+  noneChunk,
+  simpleReply,
+  writeChunkHeader,
+  writeSimpleHeader,
+} from './wire.js';
+
+/** Requests one connection may have in flight; the kernel queues up to 128 per socket. */
+const MAX_INFLIGHT = 256;
+/** Payload bytes one connection may hold in flight (write data and read buffers). */
+const MAX_INFLIGHT_BYTES = 128 * 1024 * 1024;
+/** Reply bytes waiting in the socket before we stop taking new requests. */
+const MAX_QUEUED_REPLY_BYTES = 16 * 1024 * 1024;
+/** At most this many extents in one BLOCK_STATUS reply. */
+const MAX_EXTENTS = 1024;
+const MAX_U32_EXTENT = 0xfffff000;
+
+export interface TransmissionStats {
+  requests: number;
+  errors: number;
+}
+
+/**
+ * The transmission phase of one connection: cut requests out of the byte stream, validate,
+ * hand them to the target, reply. Requests run concurrently and reply out of order; replies
+ * produced in the same turn of the event loop leave in one corked write.
+ */
+export class Transmission {
+  private readonly target: BlockTarget;
+  private readonly view: ExportView;
+  private readonly sr: boolean;
+  private inflight = 0;
+  private inflightBytes = 0;
+  /** A WRITE whose header is parsed and whose payload has not fully arrived. */
+  private awaitingPayload: Request | undefined;
+  /** Payload bytes of a refused WRITE still to be thrown away. */
+  private discard = 0;
+  private stopping = false;
+  private closed = false;
+  private inputPaused = false;
+  private waitingDrain = false;
+  private corked = false;
+  readonly stats: TransmissionStats = { requests: 0, errors: 0 };
+  private onIdle: (() => void) | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly queue: ByteQueue,
+    session: Session,
+    private readonly log: Logger,
+    /** Called on a protocol violation; the connection is then dropped. */
+    private readonly fail: (reason: string) => void,
+  ) {
+    this.target = session.export.target;
+    this.sr = session.structuredReplies;
+    this.view = {
+      size: this.target.size,
+      readOnly: isReadOnly(session.export),
+      caps: this.target.capabilities,
+      structuredReplies: session.structuredReplies,
+      allocationContext: session.allocationContext,
+    };
+  }
+
+  /** New bytes are in the queue. */
+  pump(): void {
+    const q = this.queue;
+    while (!this.inputPaused && !this.stopping && !this.closed) {
+      if (this.discard > 0) {
+        this.discard -= q.skip(this.discard);
+        if (this.discard > 0) return;
+        continue;
+      }
+      const pending = this.awaitingPayload;
+      if (pending) {
+        if (q.length < pending.length) return;
+        this.awaitingPayload = undefined;
+        this.startWrite(pending, q.take(pending.length));
+        continue;
+      }
+      if (q.length < REQUEST_HEADER_SIZE) return;
+      const req = parseRequest(q.take(REQUEST_HEADER_SIZE));
+      if (!req) {
+        this.fail('bad request magic');
+        return;
+      }
+      this.stats.requests++;
+      this.dispatch(req);
+    }
+  }
+
+  /** Stop taking requests, finish those in flight, then call `done` (DISC or shutdown). */
+  drain(done: () => void): void {
+    this.stopping = true;
+    this.onIdle = done;
+    this.checkIdle();
+  }
+
+  /** The socket is gone: replies still to come are dropped. */
+  close(): void {
+    this.closed = true;
+  }
+
+  private dispatch(req: Request): void {
+    const bad = validate(req, this.view);
+    if (bad) {
+      if (req.type === Cmd.WRITE) this.discard = req.length;
+      this.refuse(req, bad.error, bad.message);
+      return;
+    }
+    switch (req.type) {
+      case Cmd.READ:
+        this.startRead(req);
+        return;
+      case Cmd.WRITE:
+        this.awaitingPayload = req;
+        return;
+      case Cmd.DISC:
+        this.log.debug('client sent DISC');
+        this.drain(() => this.socket.end());
+        return;
+      case Cmd.FLUSH:
+        this.run(req, 0, this.target.flush(), () => this.ok(req));
+        return;
+      case Cmd.TRIM:
+        this.run(req, 0, this.target.trim(req.offset, req.length, fua(req)), () => this.ok(req));
+        return;
+      case Cmd.WRITE_ZEROES: {
+        const opts = {
+          noHole: (req.flags & CmdFlag.NO_HOLE) !== 0,
+          fastZero: (req.flags & CmdFlag.FAST_ZERO) !== 0,
+          fua: fua(req),
+        };
+        this.run(req, 0, this.target.zero(req.offset, req.length, opts), () => this.ok(req));
+        return;
+      }
+      case Cmd.CACHE: {
+        const p = this.target.cache ? this.target.cache(req.offset, req.length) : Promise.resolve();
+        this.run(req, 0, p, () => this.ok(req));
+        return;
+      }
+      case Cmd.BLOCK_STATUS:
+        this.run(req, 0, this.target.extents!(req.offset, req.length), (extents) =>
+          this.send(blockStatusChunk(req.cookie, BASE_ALLOCATION_ID, toStatus(req, extents))),
+        );
+        return;
+    }
+  }
+
+  private startRead(req: Request): void {
+    const len = req.length;
+    if (len === 0) {
+      this.send(this.sr ? noneChunk(req.cookie) : simpleReply(0, req.cookie));
+      return;
+    }
+    // The reply header and the data share one buffer, so the reply is one write.
+    const pre = this.sr ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
+    const buf = Buffer.allocUnsafe(pre + len);
+    this.run(req, len, this.target.read(buf.subarray(pre), req.offset), () => {
+      if (this.sr) {
+        writeChunkHeader(buf, 0, REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, req.cookie, 8 + len);
+        buf.writeUInt32BE(Math.floor(req.offset / 0x100000000), STRUCTURED_HEADER_SIZE);
+        buf.writeUInt32BE(req.offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
+      } else {
+        writeSimpleHeader(buf, 0, 0, req.cookie);
+      }
+      this.send(buf);
+    });
+  }
+
+  private startWrite(req: Request, data: Buffer): void {
+    if (data.length === 0) {
+      this.ok(req);
+      return;
+    }
+    this.run(req, data.length, this.target.write(data, req.offset, fua(req)), () => this.ok(req));
+  }
+
+  /** Track one target operation and reply when it settles. */
+  private run<T>(req: Request, bytes: number, op: Promise<T>, reply: (value: T) => void): void {
+    this.inflight++;
+    this.inflightBytes += bytes;
+    if (this.inflight >= MAX_INFLIGHT || this.inflightBytes >= MAX_INFLIGHT_BYTES) {
+      this.pauseInput();
+    }
+    op.then(
+      (value) => {
+        this.settle(bytes);
+        if (!this.closed) reply(value);
+      },
+      (err: NodeJS.ErrnoException) => {
+        this.settle(bytes);
+        const code = err?.code;
+        if (code !== 'ENOTSUP') {
+          this.log.warn(
+            { err: err?.message, code, offset: req.offset, length: req.length },
+            `${commandName(req.type)} failed`,
+          );
+        }
+        this.refuse(req, nbdErrorFor(code), `${commandName(req.type)}: ${err?.message ?? err}`);
+      },
+    );
+  }
+
+  private settle(bytes: number): void {
+    this.inflight--;
+    this.inflightBytes -= bytes;
+    if (this.inputPaused && this.inflight < MAX_INFLIGHT / 2) this.resumeIfRoom();
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (this.stopping && this.inflight === 0 && this.onIdle) {
+      const done = this.onIdle;
+      this.onIdle = undefined;
+      done();
+    }
+  }
+
+  private ok(req: Request): void {
+    this.send(simpleReply(0, req.cookie));
+  }
+
+  private refuse(req: Request, error: number, message: string): void {
+    this.stats.errors++;
+    // With structured replies an error carries a message; READ must use a chunk anyway.
+    this.send(this.sr ? errorChunk(error, req.cookie, message) : simpleReply(error, req.cookie));
+  }
+
+  private send(buf: Buffer): void {
+    if (this.closed || this.socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
+    this.socket.write(buf);
+    if (this.socket.writableLength > MAX_QUEUED_REPLY_BYTES && !this.waitingDrain) {
+      this.waitingDrain = true;
+      this.pauseInput();
+      this.socket.once('drain', () => {
+        this.waitingDrain = false;
+        this.resumeIfRoom();
+      });
+    }
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  private pauseInput(): void {
+    this.inputPaused = true;
+    this.socket.pause();
+  }
+
+  private resumeIfRoom(): void {
+    if (!this.inputPaused || this.closed) return;
+    if (this.inflight >= MAX_INFLIGHT / 2 || this.inflightBytes >= MAX_INFLIGHT_BYTES / 2) return;
+    if (this.waitingDrain) return;
+    this.inputPaused = false;
+    this.socket.resume();
+    this.pump();
+  }
+}
+
+function fua(req: Request): boolean {
+  return (req.flags & CmdFlag.FUA) !== 0;
+}
+
+/** Extents → base:allocation status pairs, clipped to the request and to u32 lengths. */
+export function toStatus(req: Request, extents: Extent[]): { length: number; flags: number }[] {
+  const out: { length: number; flags: number }[] = [];
+  let left = req.length;
+  for (const e of extents) {
+    if (left <= 0 || out.length >= MAX_EXTENTS) break;
+    const length = Math.min(e.length, left, MAX_U32_EXTENT);
+    if (length <= 0) continue;
+    out.push({ length, flags: (e.hole ? STATE_HOLE : 0) | (e.zero ? STATE_ZERO : 0) });
+    left -= length;
+    if (req.flags & CmdFlag.REQ_ONE) break;
+  }
+  // "Allocated, content unknown" is always a true answer when the target said nothing.
+  if (out.length === 0) out.push({ length: Math.min(req.length, MAX_U32_EXTENT), flags: 0 });
+  return out;
+}

@@ -1,0 +1,489 @@
+import fs from 'node:fs';
+
+import {
+  TargetError,
+  type BlockTarget,
+  type Extent,
+  type TargetCapabilities,
+  type ZeroOptions,
+} from '../nbd/target.js';
+import { queueLimits, sysfsDeviceSize } from './block-device.js';
+import { isUnsupported } from './errno.js';
+import { walkExtents } from './extents.js';
+import {
+  closeFd,
+  fdatasync,
+  openFd,
+  readAll,
+  writeAll,
+  writeZeroes,
+  type Completion,
+} from './fd-io.js';
+import { loadNative, type NativeBinding } from './native.js';
+import { OptionalOp } from './optional-op.js';
+
+export interface FileDiskOptions {
+  readOnly?: boolean;
+  /** Use the C++ addon when it loads (default true); false forces the pure-TS paths. */
+  native?: boolean;
+}
+
+/**
+ * Largest read tried on the event loop with RWF_NOWAIT. Copying more than this out of the
+ * page cache would hold the loop long enough to delay every other connection's replies.
+ */
+const NOWAIT_MAX = 256 * 1024;
+
+/** Writes up to this size are batched; bigger ones are worth a pool thread each. */
+const BATCH_WRITE_MAX = 64 * 1024;
+const BATCH_MAX_OPS = 64;
+
+interface WriteBatch {
+  bufs: Buffer[];
+  offsets: number[];
+  done: Completion[];
+}
+
+export type BackingKind = 'file' | 'block';
+
+interface Backing {
+  path: string;
+  kind: BackingKind;
+  size: number;
+  fd: number;
+  /** Opened O_DSYNC so a FUA write is durable when it returns; -1 when read-only. */
+  syncFd: number;
+  readOnly: boolean;
+  native: NativeBinding | null;
+  /** Alignment the block-device ioctls demand; 1 for files, where fallocate takes any range. */
+  alignment: number;
+  punch: boolean;
+  zeroRange: boolean;
+  discard: boolean;
+  zeroOut: boolean;
+  fastZero: boolean;
+}
+
+/**
+ * A BlockTarget over a regular file or a block device, through the kernel page cache.
+ *
+ * All connections share that cache, so an fdatasync on our fd covers every completed write
+ * (multiConn). Trim and zero prefer native calls (fallocate, BLKDISCARD, BLKZEROOUT) and fall
+ * back to doing nothing (trim, a hint) or writing zeroes (zero).
+ */
+export class FileDisk implements BlockTarget {
+  readonly path: string;
+  readonly kind: BackingKind;
+  readonly size: number;
+  readonly capabilities: TargetCapabilities;
+  /** Whether the C++ addon backs this disk; false means every path is the pure-TS one. */
+  readonly nativeInUse: boolean;
+
+  private readonly fd: number;
+  private readonly syncFd: number;
+  private readonly native: NativeBinding | null;
+  private readonly alignment: number;
+  private readonly punch: OptionalOp;
+  private readonly zeroRangeOp: OptionalOp;
+  private readonly discardOp: OptionalOp;
+  private readonly zeroOutOp: OptionalOp;
+  private readonly seekOp: OptionalOp;
+  private readonly nowaitOp: OptionalOp;
+  private nowaitMisses = 0;
+  private pendingBatch: WriteBatch | undefined;
+  private nowaitSkip = 0;
+
+  // Requests still using the fds: close() waits for them so a descriptor number is never
+  // reused by the process while a request could still write through it.
+  private inflight = 0;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private drained: (() => void) | undefined;
+
+  private constructor(b: Backing) {
+    this.path = b.path;
+    this.kind = b.kind;
+    this.size = b.size;
+    this.fd = b.fd;
+    this.syncFd = b.syncFd;
+    this.native = b.native;
+    this.nativeInUse = b.native !== null;
+    this.alignment = b.alignment;
+    this.punch = new OptionalOp(b.punch);
+    this.zeroRangeOp = new OptionalOp(b.zeroRange);
+    this.discardOp = new OptionalOp(b.discard);
+    this.zeroOutOp = new OptionalOp(b.zeroOut);
+    this.seekOp = new OptionalOp(b.kind === 'file' && b.native !== null);
+    this.nowaitOp = new OptionalOp(b.native !== null);
+    this.capabilities = Object.freeze({
+      readOnly: b.readOnly,
+      flush: true,
+      fua: true,
+      trim: true,
+      zero: true,
+      fastZero: b.fastZero,
+      cache: true,
+      multiConn: true,
+    });
+  }
+
+  static async open(path: string, options: FileDiskOptions = {}): Promise<FileDisk> {
+    const readOnly = options.readOnly ?? false;
+    const native = options.native === false ? null : loadNative();
+    const { O_RDONLY, O_RDWR, O_WRONLY, O_DSYNC } = fs.constants;
+    const fd = await openFd(path, readOnly ? O_RDONLY : O_RDWR);
+    let syncFd = -1;
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      let backing: Backing;
+      if (st.isFile()) {
+        backing = fileBacking(path, fd, Number(st.size), native, readOnly);
+      } else if (st.isBlockDevice()) {
+        backing = blockBacking(path, fd, st.rdev, native, readOnly);
+      } else {
+        throw notADisk(path, st);
+      }
+      if (!readOnly) {
+        syncFd = await reopen(fd, path, O_WRONLY | O_DSYNC);
+        backing.syncFd = syncFd;
+        if (backing.kind === 'file' && native !== null) {
+          backing.fastZero = await probePunch(native, fd, backing.size);
+          backing.punch = backing.fastZero;
+        }
+      }
+      return new FileDisk(backing);
+    } catch (err) {
+      if (syncFd >= 0) fs.closeSync(syncFd);
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  read(buf: Buffer, offset: number): Promise<void> {
+    if (this.closed) return Promise.reject(this.closedError());
+    // Cached data is copied out right here: no thread-pool round trip for the common case.
+    let got = 0;
+    if (this.native !== null && this.nowaitOp.available && buf.length <= NOWAIT_MAX) {
+      if (this.nowaitSkip > 0) {
+        this.nowaitSkip--;
+      } else {
+        try {
+          got = this.native.readNowait(this.fd, buf, offset);
+        } catch (err) {
+          if (!isUnsupported(err)) return Promise.reject(err as Error);
+          this.nowaitOp.giveUp();
+        }
+        if (got === buf.length) {
+          this.nowaitMisses = 0;
+          return Promise.resolve();
+        }
+        // A workload that misses the cache pays for a failed syscall on every read; back
+        // off exponentially while misses keep coming, and try again every so often.
+        this.nowaitMisses = Math.min(this.nowaitMisses + 1, 6);
+        this.nowaitSkip = (1 << this.nowaitMisses) - 1;
+        got = Math.max(0, got);
+      }
+    }
+    return new Promise((resolve, reject) => {
+      this.inflight++;
+      readAll(
+        this.fd,
+        got === 0 ? buf : buf.subarray(got),
+        offset + got,
+        this.settle(resolve, reject),
+      );
+    });
+  }
+
+  write(buf: Buffer, offset: number, fua: boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.capabilities.readOnly) return reject(this.readOnlyError());
+      if (this.closed) return reject(this.closedError());
+      this.inflight++;
+      // Through the O_DSYNC fd each write(2) is durable on return, which is cheaper than an
+      // fdatasync that would also flush every other dirty page of the disk.
+      const done = this.settle(resolve, reject);
+      if (!fua && this.native !== null && buf.length <= BATCH_WRITE_MAX) {
+        this.batchWrite(this.native, buf, offset, done);
+        return;
+      }
+      const fd = fua ? this.syncFd : this.fd;
+      writeAll(fd, buf, buf.length, offset, done);
+    });
+  }
+
+  /**
+   * Small writes issued in the same turn of the event loop (a client's pipelined requests
+   * arrive together) leave as one thread-pool job: one hand-off instead of one per write.
+   */
+  private batchWrite(native: NativeBinding, buf: Buffer, offset: number, done: Completion): void {
+    let batch = this.pendingBatch;
+    if (batch === undefined) {
+      batch = { bufs: [], offsets: [], done: [] };
+      this.pendingBatch = batch;
+      process.nextTick(() => this.submitBatch(native, batch!));
+    }
+    batch.bufs.push(buf);
+    batch.offsets.push(offset);
+    batch.done.push(done);
+    // Past this size the batch goes now, so one long job does not hold every write.
+    if (batch.bufs.length >= BATCH_MAX_OPS) this.pendingBatch = undefined;
+  }
+
+  private submitBatch(native: NativeBinding, batch: WriteBatch): void {
+    if (this.pendingBatch === batch) this.pendingBatch = undefined;
+    if (batch.bufs.length === 1) {
+      // Alone, a write is quicker through libuv's own path (which may use io_uring).
+      const buf = batch.bufs[0]!;
+      writeAll(this.fd, buf, buf.length, batch.offsets[0]!, batch.done[0]!);
+      return;
+    }
+    native.writeBatch(this.fd, batch.bufs, batch.offsets).then(
+      (errors) => {
+        for (let i = 0; i < batch.done.length; i++) batch.done[i]!(errors[i] ?? null);
+      },
+      (err: Error) => {
+        for (const done of batch.done) done(err);
+      },
+    );
+  }
+
+  flush(): Promise<void> {
+    return this.track(() => fdatasync(this.fd));
+  }
+
+  trim(offset: number, length: number, fua: boolean): Promise<void> {
+    if (this.capabilities.readOnly) return Promise.reject(this.readOnlyError());
+    return this.track(async () => {
+      if (length === 0) return;
+      if (this.kind === 'file') await this.trimFile(offset, length);
+      else await this.trimBlock(offset, length);
+      if (fua) await fdatasync(this.fd);
+    });
+  }
+
+  zero(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    if (this.capabilities.readOnly) return Promise.reject(this.readOnlyError());
+    return this.track(async () => {
+      if (length === 0) return;
+      if (this.kind === 'file') await this.zeroFile(offset, length, opts);
+      else await this.zeroBlock(offset, length, opts);
+      if (opts.fua) await fdatasync(this.fd);
+    });
+  }
+
+  cache(_offset: number, _length: number): Promise<void> {
+    // The page cache already reads ahead; an explicit prefetch has not been worth a syscall.
+    return this.closed ? Promise.reject(this.closedError()) : Promise.resolve();
+  }
+
+  extents(offset: number, length: number): Promise<Extent[]> {
+    if (this.closed) return Promise.reject(this.closedError());
+    const end = Math.min(offset + length, this.size);
+    if (offset >= end) return Promise.resolve([]);
+    const native = this.native;
+    if (native !== null && this.seekOp.available) {
+      try {
+        return Promise.resolve(walkExtents(native, this.fd, offset, end));
+      } catch (err) {
+        if (!isUnsupported(err)) return Promise.reject(err);
+        this.seekOp.giveUp();
+      }
+    }
+    return Promise.resolve([{ length: end - offset, hole: false, zero: false }]);
+  }
+
+  /** Waits for requests in flight, then closes the descriptors. Idempotent. */
+  close(): Promise<void> {
+    this.closed = true;
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    if (this.syncFd >= 0) await closeFd(this.syncFd);
+    await closeFd(this.fd);
+  }
+
+  private settle(resolve: () => void, reject: (err: Error) => void): Completion {
+    return (err) => {
+      this.leave();
+      if (err === null) resolve();
+      else reject(err);
+    };
+  }
+
+  private leave(): void {
+    if (--this.inflight === 0 && this.drained !== undefined) {
+      const drained = this.drained;
+      this.drained = undefined;
+      drained();
+    }
+  }
+
+  private async track<T>(run: () => Promise<T>): Promise<T> {
+    if (this.closed) throw this.closedError();
+    this.inflight++;
+    try {
+      return await run();
+    } finally {
+      this.leave();
+    }
+  }
+
+  private async trimFile(offset: number, length: number): Promise<void> {
+    const native = this.native;
+    if (native === null) return;
+    await this.punch.attempt(() => native.punchHole(this.fd, offset, length));
+  }
+
+  private async trimBlock(offset: number, length: number): Promise<void> {
+    const native = this.native;
+    const { start, end } = alignInward(offset, length, this.alignment);
+    // The unaligned edges are simply not trimmed: a trim is only a hint.
+    if (native === null || start >= end) return;
+    await this.discardOp.attempt(() => native.discard(this.fd, start, end - start));
+  }
+
+  private async zeroFile(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    const native = this.native;
+    if (native !== null) {
+      // A hole reads as zeroes and frees the space, so it is the best answer unless the
+      // client needs the range to stay allocated.
+      if (
+        !opts.noHole &&
+        (await this.punch.attempt(() => native.punchHole(this.fd, offset, length)))
+      )
+        return;
+      if (await this.zeroRangeOp.attempt(() => native.zeroRange(this.fd, offset, length))) return;
+    }
+    if (opts.fastZero) throw this.notFastError();
+    await writeZeroes(this.fd, offset, length);
+  }
+
+  private async zeroBlock(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    // Without device offload BLKZEROOUT makes the kernel write zero pages: cheaper than us
+    // doing it, but not the "much faster than a write" that a fast-zero request asks for.
+    if (opts.fastZero && !this.capabilities.fastZero) throw this.notFastError();
+    const native = this.native;
+    const { start, end } = alignInward(offset, length, this.alignment);
+    if (native !== null && start < end) {
+      const zeroed = await this.zeroOutOp.attempt(() =>
+        native.zeroOut(this.fd, start, end - start),
+      );
+      if (zeroed) {
+        await writeZeroes(this.fd, offset, start - offset);
+        await writeZeroes(this.fd, end, offset + length - end);
+        return;
+      }
+      if (opts.fastZero) throw this.notFastError();
+    }
+    await writeZeroes(this.fd, offset, length);
+  }
+
+  private readOnlyError(): TargetError {
+    return new TargetError('EPERM', `${this.path}: opened read-only`);
+  }
+
+  private closedError(): TargetError {
+    return new TargetError('EBADF', `${this.path}: disk is closed`);
+  }
+
+  private notFastError(): TargetError {
+    return new TargetError('ENOTSUP', `${this.path}: no fast way to zero on this backing`);
+  }
+}
+
+function fileBacking(
+  path: string,
+  fd: number,
+  size: number,
+  native: NativeBinding | null,
+  readOnly: boolean,
+): Backing {
+  const hasNative = native !== null && !readOnly;
+  return {
+    path,
+    kind: 'file',
+    size,
+    fd,
+    syncFd: -1,
+    readOnly,
+    native,
+    alignment: 1,
+    // Settled by probePunch once the fd is known to be writable.
+    punch: false,
+    zeroRange: hasNative,
+    discard: false,
+    zeroOut: false,
+    fastZero: false,
+  };
+}
+
+function blockBacking(
+  path: string,
+  fd: number,
+  rdev: bigint,
+  native: NativeBinding | null,
+  readOnly: boolean,
+): Backing {
+  const size = native !== null ? native.blockDeviceSize(fd) : sysfsDeviceSize(rdev);
+  const limits = queueLimits(rdev);
+  const hasNative = native !== null && !readOnly;
+  return {
+    path,
+    kind: 'block',
+    size,
+    fd,
+    syncFd: -1,
+    readOnly,
+    native,
+    alignment: limits.logicalBlockSize,
+    punch: false,
+    zeroRange: false,
+    discard: hasNative && limits.discard,
+    zeroOut: hasNative,
+    fastZero: hasNative && limits.writeZeroes,
+  };
+}
+
+/**
+ * Punching past EOF with KEEP_SIZE changes nothing a reader can see, so it tells whether this
+ * filesystem can punch holes at all before we advertise fast zeroing.
+ */
+async function probePunch(native: NativeBinding, fd: number, size: number): Promise<boolean> {
+  try {
+    await native.punchHole(fd, size, 1);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Open the very same file again with other flags. Going through /proc rather than the path
+ * means a rename or replacement between the two opens cannot hand us a different file.
+ */
+async function reopen(fd: number, path: string, flags: number): Promise<number> {
+  try {
+    return await openFd(`/proc/self/fd/${fd}`, flags);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return openFd(path, flags);
+  }
+}
+
+function notADisk(path: string, st: fs.BigIntStats): TargetError {
+  if (st.isDirectory()) {
+    return new TargetError('EISDIR', `${path}: is a directory, not a regular file or block device`);
+  }
+  return new TargetError('EINVAL', `${path}: not a regular file or block device`);
+}
+
+/** The largest sub-range of [offset, offset+length) whose ends are multiples of `alignment`. */
+function alignInward(offset: number, length: number, alignment: number) {
+  const start = Math.ceil(offset / alignment) * alignment;
+  const end = Math.floor((offset + length) / alignment) * alignment;
+  return { start, end };
+}
