@@ -5,28 +5,19 @@ import t from 'tap';
 import { queueLimits } from '../../src/storage/block-device.js';
 import { FileDisk } from '../../src/storage/file-disk.js';
 import { closeSuite, diskSuite } from './disk-suite.js';
-import {
-  allocatedBlocks,
-  isAllZero,
-  loopDisk,
-  loopUnavailable,
-  MiB,
-  pattern,
-  type TestContext,
-} from './helpers.js';
+import { allocatedBlocks, isAllZero, loopDisk, MiB, pattern, type TestContext } from './helpers.js';
 
 const SIZE = 16 * MiB;
-const skip = loopUnavailable();
 
 for (const native of [true, false]) {
   const label = native ? 'native' : 'fallback';
 
-  t.test(`loop device, ${label}: common behaviour`, { skip }, async (t) => {
+  t.test(`loop device, ${label}: common behaviour`, async (t) => {
     diskSuite(t, () => FileDisk.open(loopDisk(t, SIZE).dev, { native }));
     closeSuite(t, () => FileDisk.open(loopDisk(t, SIZE).dev, { native }));
   });
 
-  t.test(`loop device, ${label}: open`, { skip }, async (t) => {
+  t.test(`loop device, ${label}: open`, async (t) => {
     const { dev } = loopDisk(t, SIZE + 4096);
     const disk = await openWith(t, dev, native);
     t.equal(disk.kind, 'block');
@@ -37,7 +28,7 @@ for (const native of [true, false]) {
     t.equal(disk.capabilities.fastZero, native && offload);
   });
 
-  t.test(`loop device, ${label}: writes reach the backing file`, { skip }, async (t) => {
+  t.test(`loop device, ${label}: writes reach the backing file`, async (t) => {
     const { file, dev } = loopDisk(t, SIZE);
     const disk = await openWith(t, dev, native);
     const data = pattern(10000, 7);
@@ -50,7 +41,7 @@ for (const native of [true, false]) {
     t.ok(back.equals(data));
   });
 
-  t.test(`loop device, ${label}: trim`, { skip }, async (t) => {
+  t.test(`loop device, ${label}: trim`, async (t) => {
     const { file, dev } = loopDisk(t, SIZE);
     const disk = await openWith(t, dev, native);
     await disk.write(pattern(2 * MiB, 8), MiB, false);
@@ -64,7 +55,7 @@ for (const native of [true, false]) {
     else t.equal(after, before, 'no-op without the addon');
   });
 
-  t.test(`loop device, ${label}: zero keeps the data around it`, { skip }, async (t) => {
+  t.test(`loop device, ${label}: zero keeps the data around it`, async (t) => {
     const { dev } = loopDisk(t, SIZE);
     const disk = await openWith(t, dev, native);
     const before = pattern(4 * MiB, 9);
@@ -78,7 +69,7 @@ for (const native of [true, false]) {
   });
 }
 
-t.test('loop device: read-only', { skip }, async (t) => {
+t.test('loop device: read-only', async (t) => {
   const { file, dev } = loopDisk(t, SIZE);
   fs.writeFileSync(file, pattern(4096, 10), { flag: 'r+' });
   const disk = await FileDisk.open(dev, { readOnly: true });
@@ -91,7 +82,7 @@ t.test('loop device: read-only', { skip }, async (t) => {
   await t.rejects(disk.trim(0, 4096, false), { code: 'EPERM' });
 });
 
-t.test('loop device: extents report one data extent', { skip }, async (t) => {
+t.test('loop device: extents report one data extent', async (t) => {
   const { dev } = loopDisk(t, SIZE);
   const disk = await openWith(t, dev, true);
   t.same(await disk.extents(MiB, 2 * MiB), [{ length: 2 * MiB, hole: false, zero: false }]);

@@ -48,18 +48,6 @@ export function allocatedBlocks(file: string): number {
   return fs.statSync(file).blocks;
 }
 
-/** Why loop devices cannot be used here, or undefined when they can. */
-export function loopUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'loop devices need root';
-  if (!fs.existsSync('/dev/loop-control')) return 'no /dev/loop-control';
-  try {
-    execFileSync('losetup', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'losetup is not installed';
-  }
-  return undefined;
-}
-
 /** Attach `file` to a free loop device, detached again when `t` ends. */
 export function loopDevice(t: TestContext, file: string): string {
   const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();

@@ -1,0 +1,44 @@
+import t from 'tap';
+
+import { FileDisk } from '../../src/storage/file-disk.js';
+import { KiB, MiB, loopDisk, pattern, sparseFile } from './helpers.js';
+
+// Small writes issued in one turn of the event loop share one thread-pool job in the native
+// path; each must still succeed or fail on its own, and all must land.
+
+for (const native of [true, false]) {
+  const label = native ? 'native' : 'fallback';
+
+  t.test(`${label}: a burst of small writes lands, across several batches`, async (t) => {
+    const disk = await FileDisk.open(sparseFile(t, 8 * MiB), { native });
+    t.teardown(() => disk.close());
+    const writes = [];
+    // More than one batch holds, at scattered and unaligned offsets.
+    for (let i = 0; i < 200; i++) {
+      writes.push(disk.write(pattern(4 * KiB, i), i * 37 * KiB + (i % 7), false));
+    }
+    await Promise.all(writes);
+    for (let i = 0; i < 200; i++) {
+      const back = Buffer.alloc(4 * KiB);
+      await disk.read(back, i * 37 * KiB + (i % 7));
+      if (!back.equals(pattern(4 * KiB, i))) t.fail(`write ${i} did not land`);
+    }
+    t.pass('all 200 writes read back');
+  });
+
+  t.test(`${label}: one failing write in a burst fails alone`, async (t) => {
+    const { dev } = loopDisk(t, 4 * MiB);
+    const disk = await FileDisk.open(dev, { native });
+    t.teardown(() => disk.close());
+    const before = disk.write(pattern(4 * KiB, 1), 0, false);
+    // Straddles the end of the device: the kernel writes what fits, then refuses.
+    const straddling = disk.write(pattern(4 * KiB, 2), disk.size - 2 * KiB, false);
+    const after = disk.write(pattern(4 * KiB, 3), 8 * KiB, false);
+    await t.resolves(before);
+    await t.rejects(straddling, { code: 'ENOSPC' });
+    await t.resolves(after);
+    const back = Buffer.alloc(4 * KiB);
+    await disk.read(back, 8 * KiB);
+    t.ok(back.equals(pattern(4 * KiB, 3)), 'the write after the failure landed');
+  });
+}
