@@ -41,6 +41,25 @@ export class ByteQueue {
     return out;
   }
 
+  /**
+   * Remove the next `n` bytes as views of the chunks they arrived in: the caller hands them
+   * on without joining them. A run inside one chunk comes back as a single Buffer.
+   */
+  takePieces(n: number): Buffer | Buffer[] {
+    const first = this.chunks[0]!;
+    if (n <= first.length - this.head) return this.take(n);
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const chunk = this.chunks[0]!;
+      const count = Math.min(chunk.length - this.head, left);
+      out.push(chunk.subarray(this.head, this.head + count));
+      left -= count;
+      this.advance(count);
+    }
+    return out;
+  }
+
   /** Drop up to `n` bytes; returns how many were dropped. */
   skip(n: number): number {
     let dropped = 0;

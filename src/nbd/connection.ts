@@ -47,7 +47,7 @@ export class Connection {
       this.closeReason ??= 'client closed the connection';
       this.failWaiter();
       // A half-closed client still gets the replies to what it already sent.
-      if (this.transmission) this.transmission.drain(() => socket.end());
+      if (this.transmission) this.transmission.endOfInput(() => socket.end());
       else socket.end();
     });
     socket.on('close', () => this.onClose());
@@ -92,7 +92,7 @@ export class Connection {
       this.transmission = new Transmission(this.socket, this.queue, session, this.log, (reason) =>
         this.drop(reason),
       );
-      if (this.ended) this.transmission.drain(() => this.socket.end());
+      if (this.ended) this.transmission.endOfInput(() => this.socket.end());
       else this.transmission.pump();
     } catch (err) {
       clearTimeout(this.timer);

@@ -55,7 +55,11 @@ export class NbdServer {
 
   /** Starts a listener; resolves with the address actually bound (port 0 picks one). */
   async listen(addr: ListenAddress): Promise<ListenAddress> {
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // Half-open: a client that shuts down its sending side still gets the replies to
+    // everything it sent before; the connection ends them and then closes.
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
+      this.accept(socket),
+    );
     if ('path' in addr) await removeStaleSocket(addr.path);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -85,12 +89,15 @@ export class NbdServer {
   /** Stop listening, let connections finish what is in flight, then resolve. */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(
-      this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    // net.Server.close() calls back only once every connection is gone, so the listeners
+    // stop first and the connections are told to finish before that callback is awaited.
+    const stopped = this.servers.map(
+      (s) => new Promise<void>((resolve) => s.close(() => resolve())),
     );
     const pending = [...this.connections];
     for (const c of pending) c.shutdown();
     await Promise.all(pending.map((c) => c.finished));
+    await Promise.all(stopped);
   }
 
   private accept(socket: net.Socket): void {

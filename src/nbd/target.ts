@@ -14,8 +14,8 @@ export interface BlockTarget {
 
   /** Fill `buf` entirely with the bytes at `offset`. */
   read(buf: Buffer, offset: number): Promise<void>;
-  /** Write all of `buf` at `offset`; with `fua` the data is durable before this resolves. */
-  write(buf: Buffer, offset: number, fua: boolean): Promise<void>;
+  /** Write all of `data` at `offset`; with `fua` it is durable before this resolves. */
+  write(data: Payload, offset: number, fua: boolean): Promise<void>;
   /** Every write that completed before this call is durable when it resolves. */
   flush(): Promise<void>;
   /** A hint that the range is unused; its content is undefined afterwards. */
@@ -29,6 +29,26 @@ export interface BlockTarget {
   cache?(offset: number, length: number): Promise<void>;
   /** Allocation of [offset, offset+length): contiguous extents covering at least the start. */
   extents?(offset: number, length: number): Promise<Extent[]>;
+}
+
+/**
+ * Bytes to write: one Buffer, or the pieces they arrived in. A large NBD WRITE spans many
+ * socket reads; handing over the pieces lets the disk take them with one writev and spares
+ * a copy of every byte on the busiest path.
+ */
+export type Payload = Buffer | readonly Buffer[];
+
+export function payloadLength(data: Payload): number {
+  if (Buffer.isBuffer(data)) return data.length;
+  let n = 0;
+  for (const b of data) n += b.length;
+  return n;
+}
+
+/** One Buffer with all of `data`, for targets that need it whole (copies only pieces). */
+export function joinPayload(data: Payload): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return data.length === 1 ? data[0]! : Buffer.concat(data);
 }
 
 export interface TargetCapabilities {

@@ -16,7 +16,7 @@ import {
 import { isReadOnly } from './exports.js';
 import type { Session } from './handshake.js';
 import { commandName, type ExportView, parseRequest, type Request, validate } from './request.js';
-import type { BlockTarget, Extent } from './target.js';
+import type { BlockTarget, Extent, Payload } from './target.js';
 import {
   blockStatusChunk,
   errorChunk,
@@ -36,6 +36,8 @@ const MAX_QUEUED_REPLY_BYTES = 16 * 1024 * 1024;
 /** At most this many extents in one BLOCK_STATUS reply. */
 const MAX_EXTENTS = 1024;
 const MAX_U32_EXTENT = 0xfffff000;
+/** WRITE payloads up to this size are joined into one Buffer. */
+const JOIN_MAX = 64 * 1024;
 
 export interface TransmissionStats {
   requests: number;
@@ -58,6 +60,7 @@ export class Transmission {
   /** Payload bytes of a refused WRITE still to be thrown away. */
   private discard = 0;
   private stopping = false;
+  private inputEnded = false;
   private closed = false;
   private inputPaused = false;
   private waitingDrain = false;
@@ -97,7 +100,11 @@ export class Transmission {
       if (pending) {
         if (q.length < pending.length) return;
         this.awaitingPayload = undefined;
-        this.startWrite(pending, q.take(pending.length));
+        // Small payloads are joined (cheap, and the disk batches single Buffers); large ones
+        // go to the disk in the pieces the socket delivered.
+        const data =
+          pending.length <= JOIN_MAX ? q.take(pending.length) : q.takePieces(pending.length);
+        this.startWrite(pending, data);
         continue;
       }
       if (q.length < REQUEST_HEADER_SIZE) return;
@@ -115,6 +122,17 @@ export class Transmission {
   drain(done: () => void): void {
     this.stopping = true;
     this.onIdle = done;
+    this.checkIdle();
+  }
+
+  /**
+   * The client will send nothing more (it half-closed). Requests already received still run
+   * and get their replies; then `done` is called.
+   */
+  endOfInput(done: () => void): void {
+    this.inputEnded = true;
+    this.onIdle = done;
+    this.pump();
     this.checkIdle();
   }
 
@@ -190,12 +208,12 @@ export class Transmission {
     });
   }
 
-  private startWrite(req: Request, data: Buffer): void {
-    if (data.length === 0) {
+  private startWrite(req: Request, data: Payload): void {
+    if (req.length === 0) {
       this.ok(req);
       return;
     }
-    this.run(req, data.length, this.target.write(data, req.offset, fua(req)), () => this.ok(req));
+    this.run(req, req.length, this.target.write(data, req.offset, fua(req)), () => this.ok(req));
   }
 
   /** Track one target operation and reply when it settles. */
@@ -232,7 +250,9 @@ export class Transmission {
   }
 
   private checkIdle(): void {
-    if (this.stopping && this.inflight === 0 && this.onIdle) {
+    // With input ended, an unpaused pump has taken every whole request there is.
+    const noMoreWork = this.stopping || (this.inputEnded && !this.inputPaused);
+    if (noMoreWork && this.inflight === 0 && this.onIdle) {
       const done = this.onIdle;
       this.onIdle = undefined;
       done();

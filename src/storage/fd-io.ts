@@ -46,6 +46,37 @@ export function writeAll(
   fs.write(fd, buf, 0, length, position, step);
 }
 
+/** Write every piece, in order, from `position` on: one writev, looping over short writes. */
+export function writevAll(
+  fd: number,
+  pieces: readonly Buffer[],
+  position: number,
+  done: Completion,
+): void {
+  let rest = pieces;
+  let at = position;
+  const step = (err: Error | null, n: number): void => {
+    if (err !== null) return done(err);
+    if (n === 0) return done(shortTransfer('write', fd, at));
+    at += n;
+    rest = dropBytes(rest, n);
+    if (rest.length === 0) return done(null);
+    fs.writev(fd, rest, at, step);
+  };
+  if (rest.length === 0) return done(null);
+  fs.writev(fd, rest, at, step);
+}
+
+/** The pieces that remain after the first `n` bytes. */
+function dropBytes(pieces: readonly Buffer[], n: number): readonly Buffer[] {
+  let i = 0;
+  while (i < pieces.length && n >= pieces[i]!.length) n -= pieces[i++]!.length;
+  if (i === pieces.length) return [];
+  const rest = pieces.slice(i);
+  if (n > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
+}
+
 export function writeAllAsync(
   fd: number,
   buf: Buffer,

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import {
   TargetError,
   type BlockTarget,
+  type Payload,
   type Extent,
   type TargetCapabilities,
   type ZeroOptions,
@@ -16,6 +17,7 @@ import {
   openFd,
   readAll,
   writeAll,
+  writevAll,
   writeZeroes,
   type Completion,
 } from './fd-io.js';
@@ -195,7 +197,7 @@ export class FileDisk implements BlockTarget {
     });
   }
 
-  write(buf: Buffer, offset: number, fua: boolean): Promise<void> {
+  write(data: Payload, offset: number, fua: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.capabilities.readOnly) return reject(this.readOnlyError());
       if (this.closed) return reject(this.closedError());
@@ -203,12 +205,16 @@ export class FileDisk implements BlockTarget {
       // Through the O_DSYNC fd each write(2) is durable on return, which is cheaper than an
       // fdatasync that would also flush every other dirty page of the disk.
       const done = this.settle(resolve, reject);
-      if (!fua && this.native !== null && buf.length <= BATCH_WRITE_MAX) {
-        this.batchWrite(this.native, buf, offset, done);
+      const fd = fua ? this.syncFd : this.fd;
+      if (!Buffer.isBuffer(data)) {
+        writevAll(fd, data, offset, done);
         return;
       }
-      const fd = fua ? this.syncFd : this.fd;
-      writeAll(fd, buf, buf.length, offset, done);
+      if (!fua && this.native !== null && data.length <= BATCH_WRITE_MAX) {
+        this.batchWrite(this.native, data, offset, done);
+        return;
+      }
+      writeAll(fd, data, data.length, offset, done);
     });
   }
 

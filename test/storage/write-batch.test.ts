@@ -42,3 +42,21 @@ for (const native of [true, false]) {
     t.ok(back.equals(pattern(4 * KiB, 3)), 'the write after the failure landed');
   });
 }
+
+for (const native of [true, false]) {
+  const label = native ? 'native' : 'fallback';
+  t.test(`${label}: a write in pieces lands whole, with and without FUA`, async (t) => {
+    const disk = await FileDisk.open(sparseFile(t, 8 * MiB), { native });
+    t.teardown(() => disk.close());
+    for (const fua of [false, true]) {
+      const whole = pattern(MiB + 123, fua ? 7 : 8);
+      // Uneven pieces, as a socket delivers them.
+      const pieces = [whole.subarray(0, 1), whole.subarray(1, 65537), whole.subarray(65537)];
+      const at = fua ? 3 * MiB + 5 : 17;
+      await disk.write(pieces, at, fua);
+      const back = Buffer.alloc(whole.length);
+      await disk.read(back, at);
+      t.ok(back.equals(whole), `fua=${fua}`);
+    }
+  });
+}

@@ -45,3 +45,25 @@ t.test('random splits reassemble the same bytes', async (t) => {
     t.ok(Buffer.concat(out).equals(data), `round ${round}`);
   }
 });
+
+t.test('takePieces hands out views of the chunks, in order', async (t) => {
+  const q = new ByteQueue();
+  const a = Buffer.from('abcdef');
+  const b = Buffer.from('ghij');
+  const c = Buffer.from('klmnop');
+  q.push(a);
+  q.push(b);
+  q.push(c);
+  t.equal(q.take(2).toString(), 'ab');
+  const inOne = q.takePieces(3);
+  t.ok(Buffer.isBuffer(inOne), 'a run inside one chunk is one Buffer');
+  t.equal((inOne as Buffer).toString(), 'cde');
+  const pieces = q.takePieces(8) as Buffer[];
+  t.same(
+    pieces.map((p) => p.toString()),
+    ['f', 'ghij', 'klm'],
+  );
+  t.equal(pieces[1]!.buffer, b.buffer, 'no copy');
+  t.equal(q.length, 3);
+  t.equal(q.take(3).toString(), 'nop');
+});
