@@ -67,26 +67,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     handshakeTimeoutMs: opts.handshakeTimeout * 1000,
   });
   const disks: FileDisk[] = [];
-  try {
-    for (const [i, file] of opts.disk.entries()) {
-      const disk = await FileDisk.open(file, { readOnly: opts.readOnly === true });
-      disks.push(disk);
-      const name = opts.export[i] ?? path.basename(file);
-      server.exports.add({
-        name,
-        target: disk,
-        readOnly: opts.readOnly === true,
-        ...(i === 0 && opts.description ? { description: opts.description } : {}),
-      });
-      log.info({ export: name, disk: file, size: disk.size, default: i === 0 }, 'export ready');
-    }
-    for (const addr of listeners) await server.listen(addr);
-  } catch (err) {
-    log.error({ err: (err as Error).message }, 'cannot start');
-    await Promise.all(disks.map((d) => d.close()));
-    fail((err as Error).message);
-  }
-
+  // Installed before anything listens: a supervisor may signal as soon as it sees us ready.
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -101,8 +82,35 @@ async function serve(opts: ServeOptions): Promise<void> {
     log.info('stopped');
     process.exit(0);
   };
+  // A bug that escapes every handler leaves state nobody can vouch for: say so in one
+  // line and exit, so the supervisor restarts us from what is on disk.
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err: err.stack ?? String(err) }, 'internal error, exiting');
+    process.exit(70);
+  });
   process.on('SIGTERM', (s) => void stop(s));
   process.on('SIGINT', (s) => void stop(s));
+  try {
+    for (const [i, file] of opts.disk.entries()) {
+      if (stopping) return;
+      const disk = await FileDisk.open(file, { readOnly: opts.readOnly === true });
+      disks.push(disk);
+      const name = opts.export[i] ?? path.basename(file);
+      server.exports.add({
+        name,
+        target: disk,
+        readOnly: opts.readOnly === true,
+        ...(i === 0 && opts.description ? { description: opts.description } : {}),
+      });
+      log.info({ export: name, disk: file, size: disk.size, default: i === 0 }, 'export ready');
+    }
+    for (const addr of listeners) if (!stopping) await server.listen(addr);
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot start');
+    await Promise.all(disks.map((d) => d.close()));
+    fail((err as Error).message);
+  }
+
   log.info({ listeners: listeners.map(formatAddress) }, 'serving');
 }
 

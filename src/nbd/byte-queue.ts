@@ -4,6 +4,8 @@
  * as a view of that chunk (no copy); only a request that straddles chunks is copied, once.
  * Node allocates a fresh Buffer for every socket read, so a view stays valid after later reads.
  */
+const EMPTY = Buffer.alloc(0);
+
 export class ByteQueue {
   private chunks: Buffer[] = [];
   /** Bytes already consumed from chunks[0]. */
@@ -22,6 +24,7 @@ export class ByteQueue {
 
   /** Remove and return the next `n` bytes; the caller has checked `length >= n`. */
   take(n: number): Buffer {
+    if (n === 0) return EMPTY;
     const first = this.chunks[0]!;
     const avail = first.length - this.head;
     if (n <= avail) {
@@ -46,8 +49,7 @@ export class ByteQueue {
    * on without joining them. A run inside one chunk comes back as a single Buffer.
    */
   takePieces(n: number): Buffer | Buffer[] {
-    const first = this.chunks[0]!;
-    if (n <= first.length - this.head) return this.take(n);
+    if (n === 0 || n <= this.chunks[0]!.length - this.head) return this.take(n);
     const out: Buffer[] = [];
     let left = n;
     while (left > 0) {

@@ -223,13 +223,14 @@ export class Transmission {
     if (this.inflight >= MAX_INFLIGHT || this.inflightBytes >= MAX_INFLIGHT_BYTES) {
       this.pauseInput();
     }
+    // The reply is queued before the request stops counting as in flight: a DISC waiting
+    // for the last request must not close the socket ahead of its reply.
     op.then(
       (value) => {
-        this.settle(bytes);
         if (!this.closed) reply(value);
+        this.settle(bytes);
       },
       (err: NodeJS.ErrnoException) => {
-        this.settle(bytes);
         const code = err?.code;
         if (code !== 'ENOTSUP') {
           this.log.warn(
@@ -238,6 +239,7 @@ export class Transmission {
           );
         }
         this.refuse(req, nbdErrorFor(code), `${commandName(req.type)}: ${err?.message ?? err}`);
+        this.settle(bytes);
       },
     );
   }
