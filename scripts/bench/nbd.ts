@@ -80,21 +80,34 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function measure(
+/** One fio run against a fresh server (leftover queues or caches stay out of the next run). */
+async function once(
   startServer: (f: string) => Promise<RunningServer>,
   w: Workload,
-): Promise<number[]> {
-  const out: number[] = [];
+): Promise<number> {
+  // Dirty pages from the previous run would be written back during this one.
+  await run('sync', []);
+  const server = await startServer(file);
+  try {
+    return await fio(server.uri, w);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Runs both servers `repeat` times, alternating which goes first so neither always follows the other. */
+async function measure(w: Workload): Promise<{ nbdkit: number[]; urbd: number[] }> {
+  const res = { nbdkit: [] as number[], urbd: [] as number[] };
   for (let i = 0; i < repeat; i++) {
-    // A fresh server per run keeps one run's leftovers (queues, caches) out of the next.
-    const server = await startServer(file);
-    try {
-      out.push(await fio(server.uri, w));
-    } finally {
-      await server.stop();
+    if (i % 2 === 0) {
+      res.nbdkit.push(await once(startNbdkit, w));
+      res.urbd.push(await once(startUrbd, w));
+    } else {
+      res.urbd.push(await once(startUrbd, w));
+      res.nbdkit.push(await once(startNbdkit, w));
     }
   }
-  return out;
+  return res;
 }
 
 async function main(): Promise<void> {
@@ -104,9 +117,7 @@ async function main(): Promise<void> {
     : WORKLOADS;
   const rows: string[][] = [];
   for (const w of workloads) {
-    // Interleave the two servers so a noisy moment hurts both alike.
-    const nbdkit = await measure(startNbdkit, w);
-    const urbd = await measure(startUrbd, w);
+    const { nbdkit, urbd } = await measure(w);
     const ratio = median(urbd) / median(nbdkit);
     const fmt = (xs: number[]): string => xs.map((x) => Math.round(x)).join(' / ');
     rows.push([w.name, w.unit, fmt(nbdkit), fmt(urbd), ratio.toFixed(2)]);

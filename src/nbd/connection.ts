@@ -3,7 +3,12 @@ import type { Logger } from 'pino';
 import { ByteQueue } from './byte-queue.js';
 import type { ExportTable } from './exports.js';
 import { ClientAbort, Handshake, ProtocolError } from './handshake.js';
+import { readInto, type ReadTarget } from './socket-reader.js';
 import { Transmission } from './transmission.js';
+
+/** Scratch space for reads that are not a large payload; replaced when little is left. */
+const SCRATCH_SIZE = 256 * 1024;
+const MIN_SCRATCH_READ = 64 * 1024;
 
 export interface ConnectionOptions {
   /** A client that has not finished option haggling by then is dropped. */
@@ -15,7 +20,7 @@ export interface ConnectionOptions {
  * Whatever the client does, the outcome is this connection closing with one log line;
  * nothing here throws into the server.
  */
-export class Connection {
+export class Connection implements ReadTarget {
   private readonly queue = new ByteQueue();
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null =
     null;
@@ -26,19 +31,28 @@ export class Connection {
   private resolveFinished!: () => void;
   private timer: NodeJS.Timeout | undefined;
 
+  private socket: Socket;
+  /** Where small reads land: carved front to back, so views handed out stay valid. */
+  private scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+  private scratchUsed = 0;
+  /** The buffer the pending socket read fills, and whether it is a WRITE payload's. */
+  private handed: Buffer | undefined;
+  private handedDirect = false;
+
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     private readonly exports: ExportTable,
     private readonly log: Logger,
     private readonly opts: ConnectionOptions,
   ) {
+    this.socket = socket;
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
   }
 
   start(): void {
-    const socket = this.socket;
+    const socket = readInto(this.socket, this, true);
+    this.socket = socket;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.closeReason ??= `socket error: ${err.code ?? err.message}`;
     });
@@ -117,6 +131,43 @@ export class Connection {
       return Promise.reject(new Error('client closed the connection during the handshake'));
     }
     return new Promise((resolve, reject) => (this.waiter = { n, resolve, reject }));
+  }
+
+  /** ReadTarget: the rest of a large WRITE payload if one is coming, else scratch space. */
+  nextBuffer(): Buffer {
+    const direct = this.transmission?.payloadSpace();
+    if (direct) {
+      this.handed = direct;
+      this.handedDirect = true;
+      return direct;
+    }
+    if (this.scratch.length - this.scratchUsed < MIN_SCRATCH_READ) {
+      this.scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+      this.scratchUsed = 0;
+    }
+    const limit = this.transmission?.readLimit();
+    const end = limit === undefined ? this.scratch.length : this.scratchUsed + limit;
+    this.handed = this.scratch.subarray(this.scratchUsed, end);
+    this.handedDirect = false;
+    return this.handed;
+  }
+
+  /** ReadTarget: `n` bytes arrived in `buf` (ours, or a chunk of Node's own). */
+  received(n: number, buf: Buffer): void {
+    if (buf === this.handed && this.handedDirect) {
+      this.handed = undefined;
+      this.transmission!.payloadReceived(n);
+      return;
+    }
+    let view: Buffer;
+    if (buf === this.handed) {
+      view = this.scratch.subarray(this.scratchUsed, this.scratchUsed + n);
+      this.scratchUsed += n;
+    } else {
+      view = n === buf.length ? buf : buf.subarray(0, n);
+    }
+    this.handed = undefined;
+    this.onData(view);
   }
 
   private onData(chunk: Buffer): void {

@@ -57,8 +57,10 @@ export class NbdServer {
   async listen(addr: ListenAddress): Promise<ListenAddress> {
     // Half-open: a client that shuts down its sending side still gets the replies to
     // everything it sent before; the connection ends them and then closes.
-    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
-      this.accept(socket),
+    // Paused: the connection moves the socket's handle before the first read (socket-reader).
+    const server = net.createServer(
+      { noDelay: true, allowHalfOpen: true, pauseOnConnect: true },
+      (socket) => this.accept(socket),
     );
     if ('path' in addr) await removeStaleSocket(addr.path);
     await new Promise<void>((resolve, reject) => {

@@ -14,7 +14,10 @@ export interface BlockTarget {
 
   /** Fill `buf` entirely with the bytes at `offset`. */
   read(buf: Buffer, offset: number): Promise<void>;
-  /** Write all of `data` at `offset`; with `fua` it is durable before this resolves. */
+  /**
+   * Write all of `data` at `offset`; with `fua` it is durable before this resolves. The
+   * target must not touch `data` once the promise settles: the server reuses that memory.
+   */
   write(data: Payload, offset: number, fua: boolean): Promise<void>;
   /** Every write that completed before this call is durable when it resolves. */
   flush(): Promise<void>;

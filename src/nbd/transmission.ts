@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { payloadPool } from './buffer-pool.js';
 import type { ByteQueue } from './byte-queue.js';
 import {
   BASE_ALLOCATION_ID,
@@ -57,9 +58,13 @@ export class Transmission {
   private inflightBytes = 0;
   /** A WRITE whose header is parsed and whose payload has not fully arrived. */
   private awaitingPayload: Request | undefined;
+  /** A large WRITE whose payload the socket reads straight into `buf`. */
+  private direct: { req: Request; buf: Buffer; filled: number } | undefined;
   /** Payload bytes of a refused WRITE still to be thrown away. */
   private discard = 0;
   private stopping = false;
+  /** The last request was a large WRITE (see readLimit). */
+  private expectLargeWrite = false;
   private inputEnded = false;
   private closed = false;
   private inputPaused = false;
@@ -96,6 +101,19 @@ export class Transmission {
         if (this.discard > 0) return;
         continue;
       }
+      const direct = this.direct;
+      if (direct) {
+        // Bytes that were already queued (or came as Node's own chunks) are copied in.
+        if (q.length > 0) {
+          const n = Math.min(q.length, direct.buf.length - direct.filled);
+          q.take(n).copy(direct.buf, direct.filled);
+          direct.filled += n;
+        }
+        if (direct.filled < direct.buf.length) return;
+        this.direct = undefined;
+        this.startWrite(direct.req, direct.buf, true);
+        continue;
+      }
       const pending = this.awaitingPayload;
       if (pending) {
         if (q.length < pending.length) return;
@@ -116,6 +134,33 @@ export class Transmission {
       this.stats.requests++;
       this.dispatch(req);
     }
+  }
+
+  /**
+   * The unfilled rest of a large WRITE payload, for the next socket read to land in; undefined
+   * when no such payload is coming or input is paused.
+   */
+  payloadSpace(): Buffer | undefined {
+    const d = this.direct;
+    if (!d || this.closed || this.stopping || this.queue.length > 0) return undefined;
+    return d.buf.subarray(d.filled);
+  }
+
+  /**
+   * How many bytes the next read should take at most, or undefined for no limit. After a
+   * large WRITE, the next request is likely another: reading just its header lets its
+   * payload land in place instead of being copied out of scratch space.
+   */
+  readLimit(): number | undefined {
+    if (!this.expectLargeWrite || this.awaitingPayload || this.discard > 0) return undefined;
+    const need = REQUEST_HEADER_SIZE - this.queue.length;
+    return need > 0 ? need : undefined;
+  }
+
+  /** `n` bytes landed in the buffer `payloadSpace()` gave out. */
+  payloadReceived(n: number): void {
+    this.direct!.filled += n;
+    this.pump();
   }
 
   /** Stop taking requests, finish those in flight, then call `done` (DISC or shutdown). */
@@ -148,12 +193,18 @@ export class Transmission {
       this.refuse(req, bad.error, bad.message);
       return;
     }
+    if (req.type !== Cmd.WRITE) this.expectLargeWrite = false;
     switch (req.type) {
       case Cmd.READ:
         this.startRead(req);
         return;
       case Cmd.WRITE:
-        this.awaitingPayload = req;
+        this.expectLargeWrite = req.length > JOIN_MAX;
+        if (req.length > JOIN_MAX && this.queue.length < req.length) {
+          this.direct = { req, buf: payloadPool.get(req.length), filled: 0 };
+        } else {
+          this.awaitingPayload = req;
+        }
         return;
       case Cmd.DISC:
         this.log.debug('client sent DISC');
@@ -195,7 +246,8 @@ export class Transmission {
     }
     // The reply header and the data share one buffer, so the reply is one write.
     const pre = this.sr ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
-    const buf = Buffer.allocUnsafe(pre + len);
+    const buf = payloadPool.get(pre + len);
+    const recycle = (): void => payloadPool.put(buf);
     this.run(req, len, this.target.read(buf.subarray(pre), req.offset), () => {
       if (this.sr) {
         writeChunkHeader(buf, 0, REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, req.cookie, 8 + len);
@@ -204,16 +256,22 @@ export class Transmission {
       } else {
         writeSimpleHeader(buf, 0, 0, req.cookie);
       }
-      this.send(buf);
+      this.send(buf, recycle);
     });
   }
 
-  private startWrite(req: Request, data: Payload): void {
+  /** `pooled`: `data` came from the payload pool and goes back once the target is done. */
+  private startWrite(req: Request, data: Payload, pooled = false): void {
     if (req.length === 0) {
       this.ok(req);
       return;
     }
-    this.run(req, req.length, this.target.write(data, req.offset, fua(req)), () => this.ok(req));
+    const op = this.target.write(data, req.offset, fua(req));
+    if (pooled) {
+      const back = (): void => payloadPool.put(data as Buffer);
+      op.then(back, back);
+    }
+    this.run(req, req.length, op, () => this.ok(req));
   }
 
   /** Track one target operation and reply when it settles. */
@@ -271,14 +329,15 @@ export class Transmission {
     this.send(this.sr ? errorChunk(error, req.cookie, message) : simpleReply(error, req.cookie));
   }
 
-  private send(buf: Buffer): void {
+  /** `sent` runs once the socket no longer needs `buf` (written out, or the socket died). */
+  private send(buf: Buffer, sent?: () => void): void {
     if (this.closed || this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    this.socket.write(buf);
+    this.socket.write(buf, sent);
     if (this.socket.writableLength > MAX_QUEUED_REPLY_BYTES && !this.waitingDrain) {
       this.waitingDrain = true;
       this.pauseInput();

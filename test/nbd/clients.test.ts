@@ -347,30 +347,36 @@ t.test('qemu-img convert into the export and compare', async (t) => {
   t.ok(at <= 12345 && at > 12345 - 4096, `mismatch reported at the changed byte's block (${at})`);
 });
 
-t.test('nbdcopy with two connections: upload, download, checksums', async (t) => {
-  const dir = tmpDir(t);
-  const src = path.join(dir, 'src.bin');
-  await writeFile(src, randomBytes(32 * MiB));
-  await truncate(src, 64 * MiB);
-  // the export starts non-zero, so the sparse tail only matches if zeroing really happens
-  const disk = await makeDisk(dir, 64 * MiB, 0xa5);
-  const srv = await startServer(['--disk', disk, '--listen', '127.0.0.1:0'], { t });
-  const u = srv.uri();
-  const want = await sha256File(src);
+// The server reads sockets into its own buffers (socket-reader.ts) unless told to keep Node's
+// stream reads; both paths must carry the same bytes.
+for (const streamReads of [false, true]) {
+  const how = streamReads ? 'Node stream reads' : 'reads into our buffers';
+  t.test(`nbdcopy with two connections: upload, download, checksums (${how})`, async (t) => {
+    const dir = tmpDir(t);
+    const src = path.join(dir, 'src.bin');
+    await writeFile(src, randomBytes(32 * MiB));
+    await truncate(src, 64 * MiB);
+    // the export starts non-zero, so the sparse tail only matches if zeroing really happens
+    const disk = await makeDisk(dir, 64 * MiB, 0xa5);
+    const env = { ...process.env, URBD_NBD_STREAM_READS: streamReads ? '1' : '0' };
+    const srv = await startServer(['--disk', disk, '--listen', '127.0.0.1:0'], { t, env });
+    const u = srv.uri();
+    const want = await sha256File(src);
 
-  const up = await ok(t, 'nbdcopy', ['-v', '--connections=2', '--flush', src, u], 90000);
-  t.match(up.stderr, /connections=2/, 'nbdcopy kept 2 connections (multi-conn advertised)');
-  t.match(up.stderr, /dst1: nbd_connect_uri: leave: ret=0/, 'second connection established');
-  t.equal(await sha256File(disk), want, 'backing file equals the source');
+    const up = await ok(t, 'nbdcopy', ['-v', '--connections=2', '--flush', src, u], 90000);
+    t.match(up.stderr, /connections=2/, 'nbdcopy kept 2 connections (multi-conn advertised)');
+    t.match(up.stderr, /dst1: nbd_connect_uri: leave: ret=0/, 'second connection established');
+    t.equal(await sha256File(disk), want, 'backing file equals the source');
 
-  const back = path.join(dir, 'back.bin');
-  await ok(t, 'nbdcopy', ['--connections=2', u, back], 90000);
-  t.equal(await sha256File(back), want, 'downloaded copy equals the source');
+    const back = path.join(dir, 'back.bin');
+    await ok(t, 'nbdcopy', ['--connections=2', u, back], 90000);
+    t.equal(await sha256File(back), want, 'downloaded copy equals the source');
 
-  // the size must also match (a sha256 of a shorter file would differ anyway; say so clearly)
-  const sz = await ok(t, 'nbdinfo', ['--size', u]);
-  t.equal(sz.stdout.trim(), String(64 * MiB), 'export size unchanged');
-});
+    // the size must also match (a sha256 of a shorter file would differ anyway; say so clearly)
+    const sz = await ok(t, 'nbdinfo', ['--size', u]);
+    t.equal(sz.stdout.trim(), String(64 * MiB), 'export size unchanged');
+  });
+}
 
 interface FioJob {
   jobname: string;
