@@ -51,6 +51,9 @@ interface ServeOptions {
 
 async function serve(opts: ServeOptions): Promise<void> {
   const log = createLogger('urbd');
+  // commander counts the empty default of a repeatable option as given.
+  if (opts.disk.length === 0) fail('serve needs at least one --disk PATH');
+  if (opts.listen.length === 0) fail('serve needs at least one --listen ADDRESS');
   if (opts.export.length > opts.disk.length) {
     fail(`${opts.export.length} --export names for ${opts.disk.length} --disk paths`);
   }
