@@ -93,6 +93,8 @@ export class FileDisk implements BlockTarget {
   private readonly nowaitOp: OptionalOp;
   private nowaitMisses = 0;
   private pendingBatch: WriteBatch | undefined;
+  /** Why a flush failed, once one has (see sync). */
+  private syncFailure: string | undefined;
   private nowaitSkip = 0;
 
   // Requests still using the fds: close() waits for them so a descriptor number is never
@@ -255,7 +257,7 @@ export class FileDisk implements BlockTarget {
   }
 
   flush(): Promise<void> {
-    return this.track(() => fdatasync(this.fd));
+    return this.track(() => this.sync());
   }
 
   trim(offset: number, length: number, fua: boolean): Promise<void> {
@@ -264,7 +266,7 @@ export class FileDisk implements BlockTarget {
       if (length === 0) return;
       if (this.kind === 'file') await this.trimFile(offset, length);
       else await this.trimBlock(offset, length);
-      if (fua) await fdatasync(this.fd);
+      if (fua) await this.sync();
     });
   }
 
@@ -274,7 +276,7 @@ export class FileDisk implements BlockTarget {
       if (length === 0) return;
       if (this.kind === 'file') await this.zeroFile(offset, length, opts);
       else await this.zeroBlock(offset, length, opts);
-      if (opts.fua) await fdatasync(this.fd);
+      if (opts.fua) await this.sync();
     });
   }
 
@@ -310,6 +312,26 @@ export class FileDisk implements BlockTarget {
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     if (this.syncFd >= 0) await closeFd(this.syncFd);
     await closeFd(this.fd);
+  }
+
+  /**
+   * fdatasync, failing for good once it has failed: Linux may mark the lost pages clean after
+   * a failed writeback, so a later fdatasync can succeed without the data being anywhere.
+   * Only a fresh open (an operator's decision, after checking the disk) clears this.
+   */
+  private async sync(): Promise<void> {
+    if (this.syncFailure !== undefined) {
+      throw new TargetError(
+        'EIO',
+        `${this.path}: an earlier flush failed (${this.syncFailure}); durability is no longer known`,
+      );
+    }
+    try {
+      await fdatasync(this.fd);
+    } catch (err) {
+      this.syncFailure = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw err;
+    }
   }
 
   private settle(resolve: () => void, reject: (err: Error) => void): Completion {
