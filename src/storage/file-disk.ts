@@ -203,10 +203,12 @@ export class FileDisk implements BlockTarget {
     return new Promise((resolve, reject) => {
       if (this.capabilities.readOnly) return reject(this.readOnlyError());
       if (this.closed) return reject(this.closedError());
+      if (fua && this.syncFailure !== undefined) return reject(this.syncFailedError());
       this.inflight++;
       // Through the O_DSYNC fd each write(2) is durable on return, which is cheaper than an
       // fdatasync that would also flush every other dirty page of the disk.
-      const done = this.settle(resolve, reject);
+      const settle = this.settle(resolve, reject);
+      const done: Completion = fua ? (err) => settle(this.noteSyncFailure(err)) : settle;
       const fd = fua ? this.syncFd : this.fd;
       if (!Buffer.isBuffer(data)) {
         writevAll(fd, data, offset, done);
@@ -320,18 +322,27 @@ export class FileDisk implements BlockTarget {
    * Only a fresh open (an operator's decision, after checking the disk) clears this.
    */
   private async sync(): Promise<void> {
-    if (this.syncFailure !== undefined) {
-      throw new TargetError(
-        'EIO',
-        `${this.path}: an earlier flush failed (${this.syncFailure}); durability is no longer known`,
-      );
-    }
+    if (this.syncFailure !== undefined) throw this.syncFailedError();
     try {
       await fdatasync(this.fd);
     } catch (err) {
-      this.syncFailure = (err as NodeJS.ErrnoException).code ?? String(err);
+      // Whatever fdatasync says went wrong, some written data may not be on the disk.
+      this.syncFailure ??= (err as NodeJS.ErrnoException).code ?? String(err);
       throw err;
     }
+  }
+
+  /** An O_DSYNC write that hit an I/O error counts as a failed flush. */
+  private noteSyncFailure(err: Error | null): Error | null {
+    if (err !== null && (err as NodeJS.ErrnoException).code === 'EIO') this.syncFailure ??= 'EIO';
+    return err;
+  }
+
+  private syncFailedError(): TargetError {
+    return new TargetError(
+      'EIO',
+      `${this.path}: an earlier flush failed (${this.syncFailure}); durability is no longer known`,
+    );
   }
 
   private settle(resolve: () => void, reject: (err: Error) => void): Completion {

@@ -11,7 +11,7 @@ import { mkdir, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 
-import { CMD, NBD_EIO, openExport } from '../helpers/raw-client.js';
+import { CMD, CMD_FLAG, NBD_EIO, openExport } from '../helpers/raw-client.js';
 import { run, sleep, spawnTracked, startServer, tmpDir, waitFor } from '../helpers/server.js';
 
 const MiB = 1024 * 1024;
@@ -82,6 +82,11 @@ t.test('after a failed flush every later flush fails, even once the disk recover
     await client.command(CMD.FLUSH, 0, 0),
     NBD_EIO,
     'but urbd still refuses to promise durability',
+  );
+  t.equal(
+    await client.writeData(2 * MiB, Buffer.alloc(4096, 4), CMD_FLAG.FUA),
+    NBD_EIO,
+    'for FUA writes too',
   );
   t.ok(
     srv.logs.some((l) => /an earlier flush failed/.test(String(l.json?.err))),
