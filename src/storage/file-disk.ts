@@ -91,11 +91,12 @@ export class FileDisk implements BlockTarget {
   private readonly zeroOutOp: OptionalOp;
   private readonly seekOp: OptionalOp;
   private readonly nowaitOp: OptionalOp;
+  /** Recent RWF_NOWAIT misses in a row, and reads left before trying again (see read). */
   private nowaitMisses = 0;
+  private nowaitSkip = 0;
   private pendingBatch: WriteBatch | undefined;
   /** Why a flush failed, once one has (see sync). */
   private syncFailure: string | undefined;
-  private nowaitSkip = 0;
 
   // Requests still using the fds: close() waits for them so a descriptor number is never
   // reused by the process while a request could still write through it.
