@@ -144,6 +144,11 @@ export interface RunResult {
   timedOut: boolean;
 }
 
+/** A command's outcome for an assertion's diagnostics: exit status and the tails of its output. */
+export function showRun(r: RunResult): string {
+  return `code=${r.code} signal=${r.signal} timedOut=${r.timedOut}\nstdout:\n${r.stdout.slice(-3000)}\nstderr:\n${r.stderr.slice(-3000)}`;
+}
+
 /** Run a command to completion; on timeout it is SIGKILLed by PID and `timedOut` is set. */
 export function run(
   cmd: string,

@@ -13,16 +13,13 @@ import {
   startServer,
   tmpDir,
   writeRange,
+  showRun as show,
   type RunResult,
 } from '../helpers/server.js';
 
 t.setTimeout(180000);
 
 const MiB = 1 << 20;
-
-function show(r: RunResult): string {
-  return `code=${r.code} signal=${r.signal} timedOut=${r.timedOut}\nstdout:\n${r.stdout.slice(-3000)}\nstderr:\n${r.stderr.slice(-3000)}`;
-}
 
 async function ok(tt: Tap, cmd: string, args: string[], timeoutMs = 60000): Promise<RunResult> {
   const r = await run(cmd, args, { timeoutMs });

@@ -18,16 +18,12 @@ import {
   tmpDir,
   waitFor,
   within,
-  type RunResult,
+  showRun as show,
 } from '../helpers/server.js';
 
 t.setTimeout(150000);
 
 const MiB = 1 << 20;
-
-function show(r: RunResult): string {
-  return `code=${r.code} timedOut=${r.timedOut}\nstdout:\n${r.stdout.slice(-2000)}\nstderr:\n${r.stderr.slice(-2000)}`;
-}
 
 async function isMounted(dir: string): Promise<boolean> {
   const mounts = await readFile('/proc/self/mounts', 'utf8');
