@@ -85,3 +85,42 @@ for (const streamReads of [false, true]) {
     );
   });
 }
+
+for (const streamReads of [false, true]) {
+  const how = streamReads ? 'Node stream reads' : 'reads into our buffers';
+  t.test(`a client that half-closes still gets every reply (${how})`, async (t) => {
+    const dir = tmpDir(t);
+    const disk = await makeDisk(dir, 8 * MiB, 0x3c);
+    const env = { ...process.env, URBD_NBD_STREAM_READS: streamReads ? '1' : '0' };
+    const srv = await startServer(['--disk', disk, '--listen', '127.0.0.1:0'], { t, env });
+    const { client } = await openExport(srv.tcp);
+    const payload = randomBytes(2 * MiB);
+    const requests = [
+      RawNbdClient.encodeRequest({
+        type: CMD.WRITE,
+        offset: 0,
+        length: payload.length,
+        cookie: 1n,
+        payload,
+      }),
+      RawNbdClient.encodeRequest({ type: CMD.FLUSH, offset: 0, length: 0, cookie: 2n }),
+      RawNbdClient.encodeRequest({ type: CMD.READ, offset: 4 * MiB, length: 65536, cookie: 3n }),
+    ];
+    await client.write(Buffer.concat(requests));
+    // Shut our sending side: the server must answer all three, then close.
+    client.socket.end();
+    const got = new Map<bigint, number>();
+    for (let i = 0; i < 3; i++) {
+      const r = await client.readReply((c) => (c === 3n ? 65536 : 0), 15_000);
+      if (r.kind === 'simple') got.set(r.cookie, r.error);
+    }
+    t.same([...got.keys()].sort(), [1n, 2n, 3n], 'all three requests answered');
+    t.ok(
+      [...got.values()].every((e) => e === 0),
+      'all succeeded',
+    );
+    const { closed } = await client.waitForClose(5000);
+    t.ok(closed, 'then the server closed the connection');
+    t.ok((await readRange(disk, 0, payload.length)).equals(payload), 'the write landed');
+  });
+}
