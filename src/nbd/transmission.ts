@@ -104,10 +104,12 @@ export class Transmission {
       const direct = this.direct;
       if (direct) {
         // Bytes that were already queued (or came as Node's own chunks) are copied in.
-        if (q.length > 0) {
-          const n = Math.min(q.length, direct.buf.length - direct.filled);
-          q.take(n).copy(direct.buf, direct.filled);
-          direct.filled += n;
+        const n = Math.min(q.length, direct.buf.length - direct.filled);
+        if (n > 0) {
+          const got = q.takePieces(n);
+          for (const piece of Buffer.isBuffer(got) ? [got] : got) {
+            direct.filled += piece.copy(direct.buf, direct.filled);
+          }
         }
         if (direct.filled < direct.buf.length) return;
         this.direct = undefined;
@@ -138,7 +140,7 @@ export class Transmission {
 
   /**
    * The unfilled rest of a large WRITE payload, for the next socket read to land in; undefined
-   * when no such payload is coming or input is paused.
+   * when no such payload is coming, or queued bytes must be copied into it first.
    */
   payloadSpace(): Buffer | undefined {
     const d = this.direct;
