@@ -1,0 +1,106 @@
+// Reading config files and splicing `include` statements in place.
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { ConfigError, errorAt, q } from './errors.js';
+import { glob, hasWildcard } from './glob.js';
+import { tokenize } from './lexer.js';
+import { requireValues } from './sections.js';
+import { parseStatements, type Statement } from './syntax.js';
+
+/** Far above any real config; stops a mistaken include of a disk image from eating memory. */
+export const MAX_FILE_BYTES = 16 * 1024 * 1024;
+
+function describeErrno(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file or directory';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory';
+    case 'ENOTDIR':
+      return 'a part of the path is not a directory';
+    default:
+      return code ?? String(e);
+  }
+}
+
+/** Reads a config file; problems are whole-file ConfigErrors (line 0). */
+export function readConfigFile(file: string): string {
+  try {
+    const st = statSync(file);
+    if (st.isDirectory())
+      throw new ConfigError(file, 0, 0, 'cannot read config file: is a directory');
+    if (st.isFile() && st.size > MAX_FILE_BYTES) {
+      throw new ConfigError(file, 0, 0, `config file is larger than ${MAX_FILE_BYTES >> 20} MiB`);
+    }
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(file, 0, 0, `cannot read config file: ${describeErrno(e)}`);
+  }
+}
+
+/**
+ * Parses `text` (the contents of `file`) and replaces every `include` statement, wherever it
+ * appears, by the statements of the files it names. `chain` holds the resolved paths of the files
+ * being included, outermost first, to catch cycles.
+ */
+export function parseWithIncludes(
+  text: string,
+  file: string,
+  chain: readonly string[],
+): Statement[] {
+  return expand(parseStatements(tokenize(text, file)), file, chain);
+}
+
+function expand(list: Statement[], file: string, chain: readonly string[]): Statement[] {
+  const out: Statement[] = [];
+  for (const s of list) {
+    if (s.keyword.text === 'include') {
+      out.push(...include(s, file, chain));
+      continue;
+    }
+    if (s.block !== undefined) s.block = expand(s.block, file, chain);
+    out.push(s);
+  }
+  return out;
+}
+
+/**
+ * A pattern with wildcards may match nothing, as in DRBD: a fresh install has an empty drbd.d/.
+ * A plain file name must exist, since naming a missing file is always a mistake.
+ */
+function include(stmt: Statement, file: string, chain: readonly string[]): Statement[] {
+  const [arg] = requireValues(stmt, 1, 1, 'a file name or pattern, such as "urbd.d/*.res"');
+  const pattern = arg.text;
+  if (pattern === '') throw errorAt(arg, 'include needs a file name or pattern, not ""');
+  const full = isAbsolute(pattern) ? pattern : join(dirname(file), pattern);
+  const files = hasWildcard(pattern) ? glob(full) : [full];
+  const out: Statement[] = [];
+  for (const f of files) {
+    const abs = resolve(f);
+    const at = chain.indexOf(abs);
+    if (at >= 0) {
+      throw errorAt(stmt.keyword, `include cycle: ${[...chain.slice(at), abs].join(' -> ')}`);
+    }
+    let text: string;
+    try {
+      const st = statSync(f);
+      if (!st.isFile()) throw new Error('not a regular file');
+      if (st.size > MAX_FILE_BYTES) {
+        throw errorAt(arg, `included file ${f} is larger than ${MAX_FILE_BYTES >> 20} MiB`);
+      }
+      text = readFileSync(f, 'utf8');
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      const why =
+        e instanceof Error && e.message === 'not a regular file' ? e.message : describeErrno(e);
+      throw errorAt(arg, `include ${q(pattern)}: cannot read ${f}: ${why}`);
+    }
+    out.push(...parseWithIncludes(text, f, [...chain, abs]));
+  }
+  return out;
+}
