@@ -16,7 +16,8 @@ function valueOf(res: ResourceConfig, key: string): unknown {
 }
 
 function ignoredLine(e: IgnoredOption, indent: string): string {
-  return `${indent}# ignored by urbd (${e.where}): ${e.text};`;
+  const note = e.note === undefined ? '' : ` (${e.note})`;
+  return `${indent}# ignored by urbd (${e.where}): ${e.text};${note}`;
 }
 
 function dumpHost(h: HostConfig): string[] {

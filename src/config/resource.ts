@@ -170,7 +170,7 @@ function readDevice(s: Statement, ctx: LoadContext, where: string): DeviceValue 
           `cannot tell the minor number from ${q(pathTok.text)}; write "device minor N;" or "device ${pathTok.text} minor N;"`,
         );
       }
-      recordIgnored(ctx, s, where);
+      recordIgnored(ctx, s, where, `only the name is ignored: the device is /dev/nbd${minor}`);
     } else {
       const n = Number(m[1]);
       if (minor !== undefined && n !== minor) {

@@ -41,11 +41,17 @@ export interface LoadContext {
   ignored: IgnoredOption[];
 }
 
-export function recordIgnored(ctx: LoadContext, stmt: Statement, where: string): void {
+export function recordIgnored(
+  ctx: LoadContext,
+  stmt: Statement,
+  where: string,
+  note?: string,
+): void {
   ctx.ignored.push({
     keyword: stmt.keyword.text,
     where,
     text: headText(stmt.keyword, stmt.args) + (stmt.block === undefined ? '' : ' { ... }'),
+    ...(note === undefined ? {} : { note }),
     source: { file: stmt.keyword.file, line: stmt.keyword.line, col: stmt.keyword.col },
   });
 }

@@ -134,6 +134,8 @@ export interface IgnoredOption {
   where: string;
   /** The statement as written, so `dump` can show it as a comment. */
   text: string;
+  /** Set when only part of the statement is ignored. */
+  note?: string;
   source: Pos;
 }
 

@@ -340,6 +340,7 @@ t.test('device: /dev/drbdN, /dev/nbdN, minor N, both; a custom name is ignored',
       keyword: 'device',
       where: 'resource r0',
       text: 'device /dev/drbd_r0 minor 6',
+      note: 'only the name is ignored: the device is /dev/nbd6',
       source: { file: F, line: 2, col: 3 },
     },
   ]);
@@ -568,4 +569,27 @@ resource a_2-x+ { device minor 2; disk /a; meta-disk internal; on h { } }`);
 t.test('an empty file is an empty config', async (t) => {
   t.same(parse(''), { file: F, resources: [], ignored: [] });
   t.same(parse('# nothing\n\n').resources, []);
+});
+
+t.test('8.3 style: protocol directly in common; skip anywhere', async (t) => {
+  const cfg = parse(
+    `skip { resource old { } }\ncommon { protocol B; skip { net { } } }\n${twoHosts()}`,
+  );
+  t.equal(cfg.resources[0].protocol, 'B');
+  t.same(
+    cfg.ignored.map((i) => `${i.where}: ${i.text}`),
+    ['top level: skip { ... }', 'common: skip { ... }'],
+  );
+});
+
+t.test('net options from a connection-mesh and the resource share one scope', async (t) => {
+  t.throws(
+    () =>
+      parse(
+        twoHosts(
+          '  net { ping-int 3; }\n  connection-mesh { hosts alpha beta; net { ping-int 4; } }',
+        ),
+      ),
+    { message: `${F}:6:45: "ping-int" is given twice in resource r0 (first at ${F}:5:9)` },
+  );
 });
