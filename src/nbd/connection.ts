@@ -25,6 +25,8 @@ export class Connection implements ReadTarget {
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null =
     null;
   private transmission: Transmission | undefined;
+  /** The export this client is using, once it has entered transmission. */
+  exportName: string | undefined;
   private ended = false;
   private closeReason: string | undefined;
   readonly finished: Promise<void>;
@@ -95,6 +97,7 @@ export class Connection implements ReadTarget {
     try {
       const session = await new Handshake(io, this.exports).run();
       clearTimeout(this.timer);
+      this.exportName = session.export.name;
       this.log.info(
         {
           export: session.export.name,

@@ -8,6 +8,11 @@ export interface ExportSpec {
   target: BlockTarget;
   /** Serve read-only even if the target could write. */
   readOnly?: boolean;
+  /**
+   * Why the export cannot be opened right now (a Secondary resource, say), or undefined when
+   * it can. Asked at every handshake, so the answer follows the owner's state.
+   */
+  unavailable?: () => string | undefined;
 }
 
 /** The exports a server offers, and which one a client that names none gets. */

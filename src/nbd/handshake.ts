@@ -127,6 +127,8 @@ export class Handshake {
     const spec = this.exports.lookup(name);
     // This option has no error reply: the only way to refuse is to hang up.
     if (!spec) throw new ProtocolError(`client asked for unknown export "${name}"`);
+    const reason = spec.unavailable?.();
+    if (reason !== undefined) throw new ProtocolError(`export "${spec.name}" refused: ${reason}`);
     const tail = this.noZeroes ? 0 : 124;
     const buf = Buffer.alloc(10 + tail);
     buf.writeBigUInt64BE(BigInt(spec.target.size), 0);
@@ -161,6 +163,13 @@ export class Handshake {
     const spec = this.exports.lookup(parsed.name);
     if (!spec) {
       this.error(option, Rep.ERR_UNKNOWN, `no export named "${parsed.name}"`);
+      return undefined;
+    }
+    // The spec's meaning of ERR_UNKNOWN is "the requested export is not available"; the
+    // message tells the admin why, and nbd-client / libnbd print it.
+    const reason = spec.unavailable?.();
+    if (reason !== undefined) {
+      this.error(option, Rep.ERR_UNKNOWN, reason);
       return undefined;
     }
     const exportInfo = Buffer.allocUnsafe(12);

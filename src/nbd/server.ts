@@ -88,6 +88,24 @@ export class NbdServer {
     return this.connections.size;
   }
 
+  /** Clients in transmission on one export (the "device is open" count). */
+  clientsOf(exportName: string): number {
+    let n = 0;
+    for (const c of this.connections) if (c.exportName === exportName) n++;
+    return n;
+  }
+
+  /** Cut every client of one export off at once; their requests in flight get no reply. */
+  dropClientsOf(exportName: string, reason: string): number {
+    let n = 0;
+    for (const c of this.connections) {
+      if (c.exportName !== exportName) continue;
+      c.drop(reason);
+      n++;
+    }
+    return n;
+  }
+
   /** Stop listening, let connections finish what is in flight, then resolve. */
   async close(): Promise<void> {
     this.closing = true;
@@ -129,7 +147,7 @@ export class NbdServer {
  * A socket file left by a process that died is in the way of listen(). One that still
  * answers belongs to a live server, and taking it over would cut that server's clients off.
  */
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string): Promise<void> {
   let st: fs.Stats;
   try {
     st = fs.statSync(path);
