@@ -8,7 +8,8 @@
         "src/errno_error.cc",
         "src/sync_ops.cc",
         "src/async_ops.cc",
-        "src/fast_io.cc"
+        "src/fast_io.cc",
+        "src/notify.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8", "_GNU_SOURCE"],

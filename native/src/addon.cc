@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("zeroOut", Napi::Function::New(env, urbd::ZeroOut, "zeroOut"));
   exports.Set("readNowait", Napi::Function::New(env, urbd::ReadNowait, "readNowait"));
   exports.Set("writeBatch", Napi::Function::New(env, urbd::WriteBatch, "writeBatch"));
+  exports.Set("notify", Napi::Function::New(env, urbd::Notify, "notify"));
   return exports;
 }
 

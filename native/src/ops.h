@@ -16,4 +16,6 @@ Napi::Value ZeroOut(const Napi::CallbackInfo& info);
 Napi::Value ReadNowait(const Napi::CallbackInfo& info);
 Napi::Value WriteBatch(const Napi::CallbackInfo& info);
 
+Napi::Value Notify(const Napi::CallbackInfo& info);
+
 }  // namespace urbd

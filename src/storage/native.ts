@@ -29,6 +29,8 @@ export interface NativeBinding {
   readNowait(fd: number, buf: Buffer, offset: number): number;
   /** pwrite every buffer at its offset in one thread-pool job; one Error or null per entry. */
   writeBatch(fd: number, bufs: Buffer[], offsets: number[]): Promise<(Error | null)[]>;
+  /** One AF_UNIX datagram to `socketPath` (a path, or @name for the abstract namespace). */
+  notify(socketPath: string, message: string): void;
 }
 
 // Compiled to dist/src/storage/, so the repository root is three levels up.
