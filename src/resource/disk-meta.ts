@@ -1,0 +1,172 @@
+import type { Logger } from 'pino';
+import { ActivityLog } from '../meta/activity-log.js';
+import { applyAl } from '../meta/apply-al.js';
+import { Bitmap, bitsForDevice, blocksTouched, BM_BITS_PER_PAGE } from '../meta/bitmap.js';
+import { MetaError, MetaStore, type Superblock } from '../meta/store.js';
+
+/** Bitmap bits per activity-log extent, as a shift: 1024 bits of 4 KiB = 4 MiB. */
+const EXTENT_TO_PAGE_SHIFT = 5; // 32 extents of 1024 bits fill one 32768-bit page
+
+export interface DiskMetaOptions {
+  /** Bytes the backing disk offers now; the metadata's size must fit in it. */
+  diskSize: number;
+  /** `al-updates`: false means no activity log is kept (a crash then costs a full resync). */
+  alUpdates: boolean;
+  log: Logger;
+  /** Named in error messages ("run urbdadm create-md RES"). */
+  resource: string;
+}
+
+/** What attaching found in the metadata, for the log and the state machine. */
+export interface AttachReport {
+  /** apply-al ran because the last stop was unclean. */
+  appliedAl: boolean;
+  alExtentsApplied: number;
+  crashedPrimary: boolean;
+  /** Every bit was set: a full resync is owed (al-updates no + crash, or FULL_SYNC). */
+  fullSync: boolean;
+}
+
+/**
+ * The metadata of an attached disk: the store, the in-memory bitmap and the activity log,
+ * and the rules for when each reaches the disk (drbd.md §4.3, §4.6):
+ * - a cold extent is made durable in the AL before any write to it (ActivityLog.begin);
+ * - an extent leaves the AL only in the same transaction that persists its bitmap page;
+ * - everything else in the bitmap is persisted at demote, detach and orderly stop, because
+ *   until then apply-al re-dirties the whole of every extent still in the log.
+ */
+export class DiskMeta {
+  readonly al: ActivityLog;
+  private closed = false;
+
+  private constructor(
+    readonly store: MetaStore,
+    readonly bitmap: Bitmap,
+    readonly report: AttachReport,
+    alUpdates: boolean,
+  ) {
+    const { slots } = store.readAl();
+    this.al = new ActivityLog({
+      slots,
+      enabled: alUpdates,
+      persist: (tx) => this.persistAl(tx.slots, tx.evicted),
+    });
+  }
+
+  /**
+   * Opens the metadata for a daemon that will write through it: replays the AL after an
+   * unclean stop, checks the size, loads the bitmap and marks the store unclean until
+   * close(). Throws MetaError with a one-line reason; the store is closed again on failure.
+   */
+  static open(path: string, opts: DiskMetaOptions): DiskMeta {
+    const store = MetaStore.open(path, { resource: opts.resource });
+    try {
+      const sb = store.superblock();
+      if (sb.sizeBytes > opts.diskSize) {
+        throw new MetaError(
+          'ESIZE',
+          `${path}: the metadata says the device is ${sb.sizeBytes} bytes but the backing disk has only ${opts.diskSize}; refusing to attach (was the disk shrunk or swapped?)`,
+        );
+      }
+      let appliedAl = false;
+      let alExtentsApplied = 0;
+      if (!sb.clean || !sb.flags.alClean) {
+        const r = applyAl(store);
+        appliedAl = r.applied;
+        alExtentsApplied = r.extents.length;
+        opts.log.warn(
+          { extents: r.extents.length, bitsSet: r.bitsSet, crashedPrimary: r.crashedPrimary },
+          'metadata was not closed cleanly: applied the activity log to the bitmap',
+        );
+      }
+      const bitmap = new Bitmap(bitsForDevice(sb.sizeBytes));
+      for (const { page, data } of store.readBitmapPages()) {
+        if (page < bitmap.pageCount) bitmap.loadPage(page, data);
+      }
+      const after = store.superblock();
+      let fullSync = false;
+      if (after.flags.fullSync) {
+        // Set-all is redone, then persisted, before the flag is dropped: a crash in between
+        // leaves the flag and the next attach does it again.
+        bitmap.setAll();
+        fullSync = true;
+      }
+      // al-clean goes with the unclean marker: both say "replay the log if we crash now".
+      store.setFlags({ alDisabled: !opts.alUpdates, alClean: false });
+      const meta = new DiskMeta(
+        store,
+        bitmap,
+        { appliedAl, alExtentsApplied, crashedPrimary: after.flags.crashedPrimary, fullSync },
+        opts.alUpdates,
+      );
+      if (fullSync) {
+        meta.persistBitmap();
+        store.setFlags({ fullSync: false });
+      }
+      store.markUnclean();
+      return meta;
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  }
+
+  superblock(): Superblock {
+    return this.store.superblock();
+  }
+
+  get sizeBytes(): number {
+    return this.store.superblock().sizeBytes;
+  }
+
+  /** The blocks of a write that the peer will not get: they must be resynced later. */
+  markOutOfSync(offset: number, length: number): void {
+    const [first, end] = blocksTouched(offset, length);
+    if (end > first) this.bitmap.setRange(first, end);
+  }
+
+  /** Out-of-sync bytes, as status reports them. */
+  outOfSyncBytes(): number {
+    return this.bitmap.count() * 4096;
+  }
+
+  /** Writes every bitmap page changed since it was last persisted, in one transaction. */
+  persistBitmap(): number {
+    const pages = this.bitmap.dirtyPages();
+    if (pages.length === 0) return 0;
+    this.store.writeBitmapPages(pages.map((page) => this.pageRecord(page)));
+    this.bitmap.markPagesClean(pages);
+    return pages.length;
+  }
+
+  /** Orderly stop: the bitmap reaches the disk, then the store is marked clean. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.persistBitmap();
+      this.store.setFlags({ alClean: true });
+      this.store.markClean();
+    } finally {
+      this.store.close();
+    }
+  }
+
+  private persistAl(
+    slots: Array<{ slot: number; extent: number | null }>,
+    evicted: number[],
+  ): void {
+    const pages = [...new Set(evicted.map((e) => e >> EXTENT_TO_PAGE_SHIFT))].filter(
+      (p) => p < this.bitmap.pageCount,
+    );
+    this.store.commitAl({ slots, bitmapPages: pages.map((page) => this.pageRecord(page)) });
+    this.bitmap.markPagesClean(pages);
+  }
+
+  private pageRecord(page: number): { page: number; data: Buffer | null } {
+    return { page, data: this.bitmap.pageIsZero(page) ? null : this.bitmap.pageBuffer(page) };
+  }
+}
+
+// One page holds the bits of 32 extents; the shift above depends on it.
+if (BM_BITS_PER_PAGE >> EXTENT_TO_PAGE_SHIFT !== 1024) throw new Error('bitmap geometry changed');

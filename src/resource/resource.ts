@@ -1,0 +1,473 @@
+import fs from 'node:fs';
+import type { Logger } from 'pino';
+import type { Address, HostConfig, ResourceConfig } from '../config/index.js';
+import { type Superblock, UUID_JUST_CREATED } from '../meta/store.js';
+import { newCurrentCommand, rotateNewCurrent, withPrimaryBit } from '../meta/uuid.js';
+import { type ListenAddress, NbdServer, formatAddress } from '../nbd/index.js';
+import { FileDisk } from '../storage/file-disk.js';
+import { DiskMeta } from './disk-meta.js';
+import { exportSocketPath, metaPathFor } from './paths.js';
+import {
+  type ConnectionState,
+  type DiskState,
+  type Fencing,
+  type PeerRole,
+  type Refusal,
+  type ReplicationState,
+  type Role,
+  decideDemote,
+  decideDetach,
+  decideOutdate,
+  decidePromote,
+  diskStateOnAttach,
+  persistentFlags,
+} from './states.js';
+import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
+import { ResourceTarget } from './write-path.js';
+
+/**
+ * An admin request the state rules refused (drbdsetup's "State change failed"): exit 11.
+ * `code` is the SS_* name, the message one line.
+ */
+export class StateChangeError extends Error {
+  readonly exitCode = 11;
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StateChangeError';
+  }
+  static from(r: Refusal): StateChangeError {
+    return new StateChangeError(r.code, r.message);
+  }
+}
+
+/** A request that could not be carried out (missing disk, bad metadata, ...): exit 10. */
+export class CommandError extends Error {
+  readonly exitCode = 10;
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+
+interface PeerState {
+  name: string;
+  nodeId: number | undefined;
+  address: Address | undefined;
+  connection: ConnectionState;
+  role: PeerRole;
+  disk: DiskState;
+  replication: ReplicationState;
+}
+
+export interface ResourceOptions {
+  config: ResourceConfig;
+  host: HostConfig;
+  node: string;
+  runDir: string;
+  log: Logger;
+  /** Called after every change of state, so the daemon can publish events. */
+  onChange: (r: Resource) => void;
+}
+
+/**
+ * One resource on this node: its disk and metadata, its role, its (future) peers and its
+ * NBD export. Admin requests run one at a time; each checks the rules in states.ts,
+ * applies the change, rewrites the persistent flags and announces it.
+ */
+export class Resource {
+  readonly name: string;
+  role: Role = 'Secondary';
+  disk: DiskState = 'Diskless';
+  readonly peers: PeerState[];
+  readonly exportSocket: string;
+  private config: ResourceConfig;
+  private host: HostConfig;
+  private readonly log: Logger;
+  private backing: FileDisk | undefined;
+  private meta: DiskMeta | undefined;
+  private nbd: NbdServer | undefined;
+  private tcpListeners: ListenAddress[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: ResourceOptions) {
+    this.name = opts.config.name;
+    this.config = opts.config;
+    this.host = opts.host;
+    this.log = opts.log.child({ resource: this.name });
+    this.exportSocket = exportSocketPath(opts.runDir, this.name);
+    this.peers = opts.config.hosts
+      .filter((h) => h.name !== opts.host.name)
+      .map((h) => ({
+        name: h.name,
+        nodeId: h.nodeId,
+        address: h.address,
+        connection: 'StandAlone',
+        role: 'Unknown',
+        disk: 'DUnknown',
+        replication: 'Off',
+      }));
+  }
+
+  /** Runs admin requests strictly one after another: each sees the state the last left. */
+  serial<T>(fn: () => Promise<T> | T): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  get attached(): boolean {
+    return this.meta !== undefined;
+  }
+
+  get metaPath(): string | undefined {
+    return this.diskPath === undefined ? undefined : metaPathFor(this.name, this.host);
+  }
+
+  private get diskPath(): string | undefined {
+    const d = this.host.disk;
+    return d === undefined || d === 'none' ? undefined : d;
+  }
+
+  private get fencing(): Fencing {
+    return this.config.net.fencing as Fencing;
+  }
+
+  private get connected(): boolean {
+    return this.peers.some((p) => p.connection === 'Connected');
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  /** `up`: attach the disk (unless diskless) and start serving the export socket. */
+  async up(): Promise<void> {
+    if (this.diskPath !== undefined) await this.attach();
+    await this.startExport();
+  }
+
+  /** `down`: demote (refused while clients are attached), stop serving, detach. */
+  async down(): Promise<void> {
+    await this.secondary(false);
+    await this.stopExport();
+    if (this.attached) await this.detach();
+  }
+
+  /** Orderly stop of the daemon: clients are finished, not refused, and the disk detached. */
+  async shutdown(): Promise<void> {
+    await this.stopExport();
+    if (this.role === 'Primary') this.demoteNow();
+    if (this.attached) await this.closeDisk();
+    this.changed();
+  }
+
+  async attach(): Promise<void> {
+    if (this.attached)
+      throw new CommandError('ERR_DISK_CONFIGURED', `${this.name} is already attached`);
+    const diskPath = this.diskPath;
+    if (diskPath === undefined) {
+      throw new CommandError(
+        'ERR_NO_DISK',
+        `${this.name} has no disk on ${this.host.name} (disk none)`,
+      );
+    }
+    const metaPath = metaPathFor(this.name, this.host);
+    let backing: FileDisk;
+    try {
+      backing = await FileDisk.open(diskPath);
+    } catch (err) {
+      throw new CommandError(
+        'ERR_OPEN_DISK',
+        `cannot open disk ${diskPath}: ${(err as Error).message}`,
+      );
+    }
+    let meta: DiskMeta;
+    try {
+      meta = DiskMeta.open(metaPath, {
+        diskSize: backing.size,
+        alUpdates: this.config.disk.alUpdates,
+        log: this.log,
+        resource: this.name,
+      });
+    } catch (err) {
+      await backing.close();
+      throw new CommandError('ERR_OPEN_MD', (err as Error).message);
+    }
+    this.backing = backing;
+    this.meta = meta;
+    const sb = meta.superblock();
+    const st = diskStateOnAttach(sb.flags, this.fencing);
+    this.disk = st.disk;
+    for (const p of this.peers) p.disk = st.peerDisk;
+    this.nbdExportTarget = new ResourceTarget(this, backing, meta);
+    this.log.info(
+      {
+        disk: diskPath,
+        meta: metaPath,
+        size: sb.sizeBytes,
+        diskState: this.disk,
+        outOfSync: meta.outOfSyncBytes(),
+        ...meta.report,
+      },
+      'attached',
+    );
+    this.changed();
+  }
+
+  async detach(): Promise<void> {
+    const refusal = decideDetach({
+      role: this.role,
+      disk: this.disk,
+      connected: this.connected,
+      peerDisk: this.peers[0]?.disk ?? 'DUnknown',
+    });
+    if (refusal) throw StateChangeError.from(refusal);
+    await this.closeDisk();
+    this.changed();
+    this.log.info('detached');
+  }
+
+  private nbdExportTarget: ResourceTarget | undefined;
+
+  private async closeDisk(): Promise<void> {
+    const backing = this.backing;
+    const meta = this.meta;
+    this.backing = undefined;
+    this.meta = undefined;
+    this.nbdExportTarget = undefined;
+    this.disk = 'Diskless';
+    for (const p of this.peers) p.disk = 'DUnknown';
+    if (backing) {
+      await backing
+        .flush()
+        .catch((err: Error) => this.log.error({ err: err.message }, 'flush at detach failed'));
+      await backing.close();
+    }
+    meta?.close();
+  }
+
+  // ---- roles -----------------------------------------------------------------------------
+
+  async primary(force: boolean): Promise<void> {
+    const peer = this.peers[0];
+    const decision = decidePromote({
+      role: this.role,
+      disk: this.disk,
+      connected: this.connected,
+      peerRole: peer?.role ?? 'Unknown',
+      peerDisk: peer?.disk ?? 'DUnknown',
+      allowTwoPrimaries: this.config.net.allowTwoPrimaries,
+      fencing: this.fencing,
+      force,
+    });
+    if ('code' in decision) throw StateChangeError.from(decision);
+    if (this.role === 'Primary') return;
+    const meta = this.requireMeta();
+    const sb = meta.superblock();
+    // drbd.md §2.9 step 3: a promotion that nobody else can follow starts a new data
+    // generation, so the writes from here on are told apart from the peer's at reconnect.
+    const newGeneration = decision.forced || (!this.connected && sb.uuids.bitmap === 0n);
+    const uuids = newGeneration
+      ? rotateNewCurrent(sb.uuids, true)
+      : { ...sb.uuids, current: withPrimaryBit(sb.uuids.current, true) };
+    if (newGeneration && sb.uuids.bitmap !== 0n && sb.uuids.bitmap !== UUID_JUST_CREATED) {
+      this.log.warn(
+        { bitmapUuid: sb.uuids.bitmap.toString(16) },
+        'new current UUID overwrites a non-zero bitmap UUID',
+      );
+    }
+    meta.store.setUuids(uuids);
+    if (decision.forced) this.disk = 'UpToDate';
+    this.role = 'Primary';
+    this.persistFlags();
+    this.log.info({ forced: decision.forced, newGeneration }, 'promoted to Primary');
+    this.changed();
+  }
+
+  async secondary(force: boolean): Promise<void> {
+    if (this.role === 'Secondary') return;
+    const openCount = this.clientCount();
+    const refusal = decideDemote({ role: this.role, openCount, force });
+    if (refusal) throw StateChangeError.from(refusal);
+    if (openCount > 0) {
+      const n = this.nbd?.dropClientsOf(this.name, 'resource demoted with --force') ?? 0;
+      this.log.warn({ clients: n }, 'secondary --force: NBD clients cut off');
+    }
+    this.demoteNow();
+    this.log.info('demoted to Secondary');
+    this.changed();
+  }
+
+  /** The demotion itself: the primary bit leaves the current UUID, the bitmap reaches disk. */
+  private demoteNow(): void {
+    this.role = 'Secondary';
+    const meta = this.meta;
+    if (!meta) return;
+    const sb = meta.superblock();
+    meta.store.setUuids({ ...sb.uuids, current: withPrimaryBit(sb.uuids.current, false) });
+    meta.persistBitmap();
+    this.persistFlags();
+  }
+
+  outdate(): void {
+    const refusal = decideOutdate({ role: this.role, disk: this.disk, connected: this.connected });
+    if (refusal) throw StateChangeError.from(refusal);
+    this.requireMeta();
+    this.disk = 'Outdated';
+    this.persistFlags();
+    this.log.info('disk marked Outdated');
+    this.changed();
+  }
+
+  newCurrentUuid(clearBitmap: boolean): Superblock {
+    const meta = this.requireMeta();
+    const sb = meta.superblock();
+    meta.store.setUuids(newCurrentCommand(sb.uuids, this.role === 'Primary', clearBitmap));
+    if (clearBitmap) {
+      meta.bitmap.clearAll();
+      meta.persistBitmap();
+    }
+    this.log.info({ clearBitmap }, 'new current UUID');
+    this.changed();
+    return meta.superblock();
+  }
+
+  superblock(): Superblock {
+    return this.requireMeta().superblock();
+  }
+
+  // ---- the export ------------------------------------------------------------------------
+
+  /** Why a client cannot open the device now, or undefined when it can. */
+  ioRefusal(): string | undefined {
+    if (this.role !== 'Primary') {
+      return `resource ${this.name} is Secondary on ${this.opts.node}; only the Primary serves its device (urbdadm primary ${this.name})`;
+    }
+    if (this.disk !== 'UpToDate') {
+      return `resource ${this.name} has no UpToDate data on ${this.opts.node} (disk ${this.disk})`;
+    }
+    return undefined;
+  }
+
+  clientCount(): number {
+    return this.nbd?.clientsOf(this.name) ?? 0;
+  }
+
+  private async startExport(): Promise<void> {
+    if (this.nbd) return;
+    const server = new NbdServer({ log: this.log.child({ nbd: true }) });
+    const attachedTarget = (): ResourceTarget => {
+      if (!this.nbdExportTarget) throw new Error(`${this.name} has no disk attached`);
+      return this.nbdExportTarget;
+    };
+    server.exports.add(
+      {
+        name: this.name,
+        description: `urbd resource ${this.name} on ${this.opts.node}`,
+        // The disk behind the export comes and goes with attach and detach. A client only
+        // reaches the target after `unavailable` said yes, which needs an attached disk.
+        get target(): ResourceTarget {
+          return attachedTarget();
+        },
+        unavailable: () => this.ioRefusal(),
+      },
+      { isDefault: true },
+    );
+    try {
+      await server.listen({ path: this.exportSocket });
+      this.tcpListeners = [];
+      for (const a of this.host.nbdListen) {
+        this.tcpListeners.push(await server.listen({ host: a.host, port: a.port }));
+      }
+    } catch (err) {
+      await server.close();
+      throw new CommandError('ERR_LISTEN', `cannot serve ${this.name}: ${(err as Error).message}`);
+    }
+    this.nbd = server;
+    this.changed();
+  }
+
+  private async stopExport(): Promise<void> {
+    const server = this.nbd;
+    if (!server) return;
+    this.nbd = undefined;
+    await server.close();
+    fs.rmSync(this.exportSocket, { force: true });
+    this.tcpListeners = [];
+  }
+
+  // ---- state bookkeeping -----------------------------------------------------------------
+
+  private requireMeta(): DiskMeta {
+    if (!this.meta) throw new CommandError('ERR_NO_DISK', `${this.name} has no disk attached`);
+    return this.meta;
+  }
+
+  /** drbd.md §2.5: the persistent flags follow the state after every change. */
+  private persistFlags(): void {
+    if (!this.meta) return;
+    const peer = this.peers[0];
+    this.meta.store.setFlags(
+      persistentFlags({
+        role: this.role,
+        disk: this.disk,
+        connected: this.connected,
+        peerDisk: peer?.disk ?? 'DUnknown',
+        peerRole: peer?.role ?? 'Unknown',
+      }),
+    );
+  }
+
+  private changed(): void {
+    this.opts.onChange(this);
+  }
+
+  status(): ResourceStatus {
+    const meta = this.meta;
+    const sb = meta?.superblock();
+    const outOfSync = meta ? meta.outOfSyncBytes() : 0;
+    const device: DeviceStatus = {
+      volume: 0,
+      minor: this.host.device.minor,
+      device: this.host.device.path,
+      diskState: this.disk,
+      size: sb?.sizeBytes ?? 0,
+      outOfSync,
+      alActive: meta ? meta.al.activeExtents().length : 0,
+      alExtents: this.config.disk.alExtents,
+      alStats: meta ? { ...meta.al.stats } : undefined,
+      crashedPrimary: sb?.flags.crashedPrimary ?? false,
+      disk: this.diskPath,
+      metaDisk: this.metaPath,
+      export: {
+        socket: this.exportSocket,
+        tcp: this.tcpListeners.map(formatAddress),
+        serving: this.nbd !== undefined,
+        clients: this.clientCount(),
+        refusal: this.ioRefusal(),
+      },
+    };
+    const peers: PeerStatus[] = this.peers.map((p) => ({
+      name: p.name,
+      nodeId: p.nodeId,
+      connection: p.connection,
+      role: p.role,
+      peerDisk: p.disk,
+      replication: p.replication,
+      outOfSync,
+    }));
+    return {
+      name: this.name,
+      node: this.opts.node,
+      nodeId: this.host.nodeId,
+      role: this.role,
+      suspended: false,
+      device,
+      peers,
+    };
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The state words of a resource and the pure rules over them (drbd.md §2). Everything here
+ * is a function of its arguments, so each rule is tested exhaustively on its own; the
+ * Resource class only applies what these functions decide.
+ */
+
+export type Role = 'Primary' | 'Secondary';
+export type PeerRole = Role | 'Unknown';
+
+export const DISK_STATES = [
+  'Diskless',
+  'Attaching',
+  'Failed',
+  'Negotiating',
+  'Inconsistent',
+  'Outdated',
+  'DUnknown',
+  'Consistent',
+  'UpToDate',
+] as const;
+export type DiskState = (typeof DISK_STATES)[number];
+
+export const CONNECTION_STATES = [
+  'StandAlone',
+  'Disconnecting',
+  'Unconnected',
+  'Timeout',
+  'BrokenPipe',
+  'NetworkFailure',
+  'ProtocolError',
+  'TearDown',
+  'Connecting',
+  'Connected',
+] as const;
+export type ConnectionState = (typeof CONNECTION_STATES)[number];
+
+export const REPLICATION_STATES = [
+  'Off',
+  'Established',
+  'StartingSyncS',
+  'StartingSyncT',
+  'WFBitMapS',
+  'WFBitMapT',
+  'WFSyncUUID',
+  'SyncSource',
+  'SyncTarget',
+  'PausedSyncS',
+  'PausedSyncT',
+] as const;
+export type ReplicationState = (typeof REPLICATION_STATES)[number];
+
+export type Fencing = 'dont-care' | 'resource-only' | 'resource-and-stonith';
+
+/** Disk states compare by this order, as DRBD's do (Outdated < Consistent < UpToDate). */
+export function diskRank(d: DiskState): number {
+  return DISK_STATES.indexOf(d);
+}
+
+/** The persistent flags that decide the disk state at attach (a subset of the superblock's). */
+export interface AttachFlags {
+  consistent: boolean;
+  wasUpToDate: boolean;
+  peerOutdated: boolean;
+}
+
+/**
+ * The disk state a disk comes up in, from what its metadata says (drbd.md §2.5): without a
+ * peer to ask, Consistent data is only trusted as UpToDate when the peer is known to be
+ * behind or when fencing is off, because otherwise the peer may hold newer writes.
+ */
+export function diskStateOnAttach(
+  flags: AttachFlags,
+  fencing: Fencing,
+): { disk: DiskState; peerDisk: DiskState } {
+  const peerDisk: DiskState = flags.peerOutdated ? 'Outdated' : 'DUnknown';
+  if (!flags.consistent) return { disk: 'Inconsistent', peerDisk };
+  if (!flags.wasUpToDate) return { disk: 'Outdated', peerDisk };
+  if (flags.peerOutdated || fencing === 'dont-care') return { disk: 'UpToDate', peerDisk };
+  return { disk: 'Consistent', peerDisk };
+}
+
+/** A refused state change: drbdsetup's SS_* code and the one line the admin reads. */
+export interface Refusal {
+  code: string;
+  message: string;
+}
+
+export interface PromoteInput {
+  role: Role;
+  disk: DiskState;
+  connected: boolean;
+  peerRole: PeerRole;
+  peerDisk: DiskState;
+  allowTwoPrimaries: boolean;
+  fencing: Fencing;
+  force: boolean;
+}
+
+/**
+ * Whether this node may become Primary (drbd.md §2.6 rules 1, 3-5 and §2.9). `forced` means
+ * the promotion only happens because of --force: the data is declared UpToDate and a new
+ * data generation starts.
+ */
+export function decidePromote(s: PromoteInput): Refusal | { forced: boolean } {
+  if (s.role === 'Primary') return { forced: false };
+  if (s.connected && s.peerRole === 'Primary' && !s.allowTwoPrimaries) {
+    return {
+      code: 'SS_TWO_PRIMARIES',
+      message: 'the peer is Primary and allow-two-primaries is not set',
+    };
+  }
+  if (diskRank(s.disk) < diskRank('Inconsistent')) {
+    if (s.connected && s.peerDisk === 'UpToDate') return { forced: false };
+    return {
+      code: 'SS_NO_UP_TO_DATE_DISK',
+      message: `no local disk (${s.disk}) and no UpToDate peer to read from`,
+    };
+  }
+  if (s.disk === 'UpToDate') {
+    // A disconnected Primary with fencing on must know its peer cannot also write.
+    if (!s.connected && s.fencing !== 'dont-care' && diskRank(s.peerDisk) > diskRank('Outdated')) {
+      if (s.force) return { forced: false };
+      return {
+        code: 'SS_PRIMARY_NOP',
+        message: 'refusing to be Primary while the peer is not known to be Outdated (fencing)',
+      };
+    }
+    return { forced: false };
+  }
+  if (s.connected && s.peerDisk === 'UpToDate') return { forced: false };
+  if (s.force) return { forced: true };
+  return {
+    code: 'SS_NO_UP_TO_DATE_DISK',
+    message: `need access to UpToDate data: the local disk is ${s.disk} (use --force to promote it anyway and start a new data generation)`,
+  };
+}
+
+/** Whether this node may become Secondary (drbd.md §2.6 rule 2). */
+export function decideDemote(s: { role: Role; openCount: number; force: boolean }): Refusal | null {
+  if (s.role === 'Secondary' || s.force || s.openCount === 0) return null;
+  return {
+    code: 'SS_DEVICE_IN_USE',
+    message: `the device is in use by ${s.openCount} NBD client${s.openCount === 1 ? '' : 's'} (disconnect ${s.openCount === 1 ? 'it' : 'them'}, or use --force to cut them off)`,
+  };
+}
+
+/**
+ * Whether the local data may be marked Outdated: only consistent data can be (Inconsistent
+ * is already worse), never while Connected (the peer would disagree), never on a Primary
+ * (it would be left without UpToDate data).
+ */
+export function decideOutdate(s: {
+  role: Role;
+  disk: DiskState;
+  connected: boolean;
+}): Refusal | null {
+  if (s.connected) {
+    return { code: 'SS_CONNECTED_OUTDATES', message: 'refusing to be Outdated while Connected' };
+  }
+  if (s.role === 'Primary') {
+    return {
+      code: 'SS_NO_UP_TO_DATE_DISK',
+      message: 'refusing to outdate a Primary: it would be left without UpToDate data',
+    };
+  }
+  if (diskRank(s.disk) < diskRank('Outdated')) {
+    return {
+      code: 'SS_LOWER_THAN_OUTDATED',
+      message: `the disk is ${s.disk}, already worse than Outdated`,
+    };
+  }
+  return null;
+}
+
+/** Whether the disk may be detached: a Primary needs data from somewhere. */
+export function decideDetach(s: {
+  role: Role;
+  disk: DiskState;
+  connected: boolean;
+  peerDisk: DiskState;
+}): Refusal | null {
+  if (s.disk === 'Diskless') {
+    return { code: 'SS_IS_DISKLESS', message: 'the device has no disk attached' };
+  }
+  if (s.role === 'Primary' && !(s.connected && s.peerDisk === 'UpToDate')) {
+    return {
+      code: 'SS_NO_UP_TO_DATE_DISK',
+      message: 'refusing to detach a Primary that has no UpToDate peer (demote it first)',
+    };
+  }
+  return null;
+}
+
+/** The persistent flags that follow from a state, rewritten after every change (§2.5). */
+export function persistentFlags(s: {
+  role: Role;
+  disk: DiskState;
+  connected: boolean;
+  peerDisk: DiskState;
+  peerRole: PeerRole;
+}): {
+  consistent: boolean;
+  wasUpToDate: boolean;
+  primaryIndicator: boolean;
+  connectedIndicator: boolean;
+  peerOutdated: boolean;
+} {
+  return {
+    consistent: diskRank(s.disk) > diskRank('Inconsistent'),
+    wasUpToDate: diskRank(s.disk) > diskRank('Outdated'),
+    primaryIndicator:
+      s.role === 'Primary' || (s.peerRole === 'Primary' && s.peerDisk === 'Diskless'),
+    connectedIndicator: s.connected,
+    peerOutdated: s.peerDisk === 'Inconsistent' || s.peerDisk === 'Outdated',
+  };
+}

@@ -1,0 +1,52 @@
+import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
+
+/**
+ * A resource as `status` shows it: plain data, the same for the daemon's reply, the JSON
+ * users script against and the text rendering. Sizes are bytes.
+ */
+export interface ResourceStatus {
+  name: string;
+  node: string;
+  nodeId: number | undefined;
+  role: Role;
+  suspended: boolean;
+  device: DeviceStatus;
+  peers: PeerStatus[];
+}
+
+export interface DeviceStatus {
+  volume: number;
+  minor: number;
+  /** The NBD device node the supervisor attaches (from `device` in the resource file). */
+  device: string;
+  diskState: DiskState;
+  size: number;
+  outOfSync: number;
+  alActive: number;
+  alExtents: number;
+  alStats:
+    | { hits: number; misses: number; transactions: number; evictions: number; waits: number }
+    | undefined;
+  crashedPrimary: boolean;
+  disk: string | undefined;
+  metaDisk: string | undefined;
+  export: {
+    socket: string;
+    tcp: string[];
+    serving: boolean;
+    clients: number;
+    /** Why clients are refused right now, if they are. */
+    refusal: string | undefined;
+  };
+}
+
+export interface PeerStatus {
+  name: string;
+  nodeId: number | undefined;
+  connection: ConnectionState;
+  role: PeerRole;
+  peerDisk: DiskState;
+  replication: ReplicationState;
+  /** Bytes this node knows the peer lacks. */
+  outOfSync: number;
+}
