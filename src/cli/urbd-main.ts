@@ -1,13 +1,58 @@
+import os from 'node:os';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { configPath } from '../config/index.js';
+import { Daemon } from '../control/daemon.js';
+import { DEFAULT_RUN_DIR } from '../control/protocol.js';
 import { NbdServer, formatAddress, parseListenAddress } from '../nbd/index.js';
 import { FileDisk } from '../storage/file-disk.js';
 import { createLogger } from './log.js';
 
 const program = new Command('urbd')
-  .description('urbd: a userspace replicated block device, served over NBD')
+  .description(
+    'urbd: a userspace replicated block device, served over NBD.\n' +
+      "Without a command it runs the daemon that owns this node's resources (see urbdadm).",
+  )
   .version('0.1.0')
-  .showHelpAfterError();
+  .option(
+    '--node <name>',
+    "this node's name in the resource files (default: URBD_NODE or the host name)",
+  )
+  .option('--config <file>', 'resource configuration (default: URBD_CONFIG or /etc/urbd/urbd.conf)')
+  .option('--run-dir <dir>', 'control socket and NBD sockets (default: URBD_RUN_DIR or /run/urbd)')
+  .showHelpAfterError()
+  .action(daemon);
+
+interface DaemonCliOptions {
+  node?: string;
+  config?: string;
+  runDir?: string;
+}
+
+async function daemon(opts: DaemonCliOptions): Promise<void> {
+  const node = opts.node ?? process.env.URBD_NODE ?? os.hostname();
+  const runDir = path.resolve(opts.runDir ?? process.env.URBD_RUN_DIR ?? DEFAULT_RUN_DIR);
+  const log = createLogger('urbd').child({ node });
+  const d = new Daemon({ node, configPath: path.resolve(configPath(opts.config)), runDir, log });
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: persisting bitmaps and marking metadata clean');
+    await d.stop();
+    log.info('stopped');
+    process.exit(0);
+  };
+  exitOnInternalError(log);
+  process.on('SIGTERM', (s) => void stop(s));
+  process.on('SIGINT', (s) => void stop(s));
+  try {
+    await d.start();
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot start');
+    fail((err as Error).message);
+  }
+}
 
 program
   .command('serve')
@@ -85,12 +130,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     log.info('stopped');
     process.exit(0);
   };
-  // A bug that escapes every handler leaves state nobody can vouch for: say so in one
-  // line and exit, so the supervisor restarts us from what is on disk.
-  process.on('uncaughtException', (err) => {
-    log.fatal({ err: err.stack ?? String(err) }, 'internal error, exiting');
-    process.exit(70);
-  });
+  exitOnInternalError(log);
   process.on('SIGTERM', (s) => void stop(s));
   process.on('SIGINT', (s) => void stop(s));
   try {
@@ -115,6 +155,17 @@ async function serve(opts: ServeOptions): Promise<void> {
   }
 
   log.info({ listeners: listeners.map(formatAddress) }, 'serving');
+}
+
+/**
+ * A bug that escapes every handler leaves state nobody can vouch for: say so in one line and
+ * exit, so the supervisor restarts us from what is on disk.
+ */
+function exitOnInternalError(log: ReturnType<typeof createLogger>): void {
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err: err.stack ?? String(err) }, 'internal error, exiting');
+    process.exit(70);
+  });
 }
 
 function collect(value: string, previous: string[]): string[] {

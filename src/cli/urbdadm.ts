@@ -1,11 +1,347 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
+import { RemoteError } from '../control/client.js';
+import { formatEventText, type UrbdEvent } from '../control/events.js';
+import { toJsonLine } from '../control/protocol.js';
+import { renderStatus } from '../control/status-text.js';
+import { dumpConfig } from '../config/index.js';
+import { formatGi, showGi } from '../meta/uuid.js';
+import type { ResourceStatus } from '../resource/status.js';
+import { AdmContext, AdmError, Exit, type GlobalOptions } from './adm-context.js';
+import {
+  applyAlVerb,
+  createMd,
+  dumpMd,
+  newCurrentUuidOffline,
+  outdateOffline,
+  readSuperblock,
+  wipeMd,
+} from './adm-meta.js';
 
-// The admin verbs (create-md, up, primary, connect, status ...) arrive with the daemon; this
-// entry point exists so the command name and its help are already where users will look.
+/**
+ * urbdadm: drbdadm's verbs for urbd. It only reads the configuration and asks the daemon
+ * (or, for the metadata verbs, opens the metadata while the resource is down); every rule
+ * about what may happen lives in the daemon.
+ */
 const program = new Command('urbdadm')
-  .description('administer urbd resources (drbdadm-style verbs)')
+  .description(
+    "administer urbd resources with drbdadm's verbs.\n" +
+      'RES is a resource name or "all". Exit codes: 0 done, 1 usage, 10 failed, 11 state change refused, 20 no daemon.',
+  )
   .version('0.1.0')
-  .showHelpAfterError();
+  .option('--node <name>', 'this node (default: URBD_NODE or the host name)')
+  .option('--config <file>', 'configuration file (default: URBD_CONFIG or /etc/urbd/urbd.conf)')
+  .option('--run-dir <dir>', "the daemon's run directory (default: URBD_RUN_DIR or /run/urbd)")
+  .showHelpAfterError()
+  .exitOverride();
 
-await program.parseAsync(process.argv);
+/** Runs a verb for each named resource; failures print one line each, the worst exit wins. */
+function perResource(
+  verb: string,
+  fn: (ctx: AdmContext, name: string, opts: Record<string, unknown>) => Promise<string | void>,
+): (names: string[], opts: Record<string, unknown>) => Promise<void> {
+  return async (names, opts) => {
+    const ctx = new AdmContext(program.opts<GlobalOptions>());
+    let exit: number = Exit.OK;
+    try {
+      for (const name of ctx.expand(names)) {
+        try {
+          const out = await fn(ctx, name, opts);
+          if (out) process.stdout.write(out.endsWith('\n') ? out : out + '\n');
+        } catch (err) {
+          const code = report(err, `${verb} ${name}`);
+          exit = Math.max(exit, code);
+        }
+      }
+    } finally {
+      ctx.close();
+    }
+    process.exitCode = exit;
+  };
+}
+
+function report(err: unknown, what: string): number {
+  if (err instanceof RemoteError) {
+    const prefix = err.exitCode === Exit.STATE_CHANGE ? 'State change failed: ' : '';
+    process.stderr.write(`urbdadm: ${what}: ${prefix}${err.message} (${err.code})\n`);
+    return err.exitCode;
+  }
+  if (err instanceof AdmError) {
+    process.stderr.write(`urbdadm: ${what}: ${err.message}\n`);
+    return err.exitCode;
+  }
+  process.stderr.write(`urbdadm: ${what}: ${(err as Error).message ?? String(err)}\n`);
+  return Exit.FAILED;
+}
+
+/** A verb the daemon carries out: the resource must be up there. */
+function daemonVerb(
+  cmd: string,
+  args: (opts: Record<string, unknown>) => Record<string, unknown> = () => ({}),
+) {
+  return perResource(cmd, async (ctx, name, opts) => {
+    const c = await ctx.requireDaemon();
+    await c.request(cmd, name, args(opts));
+  });
+}
+
+program
+  .command('create-md')
+  .argument('<res...>')
+  .option('--force', 'overwrite existing metadata (its UUIDs, bitmap and activity log are lost)')
+  .description('write fresh metadata: generation UUIDs, an empty activity log and a clear bitmap')
+  .action(perResource('create-md', (ctx, name, o) => createMd(ctx, name, o.force === true)));
+
+program
+  .command('wipe-md')
+  .argument('<res...>')
+  .option('--force', 'do not ask for confirmation')
+  .description('destroy the metadata')
+  .action(perResource('wipe-md', (ctx, name, o) => wipeMd(ctx, name, o.force === true)));
+
+program
+  .command('dump-md')
+  .argument('<res...>')
+  .option('--json', 'machine-readable output')
+  .description(
+    'print the metadata: superblock, UUIDs, flags, activity log and bitmap (resource down)',
+  )
+  .action(
+    perResource('dump-md', async (ctx, name, o) => {
+      const d = await dumpMd(ctx, name);
+      return o.json === true
+        ? toJsonLine(d)
+        : renderDump(name, d as unknown as Record<string, unknown>);
+    }),
+  );
+
+program
+  .command('apply-al')
+  .argument('<res...>')
+  .description(
+    'after an unclean stop, mark every activity-log extent out of sync (up does this itself)',
+  )
+  .action(perResource('apply-al', (ctx, name) => applyAlVerb(ctx, name)));
+
+program
+  .command('get-gi')
+  .argument('<res...>')
+  .description('print the generation identifiers and flags')
+  .action(perResource('get-gi', async (ctx, name) => formatGi(await readSuperblock(ctx, name))));
+
+program
+  .command('show-gi')
+  .argument('<res...>')
+  .description('print the generation identifiers and flags, explained')
+  .action(perResource('show-gi', async (ctx, name) => showGi(await readSuperblock(ctx, name))));
+
+program
+  .command('new-current-uuid')
+  .argument('<res...>')
+  .option('--clear-bitmap', 'also clear the bitmap (skip the initial sync of two blank disks)')
+  .description('start a new data generation')
+  .action(
+    perResource('new-current-uuid', async (ctx, name, o) => {
+      const clearBitmap = o.clearBitmap === true;
+      const st = await ctx.upStatus(name);
+      if (st && st.device.diskState !== 'Diskless') {
+        const c = await ctx.requireDaemon();
+        await c.request('new-current-uuid', name, { clearBitmap });
+      } else {
+        await newCurrentUuidOffline(ctx, name, clearBitmap);
+      }
+    }),
+  );
+
+program
+  .command('outdate')
+  .argument('<res...>')
+  .description('mark the local data Outdated (it then refuses to become Primary)')
+  .action(
+    perResource('outdate', async (ctx, name) => {
+      const st = await ctx.upStatus(name);
+      if (st && st.device.diskState !== 'Diskless') {
+        await (await ctx.requireDaemon()).request('outdate', name);
+      } else {
+        await outdateOffline(ctx, name);
+      }
+    }),
+  );
+
+program
+  .command('up')
+  .argument('<res...>')
+  .description('apply the activity log, attach the disk and serve the export (Secondary)')
+  .action(daemonVerb('up'));
+program
+  .command('down')
+  .argument('<res...>')
+  .description('demote, stop serving, detach')
+  .action(daemonVerb('down'));
+program
+  .command('attach')
+  .argument('<res...>')
+  .description('attach the backing disk')
+  .action(daemonVerb('attach'));
+program
+  .command('detach')
+  .argument('<res...>')
+  .description('detach the backing disk (Diskless)')
+  .action(daemonVerb('detach'));
+program
+  .command('primary')
+  .argument('<res...>')
+  .option('--force', 'promote data that is not UpToDate, starting a new data generation')
+  .description('promote: serve the NBD export from this node')
+  .action(daemonVerb('primary', (o) => ({ force: o.force === true })));
+program
+  .command('secondary')
+  .argument('<res...>')
+  .option('--force', 'demote even while NBD clients are attached (they are cut off)')
+  .description('demote: stop serving the NBD export')
+  .action(daemonVerb('secondary', (o) => ({ force: o.force === true })));
+
+program
+  .command('status')
+  .argument('[res...]')
+  .option('--json', 'machine-readable output')
+  .option('--verbose', 'node ids, sizes, out-of-sync amounts and the export')
+  .description('show roles, disk states and connections, like drbdadm status')
+  .action(async (names: string[], o: { json?: boolean; verbose?: boolean }) => {
+    await withStatus(names, (list) =>
+      o.json === true ? toJsonLine(list) : renderStatus(list, { verbose: o.verbose === true }),
+    );
+  });
+
+program
+  .command('role')
+  .argument('<res...>')
+  .description('show the role of this node')
+  .action((names: string[]) =>
+    withStatus(names, (list) => list.map((s) => `${s.role}\n`).join('')),
+  );
+program
+  .command('dstate')
+  .argument('<res...>')
+  .description('show the disk states, local/peer')
+  .action((names: string[]) =>
+    withStatus(names, (list) =>
+      list
+        .map((s) => `${[s.device.diskState, ...s.peers.map((p) => p.peerDisk)].join('/')}\n`)
+        .join(''),
+    ),
+  );
+program
+  .command('cstate')
+  .argument('<res...>')
+  .description('show the connection state of each peer')
+  .action((names: string[]) =>
+    withStatus(names, (list) =>
+      list.map((s) => s.peers.map((p) => `${p.connection}\n`).join('')).join(''),
+    ),
+  );
+
+program
+  .command('events')
+  .argument('[res]')
+  .option('--json', 'one JSON object per line')
+  .option('--now', 'print the current state and exit')
+  .option('--timestamps', 'prefix each line with its time')
+  .description('stream state changes, like drbdsetup events2')
+  .action(
+    async (
+      name: string | undefined,
+      o: { json?: boolean; now?: boolean; timestamps?: boolean },
+    ) => {
+      const ctx = new AdmContext(program.opts<GlobalOptions>());
+      try {
+        const c = await ctx.requireDaemon();
+        process.on('SIGINT', () => c.close());
+        await c.events(
+          name,
+          (e: UrbdEvent) =>
+            process.stdout.write(
+              o.json === true ? toJsonLine(e) : formatEventText(e, o.timestamps === true) + '\n',
+            ),
+          o.now === true,
+        );
+      } catch (err) {
+        process.exitCode = report(err, 'events');
+      } finally {
+        ctx.close();
+      }
+    },
+  );
+
+program
+  .command('dump')
+  .argument('[res...]')
+  .description('print the parsed configuration')
+  .action((names: string[]) => {
+    const ctx = new AdmContext(program.opts<GlobalOptions>());
+    try {
+      const cfg = ctx.config();
+      const wanted = names.length === 0 || names.includes('all') ? undefined : names;
+      for (const n of wanted ?? []) ctx.resource(n);
+      process.stdout.write(dumpConfig(cfg, wanted));
+    } catch (err) {
+      process.exitCode = report(err, 'dump');
+    }
+  });
+
+/** status/role/dstate/cstate: the named resources (or every one that is up) from the daemon. */
+async function withStatus(
+  names: string[],
+  render: (list: ResourceStatus[]) => string,
+): Promise<void> {
+  const ctx = new AdmContext(program.opts<GlobalOptions>());
+  try {
+    const c = await ctx.requireDaemon();
+    const all = (await c.request('status', 'all')) as ResourceStatus[];
+    let list = all;
+    let exit: number = Exit.OK;
+    if (names.length > 0 && !names.includes('all')) {
+      list = [];
+      for (const n of names) {
+        const s = all.find((x) => x.name === n);
+        if (s) list.push(s);
+        else {
+          process.stderr.write(`urbdadm: ${n}: no such resource is up on ${ctx.node}\n`);
+          exit = Exit.FAILED;
+        }
+      }
+    }
+    if (list.length === 0 && names.length === 0)
+      process.stdout.write(`# no resources are up on ${ctx.node}\n`);
+    else process.stdout.write(render(list));
+    process.exitCode = exit;
+  } catch (err) {
+    process.exitCode = report(err, 'status');
+  } finally {
+    ctx.close();
+  }
+}
+
+function renderDump(name: string, d: Record<string, unknown>): string {
+  // The JSON form is the contract; the text form is the same data, one field per line.
+  const lines = [`# urbd metadata of ${name}`];
+  const walk = (prefix: string, v: unknown): void => {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, x);
+    } else {
+      lines.push(`${prefix} ${Array.isArray(v) ? JSON.stringify(v) : String(v)};`);
+    }
+  };
+  walk('', JSON.parse(toJsonLine(d)));
+  return lines.join('\n') + '\n';
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? 0 : Exit.USAGE;
+  } else {
+    process.exitCode = report(err, 'urbdadm');
+  }
+}

@@ -1,0 +1,58 @@
+import type { ResourceStatus } from '../resource/status.js';
+
+/**
+ * `urbdadm status` as `drbdadm status` prints it (DRBD 9 layout): the resource and role,
+ * the local disk indented once, each peer with its connection. --verbose adds node ids,
+ * volumes, sizes, out-of-sync amounts and where the NBD export is served.
+ */
+export function renderStatus(list: ResourceStatus[], opts: { verbose?: boolean } = {}): string {
+  return list.map((s) => renderOne(s, opts.verbose === true)).join('\n');
+}
+
+function renderOne(s: ResourceStatus, verbose: boolean): string {
+  const lines: string[] = [];
+  const d = s.device;
+  if (verbose) {
+    lines.push(
+      `${s.name} ${kv('node-id', s.nodeId)}role:${s.role} suspended:${s.suspended ? 'yes' : 'no'}`,
+    );
+    lines.push(`  volume:${d.volume} minor:${d.minor} disk:${d.diskState}`);
+    lines.push(
+      `    size:${kib(d.size)} out-of-sync:${kib(d.outOfSync)} al-active:${d.alActive}/${d.alExtents}` +
+        (d.crashedPrimary ? ' crashed-primary:yes' : ''),
+    );
+    const exp = d.export;
+    lines.push(
+      `    export:${exp.serving ? exp.socket : 'none'}` +
+        (exp.tcp.length > 0 ? ` tcp:${exp.tcp.join(',')}` : '') +
+        ` clients:${exp.clients}` +
+        (exp.serving && exp.refusal ? ' serving:no' : exp.serving ? ' serving:yes' : ''),
+    );
+  } else {
+    lines.push(`${s.name} role:${s.role}${s.suspended ? ' suspended:yes' : ''}`);
+    lines.push(`  disk:${d.diskState}`);
+  }
+  for (const p of s.peers) {
+    if (verbose) {
+      lines.push(`  ${p.name} ${kv('node-id', p.nodeId)}connection:${p.connection} role:${p.role}`);
+      lines.push(
+        `    volume:0 replication:${p.replication} peer-disk:${p.peerDisk} out-of-sync:${kib(p.outOfSync)}`,
+      );
+    } else if (p.connection === 'Connected') {
+      lines.push(`  ${p.name} role:${p.role}`);
+      lines.push(`    peer-disk:${p.peerDisk}`);
+    } else {
+      lines.push(`  ${p.name} connection:${p.connection}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+function kv(key: string, value: number | undefined): string {
+  return value === undefined ? '' : `${key}:${value} `;
+}
+
+/** drbdsetup reports sizes in KiB. */
+function kib(bytes: number): number {
+  return Math.ceil(bytes / 1024);
+}
