@@ -291,6 +291,54 @@ export async function startServer(args: string[], opts: StartOptions = {}): Prom
     t: opts.t,
     env: opts.env,
   });
+  const { logs, waitForLog, stderr } = followLogs(proc);
+
+  const listening: string[] = [];
+  try {
+    for (let i = 0; i < expected; i++) {
+      const line = await waitForLog(
+        (l) => l.json?.msg === 'listening' && !listening.includes(String(l.json.address)),
+        readyTimeoutMs,
+      );
+      listening.push(String(line.json!.address));
+    }
+  } catch (e) {
+    await proc.stop(2000);
+    throw new Error(`urbd serve ${args.join(' ')} did not become ready: ${(e as Error).message}`);
+  }
+
+  const tcpAll = listening.filter((a) => !a.startsWith('unix:')).map((a) => `nbd://${a}`);
+  const unixPaths = listening
+    .filter((a) => a.startsWith('unix:'))
+    .map((a) => a.slice('unix:'.length));
+  const tcp = tcpAll[0] ?? '';
+  return {
+    pid: proc.pid,
+    tcp,
+    port: tcp ? Number(new URL(tcp).port) : 0,
+    tcpAll,
+    unixPath: unixPaths[0],
+    unixPaths,
+    logs,
+    stderr,
+    uri: (name = '') => `${tcp}/${encodeExport(name)}`,
+    unixUri: (name = '') => `nbd+unix:///${encodeExport(name)}?socket=${unixPaths[0] ?? ''}`,
+    waitForLog,
+    exited: proc.exited,
+    get exitCode() {
+      return proc.exitCode;
+    },
+    isAlive: () => proc.exitCode === undefined && alive(proc.pid),
+    stop: proc.stop,
+  };
+}
+
+/** A child's pino log lines, collected as they arrive, and a way to wait for one. */
+export function followLogs(proc: Tracked): {
+  logs: LogLine[];
+  waitForLog: (pred: (l: LogLine) => boolean, timeoutMs?: number) => Promise<LogLine>;
+  stderr: () => string;
+} {
   const logs: LogLine[] = [];
   const watchers = new Set<() => void>();
   let stderr = '';
@@ -355,44 +403,7 @@ export async function startServer(args: string[], opts: StartOptions = {}): Prom
       .map((l) => l.raw)
       .join('\n')}\nstderr:\n${stderr.slice(-2000)}`;
 
-  const listening: string[] = [];
-  try {
-    for (let i = 0; i < expected; i++) {
-      const line = await waitForLog(
-        (l) => l.json?.msg === 'listening' && !listening.includes(String(l.json.address)),
-        readyTimeoutMs,
-      );
-      listening.push(String(line.json!.address));
-    }
-  } catch (e) {
-    await proc.stop(2000);
-    throw new Error(`urbd serve ${args.join(' ')} did not become ready: ${(e as Error).message}`);
-  }
-
-  const tcpAll = listening.filter((a) => !a.startsWith('unix:')).map((a) => `nbd://${a}`);
-  const unixPaths = listening
-    .filter((a) => a.startsWith('unix:'))
-    .map((a) => a.slice('unix:'.length));
-  const tcp = tcpAll[0] ?? '';
-  return {
-    pid: proc.pid,
-    tcp,
-    port: tcp ? Number(new URL(tcp).port) : 0,
-    tcpAll,
-    unixPath: unixPaths[0],
-    unixPaths,
-    logs,
-    stderr: () => stderr,
-    uri: (name = '') => `${tcp}/${encodeExport(name)}`,
-    unixUri: (name = '') => `nbd+unix:///${encodeExport(name)}?socket=${unixPaths[0] ?? ''}`,
-    waitForLog,
-    exited: proc.exited,
-    get exitCode() {
-      return proc.exitCode;
-    },
-    isAlive: () => proc.exitCode === undefined && alive(proc.pid),
-    stop: proc.stop,
-  };
+  return { logs, waitForLog, stderr: () => stderr };
 }
 
 /** Poll until `fn` returns a truthy value or the time is up. */

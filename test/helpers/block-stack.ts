@@ -1,0 +1,81 @@
+/**
+ * A block device on an NBD export without the kernel's nbd module: nbdfuse exposes the
+ * export as a file in a FUSE mount, and a loop device turns that file into /dev/loopN,
+ * which mkfs and mount accept. Teardown unwinds it top-down (umount, losetup -d,
+ * fusermount3 -u, then nbdfuse is killed by PID), whatever state the test left it in.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  run,
+  type RunResult,
+  sleep,
+  spawnTracked,
+  type Teardown,
+  type Tracked,
+  waitFor,
+  within,
+} from './server.js';
+
+export async function isMounted(dir: string): Promise<boolean> {
+  const mounts = await readFile('/proc/self/mounts', 'utf8');
+  return mounts.split('\n').some((l) => l.split(' ')[1] === dir);
+}
+
+export interface BlockStack {
+  /** /dev/loopN backed by the export. */
+  loop: string;
+  /** Where mount() mounts it. */
+  mnt: string;
+  nbdfuse: Tracked;
+  mount(): Promise<RunResult>;
+  umount(): Promise<RunResult>;
+  /** umount (if mounted), losetup -d, fusermount3 -u; resolves with nbdfuse's exit code. */
+  detach(): Promise<number | null | 'timeout'>;
+}
+
+/** Builds the stack for `uri` under `dir`; throws with the tools' output if a step fails. */
+export async function attachBlockStack(t: Teardown, uri: string, dir: string): Promise<BlockStack> {
+  const fuseDir = path.join(dir, 'fuse');
+  const mnt = path.join(dir, 'mnt');
+  mkdirSync(fuseDir, { recursive: true });
+  mkdirSync(mnt, { recursive: true });
+  const fuseFile = path.join(fuseDir, 'disk');
+  const pidFile = path.join(dir, 'nbdfuse.pid');
+  let loop = '';
+  let detached = false;
+  const nbdfuse = spawnTracked('nbdfuse', ['-P', pidFile, fuseFile, uri], { t });
+  const unwind = async (): Promise<void> => {
+    for (let i = 0; i < 5 && (await isMounted(mnt)); i++) {
+      const r = await run('umount', [mnt], { timeoutMs: 20000 });
+      if (r.code !== 0) await sleep(500);
+    }
+    if (await isMounted(mnt)) await run('umount', ['-l', mnt], { timeoutMs: 20000 });
+    if (loop) await run('losetup', ['-d', loop], { timeoutMs: 20000 });
+    loop = '';
+    if (await isMounted(fuseDir)) await run('fusermount3', ['-u', fuseDir], { timeoutMs: 20000 });
+  };
+  // Registered after nbdfuse's own teardown, so it runs first (last in, first out).
+  t.teardown(() => (detached ? undefined : unwind()));
+  if (!(await waitFor(() => existsSync(pidFile), 15000))) {
+    throw new Error(`nbdfuse did not start: ${nbdfuse.output()}`);
+  }
+  const lo = await run('losetup', ['-f', '--show', fuseFile], { timeoutMs: 20000 });
+  if (lo.code !== 0) throw new Error(`losetup failed: ${lo.stderr}`);
+  loop = lo.stdout.trim();
+  return {
+    get loop() {
+      return loop;
+    },
+    mnt,
+    nbdfuse,
+    mount: () => run('mount', [loop, mnt], { timeoutMs: 30000 }),
+    umount: () => run('umount', [mnt], { timeoutMs: 30000 }),
+    detach: async () => {
+      await unwind();
+      detached = true;
+      return within(nbdfuse.exited, 10000);
+    },
+  };
+}
