@@ -4,7 +4,8 @@ import { resolve } from 'node:path';
 import { errorAt, posText, q } from './errors.js';
 import { parseWithIncludes, readConfigFile } from './files.js';
 import type { Token } from './lexer.js';
-import { readResource, type RawResource } from './resource.js';
+import type { RawResource } from './host.js';
+import { readResource } from './resource.js';
 import { type Resolved, resolveResource } from './resolve.js';
 import {
   homeOf,

@@ -5,7 +5,7 @@ import { errorAt, posText, q } from './errors.js';
 import type { Token } from './lexer.js';
 import { defaults, type SettingKey } from './schema.js';
 import type { Scope, Setting } from './sections.js';
-import type { Field, RawHost, RawResource } from './resource.js';
+import type { Field, RawHost, RawResource } from './host.js';
 import type { Address, HostConfig, ResourceConfig } from './types.js';
 import { addressKey } from './values.js';
 
