@@ -34,18 +34,7 @@ async function daemon(opts: DaemonCliOptions): Promise<void> {
   const runDir = path.resolve(opts.runDir ?? process.env.URBD_RUN_DIR ?? DEFAULT_RUN_DIR);
   const log = createLogger('urbd').child({ node });
   const d = new Daemon({ node, configPath: path.resolve(configPath(opts.config)), runDir, log });
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: persisting bitmaps and marking metadata clean');
-    await d.stop();
-    log.info('stopped');
-    process.exit(0);
-  };
-  exitOnInternalError(log);
-  process.on('SIGTERM', (s) => void stop(s));
-  process.on('SIGINT', (s) => void stop(s));
+  stopOnSignals(log, 'stopping: persisting bitmaps and marking metadata clean', () => d.stop());
   try {
     await d.start();
   } catch (err) {
@@ -115,27 +104,17 @@ async function serve(opts: ServeOptions): Promise<void> {
     handshakeTimeoutMs: opts.handshakeTimeout * 1000,
   });
   const disks: FileDisk[] = [];
-  // Installed before anything listens: a supervisor may signal as soon as it sees us ready.
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: finishing requests in flight');
+  const stopping = stopOnSignals(log, 'stopping: finishing requests in flight', async () => {
     await server.close();
     // What the clients wrote without a FLUSH should not depend on the page cache outliving us.
     for (const d of disks) {
       await d.flush().catch((err: Error) => log.error({ err: err.message }, 'final flush failed'));
       await d.close();
     }
-    log.info('stopped');
-    process.exit(0);
-  };
-  exitOnInternalError(log);
-  process.on('SIGTERM', (s) => void stop(s));
-  process.on('SIGINT', (s) => void stop(s));
+  });
   try {
     for (const [i, file] of opts.disk.entries()) {
-      if (stopping) return;
+      if (stopping.requested) return;
       const disk = await FileDisk.open(file, { readOnly: opts.readOnly === true });
       disks.push(disk);
       const name = opts.export[i] ?? path.basename(file);
@@ -147,7 +126,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       });
       log.info({ export: name, disk: file, size: disk.size, default: i === 0 }, 'export ready');
     }
-    for (const addr of listeners) if (!stopping) await server.listen(addr);
+    for (const addr of listeners) if (!stopping.requested) await server.listen(addr);
   } catch (err) {
     log.error({ err: (err as Error).message }, 'cannot start');
     await Promise.all(disks.map((d) => d.close()));
@@ -158,14 +137,32 @@ async function serve(opts: ServeOptions): Promise<void> {
 }
 
 /**
- * A bug that escapes every handler leaves state nobody can vouch for: say so in one line and
- * exit, so the supervisor restarts us from what is on disk.
+ * SIGTERM and SIGINT run `stop` once, then exit 0. Installed before anything listens: a
+ * supervisor may signal as soon as it sees us ready. A bug that escapes every handler
+ * leaves state nobody can vouch for: it is logged in one line and the process exits 70, so
+ * the supervisor restarts us from what is on disk.
  */
-function exitOnInternalError(log: ReturnType<typeof createLogger>): void {
+function stopOnSignals(
+  log: ReturnType<typeof createLogger>,
+  message: string,
+  stop: () => Promise<void>,
+): { requested: boolean } {
+  const state = { requested: false };
+  const onSignal = async (signal: string): Promise<void> => {
+    if (state.requested) return;
+    state.requested = true;
+    log.info({ signal }, message);
+    await stop();
+    log.info('stopped');
+    process.exit(0);
+  };
   process.on('uncaughtException', (err) => {
     log.fatal({ err: err.stack ?? String(err) }, 'internal error, exiting');
     process.exit(70);
   });
+  process.on('SIGTERM', (s) => void onSignal(s));
+  process.on('SIGINT', (s) => void onSignal(s));
+  return state;
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { ConfigError, hostFor, loadConfig, resourceFor } from '../config/index.js';
-import { CommandError, Resource } from '../resource/resource.js';
+import { commandError, Resource } from '../resource/resource.js';
 import { EventHub } from './events.js';
 import { controlSocketPath, type ControlRequest } from './protocol.js';
 import { ControlServer } from './server.js';
@@ -67,7 +67,7 @@ export class Daemon {
   }
 
   private async handle(req: ControlRequest): Promise<unknown> {
-    if (this.stopping) throw new CommandError('ERR_STOPPING', 'urbd is stopping');
+    if (this.stopping) throw commandError('ERR_STOPPING', 'urbd is stopping');
     const args = req.args ?? {};
     switch (req.cmd) {
       case 'ping':
@@ -109,19 +109,19 @@ export class Daemon {
       case 'get-gi':
         return r.serial(() => r.superblock());
       default:
-        throw new CommandError('EPROTO', `unknown command "${req.cmd}"`);
+        throw commandError('EPROTO', `unknown command "${req.cmd}"`);
     }
   }
 
   private name(req: ControlRequest): string {
-    if (!req.resource) throw new CommandError('EPROTO', `${req.cmd} needs a resource name`);
+    if (!req.resource) throw commandError('EPROTO', `${req.cmd} needs a resource name`);
     return req.resource;
   }
 
   private get(name: string): Resource {
     const r = this.resources.get(name);
     if (!r)
-      throw new CommandError(
+      throw commandError(
         'ERR_RES_NOT_KNOWN',
         `${name}: no such resource is up on ${this.opts.node}`,
       );
@@ -136,7 +136,7 @@ export class Daemon {
       host = hostFor(config, this.opts.node);
     } catch (err) {
       const e = err as Error;
-      throw new CommandError(
+      throw commandError(
         err instanceof ConfigError ? 'ERR_CONFIG' : 'ERR_RES_NOT_KNOWN',
         e.message,
       );
@@ -153,7 +153,7 @@ export class Daemon {
 
   private async up(name: string): Promise<void> {
     if (this.resources.has(name)) {
-      throw new CommandError('ERR_RES_IN_USE', `${name} is already up on ${this.opts.node}`);
+      throw commandError('ERR_RES_IN_USE', `${name} is already up on ${this.opts.node}`);
     }
     const r = this.create(name);
     this.resources.set(name, r);

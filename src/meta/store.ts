@@ -983,7 +983,8 @@ export class MetaStore {
   }
 }
 
-function noFlags(): MetaFlags {
+/** Every flag clear: the base that create-md and tests start from. */
+export function noFlags(): MetaFlags {
   return {
     consistent: false,
     wasUpToDate: false,

@@ -26,33 +26,29 @@ import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
 import { ResourceTarget } from './write-path.js';
 
 /**
- * An admin request the state rules refused (drbdsetup's "State change failed"): exit 11.
- * `code` is the SS_* name, the message one line.
+ * A failed admin request, with the exit code urbdadm ends with: 11 for a change the state
+ * rules refused (drbdsetup's "State change failed", `code` is the SS_* name), 10 for a
+ * command that could not be carried out (`code` is ERR_*). The message is one line.
  */
-export class StateChangeError extends Error {
-  readonly exitCode = 11;
+export class AdminError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    readonly exitCode: 10 | 11,
   ) {
     super(message);
-    this.name = 'StateChangeError';
-  }
-  static from(r: Refusal): StateChangeError {
-    return new StateChangeError(r.code, r.message);
+    this.name = 'AdminError';
   }
 }
 
-/** A request that could not be carried out (missing disk, bad metadata, ...): exit 10. */
-export class CommandError extends Error {
-  readonly exitCode = 10;
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'CommandError';
-  }
+/** A refusal from the rules in states.ts. */
+function refused(r: Refusal): AdminError {
+  return new AdminError(r.code, r.message, 11);
+}
+
+/** A command that failed for a reason other than the state rules. */
+export function commandError(code: string, message: string): AdminError {
+  return new AdminError(code, message, 10);
 }
 
 interface PeerState {
@@ -167,10 +163,10 @@ export class Resource {
 
   async attach(): Promise<void> {
     if (this.attached)
-      throw new CommandError('ERR_DISK_CONFIGURED', `${this.name} is already attached`);
+      throw commandError('ERR_DISK_CONFIGURED', `${this.name} is already attached`);
     const diskPath = this.diskPath;
     if (diskPath === undefined) {
-      throw new CommandError(
+      throw commandError(
         'ERR_NO_DISK',
         `${this.name} has no disk on ${this.host.name} (disk none)`,
       );
@@ -180,7 +176,7 @@ export class Resource {
     try {
       backing = await FileDisk.open(diskPath);
     } catch (err) {
-      throw new CommandError(
+      throw commandError(
         'ERR_OPEN_DISK',
         `cannot open disk ${diskPath}: ${(err as Error).message}`,
       );
@@ -195,7 +191,7 @@ export class Resource {
       });
     } catch (err) {
       await backing.close();
-      throw new CommandError('ERR_OPEN_MD', (err as Error).message);
+      throw commandError('ERR_OPEN_MD', (err as Error).message);
     }
     this.backing = backing;
     this.meta = meta;
@@ -225,7 +221,7 @@ export class Resource {
       connected: this.connected,
       peerDisk: this.peers[0]?.disk ?? 'DUnknown',
     });
-    if (refusal) throw StateChangeError.from(refusal);
+    if (refusal) throw refused(refusal);
     await this.closeDisk();
     this.changed();
     this.log.info('detached');
@@ -264,7 +260,7 @@ export class Resource {
       fencing: this.fencing,
       force,
     });
-    if ('code' in decision) throw StateChangeError.from(decision);
+    if ('code' in decision) throw refused(decision);
     if (this.role === 'Primary') return;
     const meta = this.requireMeta();
     const sb = meta.superblock();
@@ -292,7 +288,7 @@ export class Resource {
     if (this.role === 'Secondary') return;
     const openCount = this.clientCount();
     const refusal = decideDemote({ role: this.role, openCount, force });
-    if (refusal) throw StateChangeError.from(refusal);
+    if (refusal) throw refused(refusal);
     if (openCount > 0) {
       const n = this.nbd?.dropClientsOf(this.name, 'resource demoted with --force') ?? 0;
       this.log.warn({ clients: n }, 'secondary --force: NBD clients cut off');
@@ -315,7 +311,7 @@ export class Resource {
 
   outdate(): void {
     const refusal = decideOutdate({ role: this.role, disk: this.disk, connected: this.connected });
-    if (refusal) throw StateChangeError.from(refusal);
+    if (refusal) throw refused(refusal);
     this.requireMeta();
     this.disk = 'Outdated';
     this.persistFlags();
@@ -385,7 +381,7 @@ export class Resource {
       }
     } catch (err) {
       await server.close();
-      throw new CommandError('ERR_LISTEN', `cannot serve ${this.name}: ${(err as Error).message}`);
+      throw commandError('ERR_LISTEN', `cannot serve ${this.name}: ${(err as Error).message}`);
     }
     this.nbd = server;
     this.changed();
@@ -403,7 +399,7 @@ export class Resource {
   // ---- state bookkeeping -----------------------------------------------------------------
 
   private requireMeta(): DiskMeta {
-    if (!this.meta) throw new CommandError('ERR_NO_DISK', `${this.name} has no disk attached`);
+    if (!this.meta) throw commandError('ERR_NO_DISK', `${this.name} has no disk attached`);
     return this.meta;
   }
 

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import t from 'tap';
 
 import type { GenerationUuids, MetaFlags, Superblock } from '../../src/meta/store.js';
-import { UUID_JUST_CREATED } from '../../src/meta/store.js';
+import { noFlags as newFlags, UUID_JUST_CREATED } from '../../src/meta/store.js';
 import {
   clearBitmapUuid,
   formatGi,
@@ -17,17 +17,7 @@ import {
 } from '../../src/meta/uuid.js';
 
 const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
-const noFlags: MetaFlags = {
-  consistent: false,
-  wasUpToDate: false,
-  primaryIndicator: false,
-  crashedPrimary: false,
-  peerOutdated: false,
-  alClean: false,
-  alDisabled: false,
-  connectedIndicator: false,
-  fullSync: false,
-};
+const noFlags: MetaFlags = newFlags();
 const gi = (c: bigint, b: bigint, h1: bigint, h2: bigint): GenerationUuids => ({
   current: c,
   bitmap: b,
