@@ -127,15 +127,22 @@ export async function applyAlVerb(ctx: AdmContext, name: string): Promise<string
   return `${name}: applied ${r.extents.length} activity-log extents (${r.bitsSet} bits set)${r.crashedPrimary ? '; it was a crashed Primary' : ''}`;
 }
 
-/** Generation identifiers, from the daemon when the disk is attached, else from the file. */
-export async function readSuperblock(ctx: AdmContext, name: string): Promise<Superblock> {
+/**
+ * Generation identifiers, from the daemon when the disk is attached (`attached`), else
+ * from the file.
+ */
+export async function readSuperblock(
+  ctx: AdmContext,
+  name: string,
+): Promise<{ sb: Superblock; attached: boolean }> {
   const st = await ctx.upStatus(name);
   if (st && st.device.diskState !== 'Diskless') {
     const c = await ctx.requireDaemon();
-    return superblockFromJson(await c.request('get-gi', name));
+    return { sb: superblockFromJson(await c.request('get-gi', name)), attached: true };
   }
   const { host } = ctx.resource(name);
-  return withStore(metaPathFor(name, host), name, true, (s) => s.superblock());
+  const sb = withStore(metaPathFor(name, host), name, true, (s) => s.superblock());
+  return { sb, attached: false };
 }
 
 /** Offline outdate (drbdmeta outdate): consistent data is marked as known to be behind. */

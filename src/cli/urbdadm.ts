@@ -127,13 +127,20 @@ program
   .command('get-gi')
   .argument('<res...>')
   .description('print the generation identifiers and flags')
-  .action(perResource('get-gi', async (ctx, name) => formatGi(await readSuperblock(ctx, name))));
+  .action(
+    perResource('get-gi', async (ctx, name) => formatGi((await readSuperblock(ctx, name)).sb)),
+  );
 
 program
   .command('show-gi')
   .argument('<res...>')
   .description('print the generation identifiers and flags, explained')
-  .action(perResource('show-gi', async (ctx, name) => showGi(await readSuperblock(ctx, name))));
+  .action(
+    perResource('show-gi', async (ctx, name) => {
+      const { sb, attached } = await readSuperblock(ctx, name);
+      return showGi(sb, { attached });
+    }),
+  );
 
 program
   .command('new-current-uuid')

@@ -1,6 +1,13 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import { ConfigError, hostFor, loadConfig, resourceFor } from '../config/index.js';
+import {
+  ConfigError,
+  type HostConfig,
+  hostFor,
+  loadConfig,
+  type ResourceConfig,
+  resourceFor,
+} from '../config/index.js';
 import { commandError, Resource } from '../resource/resource.js';
 import { EventHub } from './events.js';
 import { controlSocketPath, type ControlRequest } from './protocol.js';
@@ -128,12 +135,11 @@ export class Daemon {
     return r;
   }
 
-  private create(name: string): Resource {
-    let config;
-    let host;
+  /** The resource's configuration on this node, read afresh; exit 10 when there is none. */
+  private lookup(name: string): { config: ResourceConfig; host: HostConfig } {
     try {
-      config = resourceFor(loadConfig(this.opts.configPath), name);
-      host = hostFor(config, this.opts.node);
+      const config = resourceFor(loadConfig(this.opts.configPath), name);
+      return { config, host: hostFor(config, this.opts.node) };
     } catch (err) {
       const e = err as Error;
       throw commandError(
@@ -141,6 +147,10 @@ export class Daemon {
         e.message,
       );
     }
+  }
+
+  private create(name: string): Resource {
+    const { config, host } = this.lookup(name);
     return new Resource({
       config,
       host,
@@ -174,7 +184,14 @@ export class Daemon {
   }
 
   private async down(name: string): Promise<void> {
-    const r = this.get(name);
+    const r = this.resources.get(name);
+    if (!r) {
+      // drbdsetup's down is missing-ok: a configured resource that is not up is already
+      // down, so `down all` and a unit's ExecStop succeed after a manual down. A name the
+      // configuration does not know is still an error.
+      this.lookup(name);
+      return;
+    }
     await r.serial(() => r.down());
     this.resources.delete(name);
     this.events.destroy(name);

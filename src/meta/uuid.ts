@@ -122,9 +122,14 @@ export function formatGi(sb: Pick<Superblock, 'uuids' | 'flags'>): string {
 
 /**
  * `show-gi`: the get-gi line with each field labelled, like `drbdadm show-gi`, then the
- * clean/unclean marker and the activity-log size. Ends with a newline.
+ * clean/unclean marker and the activity-log size. Ends with a newline. `attached`: the
+ * superblock came from the daemon, which keeps it unclean on purpose while the disk is
+ * attached; that is not a store that needs apply-al.
  */
-export function showGi(sb: Pick<Superblock, 'uuids' | 'flags' | 'clean' | 'alExtents'>): string {
+export function showGi(
+  sb: Pick<Superblock, 'uuids' | 'flags' | 'clean' | 'alExtents'>,
+  opts: { attached?: boolean } = {},
+): string {
   const gi = formatGi(sb);
   const flagsCol = 4 * 17; // column of the first flag digit
   // One arrow per UUID, over its middle digit, like drbdadm's picture.
@@ -153,7 +158,12 @@ export function showGi(sb: Pick<Superblock, 'uuids' | 'flags' | 'clean' | 'alExt
     out.push((' '.repeat(pad) + label + tail).padEnd(width));
   }
   out.push('');
-  out.push(`meta-data: ${sb.clean ? 'clean' : 'unclean (needs apply-al)'}`);
+  const state = opts.attached
+    ? 'in use (attached to the running urbd)'
+    : sb.clean
+      ? 'clean'
+      : 'unclean (needs apply-al)';
+  out.push(`meta-data: ${state}`);
   out.push(`al-extents: ${sb.alExtents}`);
   return out.map((l) => l.trimEnd()).join('\n') + '\n';
 }

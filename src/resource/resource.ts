@@ -199,6 +199,10 @@ export class Resource {
     const st = diskStateOnAttach(sb.flags, this.fencing);
     this.disk = st.disk;
     for (const p of this.peers) p.disk = st.peerDisk;
+    // Attaching is a state change too (drbd.md §2.5): a primary-indicator left by a crash
+    // as Primary is cleared now that this node is Secondary, so a later crash here does
+    // not count as a crashed Primary again.
+    this.persistFlags();
     this.nbdExportTarget = new ResourceTarget(this, backing, meta);
     this.log.info(
       {

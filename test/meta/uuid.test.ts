@@ -194,4 +194,9 @@ t.test('show-gi: every field labelled, arrows under the right digits', async (t)
   t.match(out, /meta-data: clean\n/);
   t.match(out, /al-extents: 1237\n$/);
   t.match(showGi({ ...sample, clean: false }), /meta-data: unclean \(needs apply-al\)/);
+  t.match(
+    showGi({ ...sample, clean: false }, { attached: true }),
+    /meta-data: in use \(attached to the running urbd\)\n/,
+    'the daemon keeps an attached store unclean on purpose: not a hint to run apply-al',
+  );
 });
