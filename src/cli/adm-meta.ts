@@ -3,7 +3,9 @@ import readline from 'node:readline/promises';
 import { applyAl } from '../meta/apply-al.js';
 import { MetaError, MetaStore, type Superblock } from '../meta/store.js';
 import { newCurrentCommand } from '../meta/uuid.js';
+import { RemoteError } from '../control/client.js';
 import { metaPathFor } from '../resource/paths.js';
+import { decideOutdate, diskStateOnAttach } from '../resource/states.js';
 import { FileDisk } from '../storage/file-disk.js';
 import { AdmError, type AdmContext, Exit } from './adm-context.js';
 
@@ -149,12 +151,11 @@ export async function readSuperblock(
 export async function outdateOffline(ctx: AdmContext, name: string): Promise<void> {
   const file = await metaPath(ctx, name, 'outdate');
   withStore(file, name, false, (s) => {
-    if (!s.superblock().flags.consistent) {
-      throw new AdmError(
-        `${name}: the disk is Inconsistent, already worse than Outdated`,
-        Exit.STATE_CHANGE,
-      );
-    }
+    // The same rule as the daemon's, on the state the disk would come up in, reported
+    // the way a refusal from the daemon is.
+    const { disk } = diskStateOnAttach(s.superblock().flags, 'dont-care');
+    const refusal = decideOutdate({ role: 'Secondary', disk, connected: false });
+    if (refusal) throw new RemoteError(refusal.code, refusal.message, Exit.STATE_CHANGE);
     s.setFlags({ wasUpToDate: false });
   });
 }

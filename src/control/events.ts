@@ -36,7 +36,6 @@ export function eventObjects(
       minor: s.device.minor,
       disk: s.device.diskState,
       client: 'no',
-      'nbd-clients': s.device.export.clients,
     },
   });
   for (const p of s.peers) {

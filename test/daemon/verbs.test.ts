@@ -257,7 +257,7 @@ t.test('outdate: online, offline, and where it is refused', async (t) => {
     t,
     r,
     11,
-    /^urbdadm: outdate r0: r0: the disk is Inconsistent, already worse than Outdated$/m,
+    /^urbdadm: outdate r0: State change failed: the disk is Inconsistent, already worse than Outdated \(SS_LOWER_THAN_OUTDATED\)$/m,
     'offline outdate of Inconsistent data',
   );
   const d = await startDaemon(n.spec, { t });
