@@ -46,10 +46,7 @@ export class Daemon {
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'configuration has errors');
     }
-    this.opts.log.info(
-      { node: this.opts.node, runDir: this.opts.runDir, config: this.opts.configPath },
-      'urbd ready',
-    );
+    this.opts.log.info({ runDir: this.opts.runDir, config: this.opts.configPath }, 'urbd ready');
     notifySystemd(
       `READY=1\nSTATUS=node ${this.opts.node}, no resources up\nMAINPID=${process.pid}`,
       this.opts.log,

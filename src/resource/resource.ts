@@ -353,6 +353,26 @@ export class Resource {
     return undefined;
   }
 
+  private metaFailures = { count: 0, lastLog: 0 };
+
+  /**
+   * A write failed because its AL transaction could not be written (full or failing
+   * metadata disk). Logged at once, then at most every 10 s with a count, so a client
+   * retrying in a loop cannot flood the log.
+   */
+  metadataFailed(err: Error): void {
+    const f = this.metaFailures;
+    f.count++;
+    const now = Date.now();
+    if (now - f.lastLog < 10_000) return;
+    this.log.error(
+      { err: err.message, failedWrites: f.count },
+      'metadata write failed: writes to inactive extents get EIO until the metadata disk is fixed',
+    );
+    f.lastLog = now;
+    f.count = 0;
+  }
+
   clientCount(): number {
     return this.nbd?.clientsOf(this.name) ?? 0;
   }

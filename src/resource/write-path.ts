@@ -14,6 +14,8 @@ import type { DiskMeta } from './disk-meta.js';
 export interface IoGate {
   /** Undefined when application I/O may proceed, else why not (one line for the log). */
   ioRefusal(): string | undefined;
+  /** The metadata could not record an activity-log change; the write was failed. */
+  metadataFailed(err: Error): void;
 }
 
 /**
@@ -86,6 +88,7 @@ export class ResourceTarget implements BlockTarget {
     return activating.then(
       () => this.apply(offset, length, io),
       (err: Error) => {
+        this.gate.metadataFailed(err);
         throw new TargetError('EIO', `activity log update failed: ${err.message}`);
       },
     );
