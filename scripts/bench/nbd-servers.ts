@@ -26,7 +26,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForPort(port: number, proc: ChildProcess, ms: number): Promise<void> {
+export async function waitForPort(port: number, proc: ChildProcess, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}`);
@@ -75,12 +75,13 @@ export async function startNbdkit(file: string): Promise<RunningServer> {
   );
 }
 
-export async function startUrbd(file: string): Promise<RunningServer> {
+/** `urbd serve` on the file; nodeOptions go to node before the script (e.g. --cpu-prof). */
+export async function startUrbd(file: string, nodeOptions: string[] = []): Promise<RunningServer> {
   const port = await freePort();
   return start(
-    'urbd',
+    'serve',
     process.execPath,
-    [URBD_CLI, 'serve', '--disk', file, '--listen', `127.0.0.1:${port}`],
+    [...nodeOptions, URBD_CLI, 'serve', '--disk', file, '--listen', `127.0.0.1:${port}`],
     port,
   );
 }
