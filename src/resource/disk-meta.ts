@@ -37,6 +37,13 @@ export interface AttachReport {
  */
 export class DiskMeta {
   readonly al: ActivityLog;
+  /**
+   * Set when an AL commit failed in a way that leaves its outcome unknown (an I/O error:
+   * the commit may still reach the disk). The log in memory was rolled back, so it may
+   * believe in an extent the on-disk log has dropped; writing on would break the AL
+   * invariant, so every later write fails until the disk is detached and checked.
+   */
+  failure: Error | null = null;
   private closed = false;
 
   private constructor(
@@ -159,13 +166,33 @@ export class DiskMeta {
     const pages = [...new Set(evicted.map((e) => e >> EXTENT_TO_PAGE_SHIFT))].filter(
       (p) => p < this.bitmap.pageCount,
     );
-    this.store.commitAl({ slots, bitmapPages: pages.map((page) => this.pageRecord(page)) });
+    try {
+      this.store.commitAl({ slots, bitmapPages: pages.map((page) => this.pageRecord(page)) });
+    } catch (err) {
+      if (commitOutcomeUnknown(err)) this.failure ??= err as Error;
+      throw err;
+    }
     this.bitmap.markPagesClean(pages);
   }
 
   private pageRecord(page: number): { page: number; data: Buffer | null } {
     return { page, data: this.bitmap.pageIsZero(page) ? null : this.bitmap.pageBuffer(page) };
   }
+}
+
+/**
+ * Whether a failed SQLite commit may still have reached the disk. A full disk, a read-only
+ * file or a lock is refused before the commit frame is written, and SQLite rolls back; an
+ * I/O error (a failed write or fsync of the WAL) can leave a complete commit behind that
+ * recovery would replay.
+ */
+export function commitOutcomeUnknown(err: unknown): boolean {
+  const code =
+    (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
+  return (
+    typeof code !== 'string' ||
+    !/^SQLITE_(FULL|READONLY|BUSY|LOCKED|PERM|AUTH|CONSTRAINT)/.test(code)
+  );
 }
 
 // One page holds the bits of 32 extents; the shift above depends on it.

@@ -82,6 +82,11 @@ export class ResourceTarget implements BlockTarget {
     const refusal = this.gate.ioRefusal();
     // EPERM reaches the client as "operation not permitted": the device is not writable here.
     if (refusal !== undefined) return Promise.reject(new TargetError('EPERM', refusal));
+    const failure = this.meta.failure;
+    if (failure !== null) {
+      this.gate.metadataFailed(failure);
+      return Promise.reject(new TargetError('EIO', `metadata failed earlier: ${failure.message}`));
+    }
     const al = this.meta.al;
     const activating = al.begin(offset, length);
     if (activating === undefined) return this.apply(offset, length, io);
