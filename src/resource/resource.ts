@@ -90,6 +90,8 @@ export class Resource {
   private nbd: NbdServer | undefined;
   private tcpListeners: ListenAddress[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  /** The write path over the attached disk; the export reaches the disk through it. */
+  private nbdExportTarget: ResourceTarget | undefined;
 
   constructor(private readonly opts: ResourceOptions) {
     this.name = opts.config.name;
@@ -230,8 +232,6 @@ export class Resource {
     this.changed();
     this.log.info('detached');
   }
-
-  private nbdExportTarget: ResourceTarget | undefined;
 
   private async closeDisk(): Promise<void> {
     const backing = this.backing;
