@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { attachBlockStack } from '../helpers/block-stack.js';
-import { adm, oneNodeConfig, startDaemon } from '../helpers/daemon.js';
+import { oneNodeConfig, startPrimary } from '../helpers/daemon.js';
 import { makeDisk, run, showRun as show, tmpDir } from '../helpers/server.js';
 
 t.setTimeout(180000);
@@ -18,12 +18,7 @@ t.test('ext4 on a resource survives down and up', async (t) => {
   const disk = await makeDisk(dir, 128 * MiB);
   const config = oneNodeConfig(dir, { node: 'alpha', disk });
   const spec = { node: 'alpha', config, runDir: path.join(dir, 'run') };
-  const uri = `nbd+unix:///r0?socket=${path.join(spec.runDir, 'r0.nbd')}`;
-
-  t.equal((await adm(spec, ['create-md', 'r0'])).code, 0, 'create-md');
-  const d = await startDaemon(spec, { t });
-  t.equal((await d.adm(['up', 'r0'])).code, 0, 'up');
-  t.equal((await d.adm(['primary', '--force', 'r0'])).code, 0, 'primary --force');
+  const { d, uri } = await startPrimary(t, spec);
   const gi = (await d.adm(['get-gi', 'r0'])).stdout;
 
   const files = { 'a.bin': randomBytes(8 * MiB), 'b.txt': Buffer.from('hello from urbd\n') };

@@ -7,7 +7,7 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { attachBlockStack } from '../helpers/block-stack.js';
-import { adm, oneNodeConfig, startDaemon } from '../helpers/daemon.js';
+import { oneNodeConfig, startPrimary } from '../helpers/daemon.js';
 import {
   makeDisk,
   readRange,
@@ -56,11 +56,7 @@ t.test('an AL commit that hits EIO fails every later write, loses nothing', asyn
     diskSection: 'al-extents 7;',
   });
   const spec = { node: 'alpha', config, runDir: path.join(dir, 'run') };
-  const uri = `nbd+unix:///r0?socket=${path.join(spec.runDir, 'r0.nbd')}`;
-  t.equal((await adm(spec, ['create-md', 'r0'])).code, 0, 'create-md');
-  const d = await startDaemon(spec, { t });
-  t.equal((await d.adm(['up', 'r0'])).code, 0, 'up');
-  t.equal((await d.adm(['primary', '--force', 'r0'])).code, 0, 'primary --force');
+  const { d, uri } = await startPrimary(t, spec);
   const w1 = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4k', uri]);
   t.equal(w1.code, 0, 'a write while the metadata disk is healthy', { output: show(w1) });
 

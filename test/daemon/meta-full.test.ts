@@ -5,7 +5,7 @@ import t from 'tap';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { isMounted } from '../helpers/block-stack.js';
-import { adm, oneNodeConfig, startDaemon } from '../helpers/daemon.js';
+import { oneNodeConfig, startPrimary } from '../helpers/daemon.js';
 import { makeDisk, readRange, run, showRun as show, tmpDir } from '../helpers/server.js';
 
 t.setTimeout(120000);
@@ -31,11 +31,7 @@ t.test('a full metadata filesystem fails writes to cold extents, loses nothing',
     diskSection: 'al-extents 7;',
   });
   const spec = { node: 'alpha', config, runDir: path.join(dir, 'run') };
-  const uri = `nbd+unix:///r0?socket=${path.join(spec.runDir, 'r0.nbd')}`;
-  t.equal((await adm(spec, ['create-md', 'r0'])).code, 0, 'create-md fits');
-  const d = await startDaemon(spec, { t });
-  t.equal((await d.adm(['up', 'r0'])).code, 0, 'up');
-  t.equal((await d.adm(['primary', '--force', 'r0'])).code, 0, 'primary --force');
+  const { d, uri } = await startPrimary(t, spec);
 
   // One 4 KiB write into each of 256 extents, every one of them cold: each costs an AL
   // transaction (and, with 7 slots, persisting the evicted extent's bitmap page).

@@ -3,6 +3,7 @@
  * tracked and killed by PID like every other child (see server.ts).
  */
 import { writeFileSync } from 'node:fs';
+import type { Test } from 'tap';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -108,4 +109,28 @@ export function oneNodeConfig(
 `,
   );
   return file;
+}
+
+/** The export's nbd+unix URI for a resource of this node. */
+export function exportUri(spec: NodeSpec, resource = 'r0'): string {
+  return `nbd+unix:///${resource}?socket=${path.join(spec.runDir, `${resource}.nbd`)}`;
+}
+
+/**
+ * The common start of a one-node test: create-md, the daemon, up, primary --force, each
+ * asserted. Returns the running daemon and the export's URI.
+ */
+export async function startPrimary(
+  t: Test,
+  spec: NodeSpec,
+  resource = 'r0',
+): Promise<{ d: DaemonHandle; uri: string }> {
+  const md = await adm(spec, ['create-md', resource]);
+  t.equal(md.code, 0, 'create-md', { output: md.stderr });
+  const d = await startDaemon(spec, { t });
+  const up = await d.adm(['up', resource]);
+  t.equal(up.code, 0, 'up', { output: up.stderr });
+  const pri = await d.adm(['primary', '--force', resource]);
+  t.equal(pri.code, 0, 'primary --force', { output: pri.stderr });
+  return { d, uri: exportUri(spec, resource) };
 }
