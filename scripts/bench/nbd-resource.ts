@@ -11,23 +11,18 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { AlStats } from '../../src/meta/activity-log.js';
 import { freePort, type RunningServer, URBD_CLI, waitForPort } from './nbd-servers.js';
 
 const run = promisify(execFile);
+
+export type { AlStats };
 
 /** The compiled urbdadm CLI, from dist/scripts/bench. */
 export const URBDADM_CLI = path.resolve(path.dirname(URBD_CLI), 'urbdadm.js');
 
 const NODE = 'benchnode';
 const RES = 'r0';
-
-export interface AlStats {
-  hits: number;
-  misses: number;
-  transactions: number;
-  evictions: number;
-  waits: number;
-}
 
 export interface ResourceOptions {
   /** `disk { al-extents N; }`; DRBD's and urbd's default is 1237. */

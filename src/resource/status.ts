@@ -1,3 +1,4 @@
+import type { AlStats } from '../meta/activity-log.js';
 import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
 
 /**
@@ -24,9 +25,7 @@ export interface DeviceStatus {
   outOfSync: number;
   alActive: number;
   alExtents: number;
-  alStats:
-    | { hits: number; misses: number; transactions: number; evictions: number; waits: number }
-    | undefined;
+  alStats: AlStats | undefined;
   crashedPrimary: boolean;
   disk: string | undefined;
   metaDisk: string | undefined;

@@ -6,17 +6,9 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { attachBlockStack } from '../helpers/block-stack.js';
+import { failingExt4 } from '../helpers/block-stack.js';
 import { oneNodeConfig, startPrimary } from '../helpers/daemon.js';
-import {
-  makeDisk,
-  readRange,
-  run,
-  showRun as show,
-  spawnTracked,
-  tmpDir,
-  waitFor,
-} from '../helpers/server.js';
+import { makeDisk, readRange, run, showRun as show, tmpDir } from '../helpers/server.js';
 
 t.setTimeout(120000);
 
@@ -25,28 +17,7 @@ const EXTENT = 4 * MiB;
 
 t.test('an AL commit that hits EIO fails every later write, loses nothing', async (t) => {
   const dir = tmpDir(t, 'urbd-mdeio-');
-  const inject = path.join(dir, 'inject');
-  const sock = path.join(dir, 'nbdkit.sock');
-  spawnTracked(
-    'nbdkit',
-    [
-      '-f',
-      '-U',
-      sock,
-      '--filter=error',
-      'memory',
-      '64M',
-      'error-pwrite=EIO',
-      'error-pwrite-rate=100%',
-      `error-pwrite-file=${inject}`,
-    ],
-    { t },
-  );
-  t.ok(await waitFor(() => fs.existsSync(sock), 10000), 'nbdkit is up');
-  const stack = await attachBlockStack(t, `nbd+unix:///?socket=${sock}`, path.join(dir, 'stack'));
-  const mkfs = await run('mkfs.ext4', ['-q', '-F', stack.loop], { timeoutMs: 60000 });
-  t.equal(mkfs.code, 0, 'mkfs.ext4 on the failing-to-be disk', { output: show(mkfs) });
-  t.equal((await stack.mount()).code, 0, 'mounted');
+  const { stack, inject } = await failingExt4(t, dir);
 
   const disk = await makeDisk(dir, 256 * MiB);
   const config = oneNodeConfig(dir, {

@@ -79,3 +79,32 @@ export async function attachBlockStack(t: Teardown, uri: string, dir: string): P
     },
   };
 }
+
+/**
+ * A real disk that fails on command, with ext4 mounted on it: nbdkit's memory plugin with
+ * its error filter (every write fails with EIO while the `inject` file exists) → the
+ * block stack above → mkfs.ext4 → mount. Files under `stack.mnt` sit on that disk.
+ */
+export async function failingExt4(
+  t: Teardown,
+  dir: string,
+  sizeMiB = 64,
+): Promise<{ stack: BlockStack; inject: string }> {
+  const inject = path.join(dir, 'inject');
+  const sock = path.join(dir, 'nbdkit.sock');
+  spawnTracked(
+    'nbdkit',
+    ['-f', '-U', sock, '--filter=error', 'memory', `${sizeMiB}M`, 'error-pwrite=EIO'].concat([
+      'error-pwrite-rate=100%',
+      `error-pwrite-file=${inject}`,
+    ]),
+    { t },
+  );
+  if (!(await waitFor(() => existsSync(sock), 10000))) throw new Error('nbdkit did not start');
+  const stack = await attachBlockStack(t, `nbd+unix:///?socket=${sock}`, path.join(dir, 'stack'));
+  const mkfs = await run('mkfs.ext4', ['-q', '-F', stack.loop], { timeoutMs: 60000 });
+  if (mkfs.code !== 0) throw new Error(`mkfs.ext4 failed: ${mkfs.stderr}`);
+  const m = await stack.mount();
+  if (m.code !== 0) throw new Error(`mount failed: ${m.stderr}`);
+  return { stack, inject };
+}

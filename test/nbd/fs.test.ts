@@ -4,31 +4,22 @@
 // large 1 KiB-aligned I/O, and checks the result both through the stack and directly in the
 // backing file.
 import t from 'tap';
+import { attachBlockStack } from '../helpers/block-stack.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import {
   makeDisk,
   readRange,
   run,
-  sleep,
-  spawnTracked,
   startServer,
   tmpDir,
-  waitFor,
-  within,
   showRun as show,
 } from '../helpers/server.js';
 
 t.setTimeout(150000);
 
 const MiB = 1 << 20;
-
-async function isMounted(dir: string): Promise<boolean> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8');
-  return mounts.split('\n').some((l) => l.split(' ')[1] === dir);
-}
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -37,36 +28,11 @@ t.test('ext4 over nbdfuse + loop: write, remount, verify, fstrim, fsck', async (
   const disk = await makeDisk(dir, 256 * MiB);
   const srv = await startServer(['--disk', disk, '--listen', '127.0.0.1:0'], { t });
 
-  const fuseDir = path.join(dir, 'fuse');
-  const mnt = path.join(dir, 'mnt');
-  await mkdir(fuseDir);
-  await mkdir(mnt);
-  const fuseFile = path.join(fuseDir, 'disk');
-  const pidFile = path.join(dir, 'nbdfuse.pid');
-  let loop = '';
-
-  // Registered after the server and before nbdfuse, so (teardowns run last-in first-out)
-  // this unwinds the stack top-down first, then nbdfuse and the server are killed by PID.
-  const nbdfuse = spawnTracked('nbdfuse', ['-P', pidFile, fuseFile, srv.uri()], { t });
-  t.teardown(async () => {
-    for (let i = 0; i < 5 && (await isMounted(mnt)); i++) {
-      const r = await run('umount', [mnt], { timeoutMs: 20000 });
-      if (r.code !== 0) await sleep(500);
-    }
-    if (await isMounted(mnt)) await run('umount', ['-l', mnt], { timeoutMs: 20000 });
-    if (loop) await run('losetup', ['-d', loop], { timeoutMs: 20000 });
-    if (await isMounted(fuseDir)) await run('fusermount3', ['-u', fuseDir], { timeoutMs: 20000 });
-  });
-
-  const ready = await waitFor(() => existsSync(pidFile), 15000);
-  t.ok(ready, 'nbdfuse is ready (pid file written)', { output: nbdfuse.output() });
-  if (!ready) return;
-
-  const lo = await run('losetup', ['-f', '--show', fuseFile], { timeoutMs: 20000 });
-  t.equal(lo.code, 0, 'losetup attached the FUSE file', { output: show(lo) });
-  loop = lo.stdout.trim();
+  // nbdfuse + loop, unwound top-down in teardown before the server is killed.
+  const stack = await attachBlockStack(t, srv.uri(), dir);
+  const loop = stack.loop;
   t.match(loop, /^\/dev\/loop\d+$/, 'got a loop device');
-  if (lo.code !== 0) return;
+  const mnt = stack.mnt;
 
   const mkfs = await run('mkfs.ext4', ['-q', '-F', loop], { timeoutMs: 60000 });
   t.equal(mkfs.code, 0, 'mkfs.ext4', { output: show(mkfs) });
@@ -116,15 +82,7 @@ t.test('ext4 over nbdfuse + loop: write, remount, verify, fstrim, fsck', async (
   const fsck = await run('e2fsck', ['-fn', loop], { timeoutMs: 60000 });
   t.equal(fsck.code, 0, 'e2fsck -fn through the NBD stack is clean', { output: show(fsck) });
 
-  t.equal((await run('losetup', ['-d', loop], { timeoutMs: 20000 })).code, 0, 'loop detached');
-  loop = '';
-  t.equal(
-    (await run('fusermount3', ['-u', fuseDir], { timeoutMs: 20000 })).code,
-    0,
-    'fusermount3 -u',
-  );
-  const fuseExit = await within(nbdfuse.exited, 10000);
-  t.equal(fuseExit, 0, 'nbdfuse exits 0 after unmount');
+  t.equal(await stack.detach(), 0, 'loop detached, FUSE unmounted, nbdfuse exits 0');
 
   // Everything the clients were told is written must be in the backing file itself.
   const direct = await run('e2fsck', ['-fn', disk], { timeoutMs: 60000 });
