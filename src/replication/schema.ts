@@ -1,0 +1,295 @@
+/**
+ * The peer protocol's control messages: one protobuf envelope whose `oneof body` names the
+ * message. A frame on the wire is a 12-byte header (frame.ts), this envelope, then the raw
+ * bulk bytes (write data, resync data, read replies) that are never re-encoded.
+ *
+ * Versioning: `PROTOCOL_VERSION` is exchanged in Hello as a min/max range and the highest
+ * common value is used. Fields are only ever added, with new numbers; a message a peer does
+ * not know decodes as an empty body and is refused as a protocol error.
+ *
+ * 64-bit generation UUIDs travel as 8 big-endian bytes (protobufjs would otherwise hand us
+ * Long objects); offsets and lengths are uint64 and decode as plain numbers (< 2^53).
+ */
+import protobuf from 'protobufjs';
+
+export const PROTOCOL_MIN = 1;
+export const PROTOCOL_MAX = 1;
+
+const PROTO = `
+syntax = "proto3";
+package urbd.peer.v1;
+
+// ---- link (transport.ts) -------------------------------------------------------------
+enum Channel { CHANNEL_UNSPECIFIED = 0; DATA = 1; META = 2; }
+message Hello {
+  uint32 protocol_min = 1;
+  uint32 protocol_max = 2;
+  string resource = 3;
+  string node = 4;          // the sender's node name
+  int32 node_id = 5;        // -1 when unset
+  Channel channel = 6;
+  bytes link_id = 7;        // pairs the data and meta sockets of one connection (16 bytes)
+  bytes challenge = 8;      // random nonce the peer must answer with HMAC (empty: no secret)
+  repeated string features = 9;
+}
+message AuthResponse { bytes hmac = 1; }
+message AuthResult { bool ok = 1; string reason = 2; }
+message Ping { uint64 id = 1; }
+message PingAck { uint64 id = 1; }
+message Goodbye { string reason = 1; }
+
+// ---- resource handshake ---------------------------------------------------------------
+message Params {
+  string protocol = 1;      // "A" | "B" | "C"
+  bool allow_two_primaries = 2;
+  bool discard_my_data = 3;
+  string after_sb_0pri = 4;
+  string after_sb_1pri = 5;
+  string after_sb_2pri = 6;
+  bool always_asbp = 7;
+  uint32 max_epoch_size = 8;
+}
+message Sizes {
+  uint64 backing_bytes = 1; // what the backing disk offers (0: diskless)
+  uint64 device_bytes = 2;  // the size in this node's metadata
+}
+message Uuids {
+  bytes current = 1;
+  bytes bitmap = 2;
+  repeated bytes history = 3;
+  uint64 dirty_bits = 4;
+  uint32 flags = 5;         // UUID_FLAG_* below
+}
+message State {
+  string role = 1;          // Primary | Secondary
+  string disk = 2;          // DiskState
+  bool sync_paused = 3;     // user pause-sync on the sender
+}
+// Bitmap exchange: RLE chunks (rle.ts) in order; the last one has last = true.
+message BitmapChunk { uint64 total_bits = 1; uint64 first_bit = 2; bytes rle = 3; bool last = 4; }
+message SyncUuid { bytes uuid = 1; }
+message ResyncDone { Uuids uuids = 1; uint64 failed_bits = 2; }
+
+// ---- replication (data socket) ---------------------------------------------------------
+message Data {
+  uint64 seq = 1;           // strictly increasing per connection; replays are refused
+  uint64 epoch = 2;
+  uint64 offset = 3;
+  uint64 length = 4;
+  uint32 flags = 5;         // DATA_FLAG_* below
+}
+message Barrier { uint64 epoch = 1; uint32 writes = 2; }
+message ReadRequest { uint64 id = 1; uint64 offset = 2; uint64 length = 3; }
+message ReadReply { uint64 id = 1; string error = 2; }    // payload: the bytes, unless error
+message RsRequest { uint64 offset = 1; uint64 length = 2; }
+message RsReply { uint64 offset = 1; uint64 length = 2; string error = 3; } // payload: data
+
+// ---- acks (meta socket) ----------------------------------------------------------------
+message RecvAck { uint64 seq = 1; }
+message WriteAck { uint64 seq = 1; }
+message NegAck { uint64 seq = 1; string error = 2; }
+message BarrierAck { uint64 epoch = 1; uint32 writes = 2; }
+message RsWriteAck { uint64 offset = 1; uint64 length = 2; bool ok = 3; }
+message SyncPause { bool paused = 1; }
+
+message Message {
+  oneof body {
+    Hello hello = 1;
+    AuthResponse auth_response = 2;
+    AuthResult auth_result = 3;
+    Ping ping = 4;
+    PingAck ping_ack = 5;
+    Goodbye goodbye = 6;
+    Params params = 10;
+    Sizes sizes = 11;
+    Uuids uuids = 12;
+    State state = 13;
+    BitmapChunk bitmap_chunk = 14;
+    SyncUuid sync_uuid = 15;
+    ResyncDone resync_done = 16;
+    Data data = 20;
+    Barrier barrier = 21;
+    ReadRequest read_request = 22;
+    ReadReply read_reply = 23;
+    RsRequest rs_request = 24;
+    RsReply rs_reply = 25;
+    RecvAck recv_ack = 30;
+    WriteAck write_ack = 31;
+    NegAck neg_ack = 32;
+    BarrierAck barrier_ack = 33;
+    RsWriteAck rs_write_ack = 34;
+    SyncPause sync_pause = 35;
+  }
+}
+`;
+
+/** Uuids.flags, as DRBD's P_UUIDS flags (drbd.md §3.4). */
+export const UUID_FLAG_DISCARD_MY_DATA = 1;
+export const UUID_FLAG_CRASHED_PRIMARY = 2;
+export const UUID_FLAG_INCONSISTENT = 4;
+export const UUID_FLAG_SKIP_INITIAL_SYNC = 8;
+
+/** Data.flags. */
+export const DATA_FLAG_FUA = 1;
+/** The range is to read back as zeroes; no payload. */
+export const DATA_FLAG_ZERO = 2;
+/** The range is trimmed; no payload. */
+export const DATA_FLAG_TRIM = 4;
+/** Protocol B: answer with RecvAck when received. */
+export const DATA_FLAG_RECV_ACK = 8;
+/** Protocol C: answer with WriteAck when written. */
+export const DATA_FLAG_WRITE_ACK = 16;
+
+export type Channel = 'DATA' | 'META';
+
+export interface Hello {
+  protocolMin: number;
+  protocolMax: number;
+  resource: string;
+  node: string;
+  nodeId: number;
+  channel: Channel;
+  linkId: Uint8Array;
+  challenge: Uint8Array;
+  features: string[];
+}
+export interface Params {
+  protocol: string;
+  allowTwoPrimaries: boolean;
+  discardMyData: boolean;
+  afterSb0pri: string;
+  afterSb1pri: string;
+  afterSb2pri: string;
+  alwaysAsbp: boolean;
+  maxEpochSize: number;
+}
+export interface Sizes {
+  backingBytes: number;
+  deviceBytes: number;
+}
+export interface Uuids {
+  current: Uint8Array;
+  bitmap: Uint8Array;
+  history: Uint8Array[];
+  dirtyBits: number;
+  flags: number;
+}
+export interface State {
+  role: string;
+  disk: string;
+  syncPaused: boolean;
+}
+export interface BitmapChunk {
+  totalBits: number;
+  firstBit: number;
+  rle: Uint8Array;
+  last: boolean;
+}
+export interface Data {
+  seq: number;
+  epoch: number;
+  offset: number;
+  length: number;
+  flags: number;
+}
+
+/**
+ * Every message, keyed by its oneof name. Absent scalar fields decode as their defaults
+ * (0, "", false, empty bytes), so handlers see complete objects.
+ */
+export interface MessageBodies {
+  hello: Hello;
+  authResponse: { hmac: Uint8Array };
+  authResult: { ok: boolean; reason: string };
+  ping: { id: number };
+  pingAck: { id: number };
+  goodbye: { reason: string };
+  params: Params;
+  sizes: Sizes;
+  uuids: Uuids;
+  state: State;
+  bitmapChunk: BitmapChunk;
+  syncUuid: { uuid: Uint8Array };
+  resyncDone: { uuids: Uuids; failedBits: number };
+  data: Data;
+  barrier: { epoch: number; writes: number };
+  readRequest: { id: number; offset: number; length: number };
+  readReply: { id: number; error: string };
+  rsRequest: { offset: number; length: number };
+  rsReply: { offset: number; length: number; error: string };
+  recvAck: { seq: number };
+  writeAck: { seq: number };
+  negAck: { seq: number; error: string };
+  barrierAck: { epoch: number; writes: number };
+  rsWriteAck: { offset: number; length: number; ok: boolean };
+  syncPause: { paused: boolean };
+}
+export type MessageType = keyof MessageBodies;
+
+/** A decoded control message: its type and body. */
+export type PeerMessage = {
+  [K in MessageType]: { type: K; body: MessageBodies[K] };
+}[MessageType];
+
+// Without Long, protobufjs decodes 64-bit integers as JS numbers; every 64-bit value we send
+// as an integer is an offset, length or counter far below 2^53.
+protobuf.util.Long = undefined as unknown as typeof protobuf.util.Long;
+protobuf.configure();
+
+const root = protobuf.parse(PROTO, { keepCase: false }).root;
+const envelope = root.lookupType('urbd.peer.v1.Message');
+const bodyTypes = new Set<string>(envelope.oneofs['body']!.oneof);
+
+export class SchemaError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SchemaError';
+  }
+}
+
+/** Encodes one control message. */
+export function encodeMessage<K extends MessageType>(
+  type: K,
+  body: Partial<MessageBodies[K]>,
+): Uint8Array {
+  return envelope.encode(envelope.fromObject({ [type]: body })).finish();
+}
+
+/**
+ * Decodes one control message; throws SchemaError (never anything else) on bytes that are
+ * not a valid envelope or carry no known body.
+ */
+export function decodeMessage(bytes: Uint8Array): PeerMessage {
+  let decoded: protobuf.Message;
+  try {
+    decoded = envelope.decode(bytes);
+  } catch (err) {
+    throw new SchemaError(`undecodable control message: ${(err as Error).message}`);
+  }
+  const obj = envelope.toObject(decoded, {
+    defaults: true,
+    arrays: true,
+    enums: String,
+    longs: Number,
+    bytes: Buffer as unknown as StringConstructor,
+    oneofs: true,
+  }) as Record<string, unknown>;
+  const type = obj['body'];
+  if (typeof type !== 'string' || !bodyTypes.has(type)) {
+    throw new SchemaError('control message with no known body');
+  }
+  return { type, body: obj[type] } as PeerMessage;
+}
+
+/** A 64-bit UUID as the 8 big-endian bytes the schema carries. */
+export function uuidBytes(u: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(u);
+  return b;
+}
+
+/** The inverse of uuidBytes; anything but 8 bytes is a protocol error. */
+export function uuidFromBytes(b: Uint8Array): bigint {
+  if (b.length !== 8) throw new SchemaError(`a UUID must be 8 bytes, got ${b.length}`);
+  return Buffer.from(b.buffer, b.byteOffset, 8).readBigUInt64BE(0);
+}
