@@ -1,0 +1,277 @@
+/**
+ * Framing of the peer protocol. Every frame is
+ *
+ *   magic u32 BE "URBD" | control length u32 BE | data length u32 BE | control | data
+ *
+ * where `control` is one encoded schema.ts envelope and `data` is raw bulk bytes (write
+ * data, resync data, read replies) that are never re-encoded. Both lengths are checked
+ * against fixed limits as soon as a header arrives, so a peer that lies about a length is
+ * refused before anything is buffered for it.
+ */
+import { MAX_PAYLOAD } from '../nbd/constants.js';
+import type { Payload } from '../nbd/target.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  SchemaError,
+  type MessageBodies,
+  type MessageType,
+  type PeerMessage,
+} from './schema.js';
+
+/** "URBD" */
+export const FRAME_MAGIC = 0x55524244;
+export const FRAME_HEADER_BYTES = 12;
+/** Largest control message (a bitmap chunk is the biggest we send). */
+export const MAX_CONTROL_BYTES = 1024 * 1024;
+/** Largest data part: the largest NBD request the server accepts. */
+export const MAX_DATA_BYTES = MAX_PAYLOAD;
+
+/** One decoded frame; `payload` is undefined when the frame carried no data bytes. */
+export interface Frame {
+  msg: PeerMessage;
+  payload: Buffer | undefined;
+}
+
+/** The bytes on a socket are not a well-formed frame stream; `message` is one line. */
+export class FrameError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+/**
+ * One frame as the Buffers to write: the header and control message in one Buffer, then the
+ * payload pieces as they are (not copied). Throws RangeError for an oversize payload: that
+ * is a bug in the caller, not something to put on the wire.
+ */
+export function encodeFrame<K extends MessageType>(
+  type: K,
+  body: Partial<MessageBodies[K]>,
+  payload?: Payload,
+): Buffer[] {
+  const control = encodeMessage(type, body);
+  let dataLen = 0;
+  if (payload !== undefined) {
+    if (Buffer.isBuffer(payload)) dataLen = payload.length;
+    else for (const piece of payload) dataLen += piece.length;
+  }
+  if (dataLen > MAX_DATA_BYTES) {
+    throw new RangeError(`data of ${dataLen} bytes exceeds the ${MAX_DATA_BYTES}-byte limit`);
+  }
+  if (control.length > MAX_CONTROL_BYTES) {
+    throw new RangeError(
+      `${type} message of ${control.length} bytes exceeds the ${MAX_CONTROL_BYTES}-byte limit`,
+    );
+  }
+  const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES + control.length);
+  head.writeUInt32BE(FRAME_MAGIC, 0);
+  head.writeUInt32BE(control.length, 4);
+  head.writeUInt32BE(dataLen, 8);
+  head.set(control, FRAME_HEADER_BYTES);
+  if (dataLen === 0) return [head];
+  if (Buffer.isBuffer(payload)) return [head, payload];
+  const out: Buffer[] = [head];
+  for (const piece of payload as readonly Buffer[]) if (piece.length !== 0) out.push(piece);
+  return out;
+}
+
+const enum Stage {
+  Header,
+  Control,
+  Data,
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Turns socket chunks, cut anywhere, back into frames. Frames go to the callback given to
+ * the constructor, in order and synchronously from push() or resume().
+ *
+ * Copies: a header or control message that straddles chunks is copied (they are small); a
+ * payload inside one chunk is handed out as a view of it, and one that spans chunks is
+ * copied once, piece by piece as the chunks arrive, into a Buffer of its exact size. Views
+ * stay valid because every socket read lands in a fresh Buffer. Decoded `bytes` fields are
+ * views as well.
+ *
+ * pause() stops delivery after the current frame; bytes keep being accepted (the caller
+ * pauses the socket to stop them) and resume() delivers what is queued.
+ *
+ * Bad input throws FrameError from push() (or resume()); the decoder then stays failed.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  /** Bytes already consumed from chunks[0]. */
+  private head = 0;
+  private queued = 0;
+  private stage = Stage.Header;
+  private controlLen = 0;
+  private dataLen = 0;
+  private msg: PeerMessage | undefined;
+  /** A payload that spans chunks, being filled. */
+  private payload: Buffer | undefined;
+  private filled = 0;
+  private paused = false;
+  private draining = false;
+  private failure: FrameError | undefined;
+
+  constructor(
+    private readonly onFrame: (frame: Frame) => void,
+    private readonly limits = { control: MAX_CONTROL_BYTES, data: MAX_DATA_BYTES },
+  ) {}
+
+  push(chunk: Buffer): void {
+    if (this.failure) throw this.failure;
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.queued += chunk.length;
+    if (!this.paused && !this.draining) this.drain();
+  }
+
+  /** Deliver no more frames until resume(). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Deliver what is queued (synchronously, unless called from inside the callback). */
+  resume(): void {
+    this.paused = false;
+    if (!this.draining && !this.failure) this.drain();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** True when bytes of an unfinished frame are held: an EOF now would truncate it. */
+  get midFrame(): boolean {
+    return this.stage !== Stage.Header || this.queued !== 0;
+  }
+
+  /** Bytes received and not yet delivered as part of a frame. */
+  get bufferedBytes(): number {
+    return this.queued + this.filled;
+  }
+
+  private drain(): void {
+    this.draining = true;
+    try {
+      while (!this.paused) {
+        if (this.stage === Stage.Header) {
+          if (this.queued < FRAME_HEADER_BYTES) break;
+          this.parseHeader(this.take(FRAME_HEADER_BYTES));
+        }
+        if (this.stage === Stage.Control) {
+          if (this.queued < this.controlLen) break;
+          this.parseControl(this.take(this.controlLen));
+        }
+        const payload = this.takePayload();
+        if (payload === null) break;
+        const msg = this.msg!;
+        this.msg = undefined;
+        this.stage = Stage.Header;
+        this.onFrame({ msg, payload });
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private parseHeader(h: Buffer): void {
+    const magic = h.readUInt32BE(0);
+    if (magic !== FRAME_MAGIC) {
+      this.fail(`bad magic 0x${magic.toString(16).padStart(8, '0')} (not a urbd peer?)`);
+    }
+    const controlLen = h.readUInt32BE(4);
+    const dataLen = h.readUInt32BE(8);
+    if (controlLen === 0) this.fail('frame without a control message');
+    if (controlLen > this.limits.control) {
+      this.fail(
+        `control message of ${controlLen} bytes exceeds the ${this.limits.control}-byte limit`,
+      );
+    }
+    if (dataLen > this.limits.data) {
+      this.fail(`data of ${dataLen} bytes exceeds the ${this.limits.data}-byte limit`);
+    }
+    this.controlLen = controlLen;
+    this.dataLen = dataLen;
+    this.stage = Stage.Control;
+  }
+
+  private parseControl(bytes: Buffer): void {
+    try {
+      this.msg = decodeMessage(bytes);
+    } catch (err) {
+      if (!(err instanceof SchemaError)) throw err;
+      const m = err.message.replace(/^undecodable control message: /, '');
+      this.fail(`undecodable control message: ${m}`);
+    }
+    this.stage = Stage.Data;
+  }
+
+  /** The payload once all of it is here (undefined for none), or null while incomplete. */
+  private takePayload(): Buffer | undefined | null {
+    const n = this.dataLen;
+    if (n === 0) return undefined;
+    if (this.payload === undefined) {
+      if (this.queued === 0) return null;
+      const first = this.chunks[0]!;
+      if (first.length - this.head >= n) return this.take(n); // a view
+      this.payload = Buffer.allocUnsafe(n);
+      this.filled = 0;
+    }
+    const out = this.payload;
+    while (this.filled < n && this.queued !== 0) {
+      const chunk = this.chunks[0]!;
+      const count = Math.min(chunk.length - this.head, n - this.filled);
+      chunk.copy(out, this.filled, this.head, this.head + count);
+      this.filled += count;
+      this.advance(count);
+    }
+    if (this.filled < n) return null;
+    this.payload = undefined;
+    this.filled = 0;
+    return out;
+  }
+
+  /** The next n queued bytes: a view inside one chunk, else a copy. */
+  private take(n: number): Buffer {
+    if (n === 0) return EMPTY;
+    const first = this.chunks[0]!;
+    if (first.length - this.head >= n) {
+      const view = first.subarray(this.head, this.head + n);
+      this.advance(n);
+      return view;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    while (at < n) {
+      const chunk = this.chunks[0]!;
+      const count = Math.min(chunk.length - this.head, n - at);
+      chunk.copy(out, at, this.head, this.head + count);
+      at += count;
+      this.advance(count);
+    }
+    return out;
+  }
+
+  private advance(n: number): void {
+    this.head += n;
+    this.queued -= n;
+    if (this.head === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+
+  private fail(reason: string): never {
+    this.failure = new FrameError(reason);
+    this.chunks = [];
+    this.queued = 0;
+    this.head = 0;
+    this.payload = undefined;
+    this.filled = 0;
+    throw this.failure;
+  }
+}
