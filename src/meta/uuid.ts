@@ -89,6 +89,84 @@ export function newCurrentCommand(
 }
 
 /**
+ * Added to a bitmap UUID to derive the sync UUID of a resync (drbd.md §3.4). Deriving it
+ * instead of drawing a fresh one keeps it recognisable: a node that sees `B = H1 + 2^48` on
+ * its peer knows the peer started a resync whose sync UUID never arrived (rule 51/71).
+ */
+export const UUID_NEW_BM_OFFSET = 1n << 48n;
+
+/** Bit 0 masked: 0 or just-created, i.e. no generation worth deriving from. */
+function isNullGeneration(u: bigint): boolean {
+  const id = u & ~1n;
+  return id === 0n || id === UUID_JUST_CREATED;
+}
+
+/**
+ * The SyncSource's rotation at resync start (`gen_and_send_sync_uuid`, drbd.md §3.5). The
+ * sync UUID S is derived from B (B + 2^48, wrapping at 64 bits, keeping B's bit 0) unless B
+ * holds no generation (0 or just-created, bit 0 masked): then `fresh` is used as is. B goes
+ * into history and S takes its place; the peer adopts S as its current UUID (startSyncTarget),
+ * so until the resync finishes this side's bitmap tracks exactly the target's generation.
+ *
+ * A B of 0 is not pushed (as clearBitmapUuid: history keeps real generations, not zeros);
+ * DRBD's `drbd_uuid_set` does the same, and finishSyncTarget relies on both sides agreeing.
+ */
+export function startSyncSource(
+  uuids: GenerationUuids,
+  fresh: bigint = newUuid(),
+): { uuids: GenerationUuids; syncUuid: bigint } {
+  const b = uuids.bitmap;
+  const syncUuid = isNullGeneration(b) ? fresh : (b + UUID_NEW_BM_OFFSET) & MASK64;
+  const history: [bigint, bigint] =
+    b === 0n ? [uuids.history[0], uuids.history[1]] : [b, uuids.history[0]];
+  return { uuids: { current: uuids.current, bitmap: syncUuid, history }, syncUuid };
+}
+
+/**
+ * The SyncTarget's rotation on receiving the sync UUID (drbd.md §3.5): C := S with bit 0 per
+ * this node's role, B := 0, history untouched. The target's old current is dropped, not
+ * pushed: it was a generation the source is about to overwrite, and the source's history
+ * (which the target adopts at the end) is the one that describes the data.
+ */
+export function startSyncTarget(
+  uuids: GenerationUuids,
+  syncUuid: bigint,
+  primary: boolean,
+): GenerationUuids {
+  return {
+    current: withPrimaryBit(syncUuid, primary),
+    bitmap: 0n,
+    history: [uuids.history[0], uuids.history[1]],
+  };
+}
+
+/** The SyncSource at resync end: S leaves the bitmap slot for history (clearBitmapUuid). */
+export function finishSyncSource(uuids: GenerationUuids): GenerationUuids {
+  return clearBitmapUuid(uuids);
+}
+
+/**
+ * The SyncTarget at resync end: it adopts `sourceFinal`, the source's tuple after
+ * finishSyncSource, with bit 0 of the current UUID per this node's own role and B = 0.
+ *
+ * Why this is DRBD's result: DRBD's target rebuilds it from the source's tuple learned at the
+ * handshake, `Cs:Bs:H1:H2`. It takes Bs, H1, H2, sets B := its own current S (pushing Bs:
+ * `S:Bs:H1`, or no push if Bs was 0), adopts Cs, then clears B (`Cs:0:S:Bs`, or `Cs:0:S:H1`).
+ * The source went `Cs:Bs:H1:H2` → startSyncSource `Cs:S:Bs:H1` (or `Cs:S:H1:H2`) →
+ * finishSyncSource `Cs:0:S:Bs` (or `Cs:0:S:H1`): the same tuple, except that DRBD's target
+ * files S into history with its own role's bit 0 where the source kept B's; nothing reads bit
+ * 0 of a history UUID. Taking the source's final tuple directly gives that result without
+ * the target replaying the source's steps, and leaves both sides' tuples identical.
+ */
+export function finishSyncTarget(sourceFinal: GenerationUuids, primary: boolean): GenerationUuids {
+  return {
+    current: withPrimaryBit(sourceFinal.current, primary),
+    bitmap: 0n,
+    history: [sourceFinal.history[0], sourceFinal.history[1]],
+  };
+}
+
+/**
  * Flag digits of get-gi, in order. The first seven are DRBD 8.4's (drbdmeta `show-gi`);
  * al-clean and al-disabled are urbd's additions at the end.
  */

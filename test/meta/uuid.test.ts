@@ -5,6 +5,8 @@ import type { GenerationUuids, MetaFlags, Superblock } from '../../src/meta/stor
 import { noFlags as newFlags, UUID_JUST_CREATED } from '../../src/meta/store.js';
 import {
   clearBitmapUuid,
+  finishSyncSource,
+  finishSyncTarget,
   formatGi,
   formatUuid,
   newCurrentCommand,
@@ -13,6 +15,9 @@ import {
   rotateNewCurrent,
   sameGeneration,
   showGi,
+  startSyncSource,
+  startSyncTarget,
+  UUID_NEW_BM_OFFSET,
   withPrimaryBit,
 } from '../../src/meta/uuid.js';
 
@@ -198,5 +203,134 @@ t.test('show-gi: every field labelled, arrows under the right digits', async (t)
     showGi({ ...sample, clean: false }, { attached: true }),
     /meta-data: in use \(attached to the running urbd\)\n/,
     'the daemon keeps an attached store unclean on purpose: not a hint to run apply-al',
+  );
+});
+
+/** Equal tuples once bit 0 of every UUID is masked. */
+const masked = (u: GenerationUuids): GenerationUuids =>
+  gi(u.current & ~1n, u.bitmap & ~1n, u.history[0] & ~1n, u.history[1] & ~1n);
+
+t.test('startSyncSource: S := B + 2^48 (or fresh), B into history, B := S', async (t) => {
+  t.equal(UUID_NEW_BM_OFFSET, 2n ** 48n);
+  const r = startSyncSource(gi(0xc2n, 0xc1n, 0xa1n, 0xa2n), 0xf0n);
+  t.equal(r.syncUuid, 0xc1n + 2n ** 48n, 'derived from B, the fresh value unused');
+  t.same(r.uuids, gi(0xc2n, 0xc1n + 2n ** 48n, 0xc1n, 0xa1n));
+  t.equal(
+    startSyncSource(gi(0xc2n, 0xc1n | 1n, 0n, 0n), 0xf0n).syncUuid,
+    (0xc1n | 1n) + 2n ** 48n,
+    "B's Primary bit is kept",
+  );
+  const wrap = 2n ** 64n - 2n ** 47n;
+  t.equal(startSyncSource(gi(0xc2n, wrap, 0n, 0n)).syncUuid, 2n ** 47n, 'wraps at 64 bits');
+  for (const b of [4n, 5n]) {
+    const j = startSyncSource(gi(0xc2n, b, 0n, 0n), 0xf0n);
+    t.equal(j.syncUuid, 0xf0n, `B = ${b} (just created): fresh`);
+    t.same(j.uuids, gi(0xc2n, 0xf0n, b, 0n), 'and the just-created value goes to history');
+  }
+  const z = startSyncSource(gi(0xc2n, 0n, 0xa1n, 0xa2n), 0xf0n);
+  t.same(z.uuids, gi(0xc2n, 0xf0n, 0xa1n, 0xa2n), 'B = 0: fresh S, nothing pushed');
+  t.equal(startSyncSource(gi(0xc2n, 1n, 0n, 0n), 0xf0n).syncUuid, 0xf0n, 'bit 0 masked');
+  t.not(startSyncSource(gi(0xc2n, 0n, 0n, 0n)).syncUuid & ~1n, 0n, 'random by default');
+});
+
+t.test('startSyncTarget / finishSyncSource', async (t) => {
+  const before = gi(0xb0n, 0xbbn, 0xa1n, 0xa2n);
+  t.same(startSyncTarget(before, 0x5550n, false), gi(0x5550n, 0n, 0xa1n, 0xa2n));
+  t.same(startSyncTarget(before, 0x5550n, true), gi(0x5551n, 0n, 0xa1n, 0xa2n));
+  t.same(startSyncTarget(before, 0x5551n, false), gi(0x5550n, 0n, 0xa1n, 0xa2n));
+  t.same(finishSyncSource(gi(0xc2n, 0x55n, 0xc1n, 0xa1n)), gi(0xc2n, 0n, 0x55n, 0xc1n));
+  t.same(before, gi(0xb0n, 0xbbn, 0xa1n, 0xa2n), 'inputs are not modified');
+});
+
+t.test('worked example: initial sync (drbd.md §3.5)', async (t) => {
+  const X = 0x1234_5678_9abc_def0n;
+  const S = 0x0bad_cafe_0000_1110n;
+  const fresh = gi(UUID_JUST_CREATED, 0n, 0n, 0n);
+  // 1. primary --force on A.
+  let a = rotateNewCurrent(fresh, true, X);
+  let b = fresh;
+  t.same(a, gi(X | 1n, 4n, 0n, 0n), 'A = X:4:0:0');
+  // 3. Resync start: B was just created, so S is random.
+  const start = startSyncSource(a, S);
+  a = start.uuids;
+  b = startSyncTarget(b, start.syncUuid, false);
+  t.same(a, gi(X | 1n, S, 4n, 0n), 'A = X:S:4:0');
+  t.same(b, gi(S, 0n, 0n, 0n), 'B = S:0:0:0');
+  // 4. Resync end: both X:0:S:4.
+  a = finishSyncSource(a);
+  b = finishSyncTarget(a, false);
+  t.same(a, gi(X | 1n, 0n, S, 4n), 'A = X:0:S:4 (Primary bit set)');
+  t.same(b, gi(X, 0n, S, 4n), 'B = X:0:S:4');
+});
+
+t.test('worked example: secondary outage (drbd.md §3.5)', async (t) => {
+  const [C1, C2, H1, H2] = [
+    0xc1c1_0000_0000_0010n,
+    0xc2c2_0000_0000_0020n,
+    0xa1n << 8n,
+    0xa2n << 8n,
+  ];
+  let a = gi(C1 | 1n, 0n, H1, H2);
+  let b = gi(C1, 0n, H1, H2);
+  // 1. The link drops while A is Primary.
+  a = rotateNewCurrent(a, true, C2);
+  t.same(a, gi(C2 | 1n, C1 | 1n, H1, H2), 'A = C2:C1:H1:H2, bit 0 of C1 set');
+  // 3. During the resync.
+  const start = startSyncSource(a);
+  const S = (C1 | 1n) + 2n ** 48n;
+  t.equal(start.syncUuid, S, 'S = C1 + 2^48');
+  a = start.uuids;
+  b = startSyncTarget(b, start.syncUuid, false);
+  t.same(a, gi(C2 | 1n, S, C1 | 1n, H1), 'A = C2:S:C1:H1');
+  t.same(b, gi(S & ~1n, 0n, H1, H2), 'B = S:0:H1:H2');
+  // 4. At the end both C2:0:S:C1.
+  a = finishSyncSource(a);
+  b = finishSyncTarget(a, false);
+  t.same(masked(a), gi(C2, 0n, S & ~1n, C1), 'A = C2:0:S:C1');
+  t.same(masked(b), masked(a), 'B = A');
+  t.equal(b.current, C2, "B's current carries B's (Secondary) bit");
+});
+
+t.test("finishSyncTarget equals DRBD's replay on the target (drbd.md §3.5)", async () => {
+  // DRBD's target at resync end, as drbd.md §3.5 describes it: take B, H1, H2 from the
+  // source's tuple learned at the handshake, push its own current through the bitmap slot
+  // into history, adopt the source's current, then clear the bitmap UUID.
+  const drbdTargetFinish = (src: GenerationUuids, own: GenerationUuids, primary: boolean) => {
+    let x = gi(own.current, src.bitmap, src.history[0], src.history[1]);
+    x =
+      x.bitmap === 0n
+        ? { ...x, bitmap: own.current }
+        : gi(x.current, own.current, x.bitmap, x.history[0]);
+    x = { ...x, current: withPrimaryBit(src.current, primary) };
+    return clearBitmapUuid(x);
+  };
+  fc.assert(
+    fc.property(
+      u64,
+      fc.oneof(u64, fc.constantFrom(0n, 1n, 4n, 5n)),
+      u64,
+      u64,
+      // What newUuid can return: never 0 or just-created once bit 0 is masked.
+      u64.filter((u) => u >> 3n !== 0n),
+      fc.boolean(),
+      fc.boolean(),
+      (c, b, h1, h2, fresh, srcPrimary, tgtPrimary) => {
+        const src = gi(withPrimaryBit(c, srcPrimary), b, h1, h2);
+        const started = startSyncSource(src, fresh);
+        const target = startSyncTarget(gi(0x77n, 0n, 0x78n, 0x79n), started.syncUuid, tgtPrimary);
+        const sourceFinal = finishSyncSource(started.uuids);
+        const ours = finishSyncTarget(sourceFinal, tgtPrimary);
+        const drbd = drbdTargetFinish(src, target, tgtPrimary);
+        const [m, n] = [masked(ours), masked(drbd)];
+        return (
+          ours.current === drbd.current &&
+          ours.bitmap === 0n &&
+          m.bitmap === n.bitmap &&
+          m.history[0] === n.history[0] &&
+          m.history[1] === n.history[1]
+        );
+      },
+    ),
+    { numRuns: 2000 },
   );
 });
