@@ -31,6 +31,7 @@ message Hello {
   bytes link_id = 7;        // pairs the data and meta sockets of one connection (16 bytes)
   bytes challenge = 8;      // random nonce the peer must answer with HMAC (empty: no secret)
   repeated string features = 9;
+  string hmac_alg = 10;     // cram-hmac-alg of the challenge answers (empty: no secret)
 }
 message AuthResponse { bytes hmac = 1; }
 message AuthResult { bool ok = 1; string reason = 2; }
@@ -152,6 +153,7 @@ export interface Hello {
   linkId: Uint8Array;
   challenge: Uint8Array;
   features: string[];
+  hmacAlg: string;
 }
 export interface Params {
   protocol: string;
