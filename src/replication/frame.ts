@@ -77,6 +77,17 @@ export function encodeFrame<K extends MessageType>(
   return out;
 }
 
+/** Largest control message and data part a decoder accepts. */
+export interface FrameLimits {
+  control: number;
+  data: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<FrameLimits> = {
+  control: MAX_CONTROL_BYTES,
+  data: MAX_DATA_BYTES,
+};
+
 const enum Stage {
   Header,
   Control,
@@ -116,10 +127,19 @@ export class FrameDecoder {
   private draining = false;
   private failure: FrameError | undefined;
 
+  private limits: FrameLimits = DEFAULT_LIMITS;
+
   constructor(
     private readonly onFrame: (frame: Frame) => void,
-    private readonly limits = { control: MAX_CONTROL_BYTES, data: MAX_DATA_BYTES },
-  ) {}
+    limits: FrameLimits = DEFAULT_LIMITS,
+  ) {
+    this.limits = limits;
+  }
+
+  /** Limits for the headers parsed from now on (tighter ones during a handshake). */
+  setLimits(limits: FrameLimits): void {
+    this.limits = limits;
+  }
 
   push(chunk: Buffer): void {
     if (this.failure) throw this.failure;

@@ -1,0 +1,20 @@
+/** Why a peer link (or an attempt to set one up) ended; DRBD's names where it has one. */
+export type CloseKind =
+  | 'NetworkFailure'
+  | 'Timeout'
+  | 'ProtocolError'
+  | 'BrokenPipe'
+  | 'TearDown'
+  | 'AuthFailure'
+  | 'Goodbye';
+
+/** A link that could not be set up: `message` is one line saying why. */
+export class LinkError extends Error {
+  constructor(
+    message: string,
+    readonly kind: CloseKind,
+  ) {
+    super(message);
+    this.name = 'LinkError';
+  }
+}
