@@ -17,7 +17,15 @@ import type { ResourceStatus } from '../resource/status.js';
  * urbdadm's exit codes, drbdadm's: 0 done; 1 usage; 10 the command failed (bad
  * configuration, metadata, disk); 11 the daemon refused a state change; 20 no daemon.
  */
-export const Exit = { OK: 0, USAGE: 1, FAILED: 10, STATE_CHANGE: 11, NO_DAEMON: 20 } as const;
+/** drbdadm's exit codes, and 5: a wait-connect / wait-sync --timeout ran out. */
+export const Exit = {
+  OK: 0,
+  USAGE: 1,
+  TIMEOUT: 5,
+  FAILED: 10,
+  STATE_CHANGE: 11,
+  NO_DAEMON: 20,
+} as const;
 
 /** A failure urbdadm reports as one line and an exit code. */
 export class AdmError extends Error {

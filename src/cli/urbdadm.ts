@@ -209,6 +209,72 @@ program
   .action(daemonVerb('secondary', (o) => ({ force: o.force === true })));
 
 program
+  .command('connect')
+  .argument('<res...>')
+  .option('--discard-my-data', 'this node is the split-brain victim: its changes are overwritten')
+  .option('--peer <name>', 'only this peer')
+  .description('connect to the peer (listen or dial); the handshake decides any resync')
+  .action(
+    daemonVerb('connect', (o) => ({
+      discardMyData: o.discardMyData === true,
+      ...(typeof o.peer === 'string' ? { peer: o.peer } : {}),
+    })),
+  );
+program
+  .command('disconnect')
+  .argument('<res...>')
+  .option('--peer <name>', 'only this peer')
+  .description('drop the connection and stay StandAlone')
+  .action(daemonVerb('disconnect', peerOption));
+program
+  .command('pause-sync')
+  .argument('<res...>')
+  .option('--peer <name>', 'only this peer')
+  .description('pause a running resync (PausedSyncS/T) until resume-sync')
+  .action(daemonVerb('pause-sync', peerOption));
+program
+  .command('resume-sync')
+  .argument('<res...>')
+  .option('--peer <name>', 'only this peer')
+  .description('resume a resync paused by pause-sync')
+  .action(daemonVerb('resume-sync', peerOption));
+program
+  .command('wait-connect')
+  .argument('<res...>')
+  .option('--timeout <seconds>', 'give up after this long (exit 5); 0 waits forever', '0')
+  .description('wait until every peer of the resource is connected')
+  .action(
+    perResource('wait-connect', (ctx, name, o) =>
+      waitFor(ctx, name, Number(o.timeout), 'connected', (st) =>
+        st.peers.every((p) => p.connection === 'Connected'),
+      ),
+    ),
+  );
+program
+  .command('wait-sync')
+  .argument('<res...>')
+  .option('--timeout <seconds>', 'give up after this long (exit 5); 0 waits forever', '0')
+  .description('wait until connected and no resync is running (both disks UpToDate)')
+  .action(
+    perResource('wait-sync', (ctx, name, o) =>
+      waitFor(
+        ctx,
+        name,
+        Number(o.timeout),
+        'in sync',
+        (st) =>
+          st.device.diskState === 'UpToDate' &&
+          st.peers.every(
+            (p) =>
+              p.connection === 'Connected' &&
+              p.replication === 'Established' &&
+              p.peerDisk === 'UpToDate',
+          ),
+      ),
+    ),
+  );
+
+program
   .command('status')
   .argument('[res...]')
   .option('--json', 'machine-readable output')
@@ -295,6 +361,40 @@ program
       process.exitCode = report(err, 'dump');
     }
   });
+
+function peerOption(o: Record<string, unknown>): Record<string, unknown> {
+  return typeof o.peer === 'string' ? { peer: o.peer } : {};
+}
+
+/**
+ * wait-connect / wait-sync: polls the daemon's status until `done` holds. Bounded by
+ * --timeout (drbdadm's wfc-timeout; 0 waits until the condition or a signal).
+ */
+async function waitFor(
+  ctx: AdmContext,
+  name: string,
+  timeoutS: number,
+  what: string,
+  done: (st: ResourceStatus) => boolean,
+): Promise<void> {
+  if (!Number.isFinite(timeoutS) || timeoutS < 0) {
+    throw new AdmError(
+      `--timeout must be a number of seconds, got ${String(timeoutS)}`,
+      Exit.USAGE,
+    );
+  }
+  const c = await ctx.requireDaemon();
+  const until = timeoutS > 0 ? Date.now() + timeoutS * 1000 : Infinity;
+  for (;;) {
+    const [st] = (await c.request('status', name)) as ResourceStatus[];
+    if (!st) throw new AdmError(`${name}: no such resource is up on ${ctx.node}`, Exit.FAILED);
+    if (done(st)) return;
+    if (Date.now() >= until) {
+      throw new AdmError(`${name}: not ${what} after ${timeoutS} s`, Exit.TIMEOUT);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** status/role/dstate/cstate: the named resources (or every one that is up) from the daemon. */
 async function withStatus(

@@ -112,6 +112,14 @@ export class Daemon {
         return r.serial(() => r.newCurrentUuid(args.clearBitmap === true));
       case 'get-gi':
         return r.serial(() => r.superblock());
+      case 'connect':
+        return r.serial(() => r.connect(args.discardMyData === true, peerArg(args)));
+      case 'disconnect':
+        return r.serial(() => r.disconnect(peerArg(args)));
+      case 'pause-sync':
+        return r.serial(() => r.pauseSync(true, peerArg(args)));
+      case 'resume-sync':
+        return r.serial(() => r.pauseSync(false, peerArg(args)));
       default:
         throw commandError('EPROTO', `unknown command "${req.cmd}"`);
     }
@@ -193,4 +201,8 @@ export class Daemon {
     this.resources.delete(name);
     this.events.destroy(name);
   }
+}
+
+function peerArg(args: Record<string, unknown>): string | undefined {
+  return typeof args.peer === 'string' ? args.peer : undefined;
 }

@@ -33,19 +33,36 @@ function renderOne(s: ResourceStatus, verbose: boolean): string {
     lines.push(`  disk:${d.diskState}`);
   }
   for (const p of s.peers) {
+    const sync = syncText(p);
     if (verbose) {
       lines.push(`  ${p.name} ${kv('node-id', p.nodeId)}connection:${p.connection} role:${p.role}`);
       lines.push(
-        `    volume:0 replication:${p.replication} peer-disk:${p.peerDisk} out-of-sync:${kib(p.outOfSync)}`,
+        `    volume:0 replication:${p.replication} peer-disk:${p.peerDisk} out-of-sync:${kib(p.outOfSync)}${sync}`,
       );
     } else if (p.connection === 'Connected') {
       lines.push(`  ${p.name} role:${p.role}`);
-      lines.push(`    peer-disk:${p.peerDisk}`);
+      lines.push(
+        p.replication === 'Established' || p.replication === 'Off'
+          ? `    peer-disk:${p.peerDisk}`
+          : `    replication:${p.replication} peer-disk:${p.peerDisk}${sync}`,
+      );
     } else {
       lines.push(`  ${p.name} connection:${p.connection}`);
     }
+    if (p.connection !== 'Connected' && p.lastError !== undefined) {
+      lines.push(`    last-error:${JSON.stringify(p.lastError)}`);
+    }
   }
   return lines.join('\n') + '\n';
+}
+
+/** Resync progress as drbdadm shows it (done:45.20), plus urbd's rate and time to go. */
+function syncText(p: ResourceStatus['peers'][number]): string {
+  const y = p.sync;
+  if (!y) return '';
+  const rate = `${(y.rate / (1 << 20)).toFixed(1)}MiB/s`;
+  const eta = y.etaSeconds === undefined ? '' : ` eta:${y.etaSeconds}s`;
+  return ` done:${y.done.toFixed(2)} rate:${rate}${eta}`;
 }
 
 function kv(key: string, value: number | undefined): string {

@@ -44,9 +44,9 @@ message Params {
   string protocol = 1;      // "A" | "B" | "C"
   bool allow_two_primaries = 2;
   bool discard_my_data = 3;
-  string after_sb_0pri = 4;
-  string after_sb_1pri = 5;
-  string after_sb_2pri = 6;
+  string after_sb0pri = 4;
+  string after_sb1pri = 5;
+  string after_sb2pri = 6;
   bool always_asbp = 7;
   uint32 max_epoch_size = 8;
 }

@@ -1,19 +1,18 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import type { Address, HostConfig, ResourceConfig } from '../config/index.js';
+import type { HostConfig, ResourceConfig } from '../config/index.js';
 import { type Superblock, UUID_JUST_CREATED } from '../meta/store.js';
 import { newCurrentCommand, rotateNewCurrent, withPrimaryBit } from '../meta/uuid.js';
+import { IntervalLock } from '../replication/interval-lock.js';
+import type { TransferLog } from '../replication/transfer-log.js';
 import { type ListenAddress, NbdServer, formatAddress } from '../nbd/index.js';
 import { FileDisk } from '../storage/file-disk.js';
 import { DiskMeta } from './disk-meta.js';
 import { exportSocketPath, metaPathFor } from './paths.js';
 import {
-  type ConnectionState,
   type DiskState,
   type Fencing,
-  type PeerRole,
   type Refusal,
-  type ReplicationState,
   type Role,
   decideDemote,
   decideDetach,
@@ -24,6 +23,7 @@ import {
 } from './states.js';
 import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
 import { ResourceTarget } from './write-path.js';
+import { Peer, type PeerHost } from './peer.js';
 
 /**
  * A failed admin request, with the exit code urbdadm ends with: 11 for a change the state
@@ -51,16 +51,6 @@ export function commandError(code: string, message: string): AdminError {
   return new AdminError(code, message, 10);
 }
 
-interface PeerState {
-  name: string;
-  nodeId: number | undefined;
-  address: Address | undefined;
-  connection: ConnectionState;
-  role: PeerRole;
-  disk: DiskState;
-  replication: ReplicationState;
-}
-
 export interface ResourceOptions {
   config: ResourceConfig;
   host: HostConfig;
@@ -76,17 +66,21 @@ export interface ResourceOptions {
  * NBD export. Admin requests run one at a time; each checks the rules in states.ts,
  * applies the change, rewrites the persistent flags and announces it.
  */
-export class Resource {
+export class Resource implements PeerHost {
   readonly name: string;
   role: Role = 'Secondary';
   disk: DiskState = 'Diskless';
-  readonly peers: PeerState[];
+  readonly peers: Peer[];
   readonly exportSocket: string;
-  private config: ResourceConfig;
-  private host: HostConfig;
+  readonly config: ResourceConfig;
+  readonly host: HostConfig;
+  readonly node: string;
+  readonly changeLock = new IntervalLock();
   private readonly log: Logger;
-  private backing: FileDisk | undefined;
-  private meta: DiskMeta | undefined;
+  backing: FileDisk | undefined;
+  meta: DiskMeta | undefined;
+  private appIo = 0;
+  private hold: { promise: Promise<void>; release: () => void } | undefined;
   private nbd: NbdServer | undefined;
   private tcpListeners: ListenAddress[] = [];
   private queue: Promise<unknown> = Promise.resolve();
@@ -97,19 +91,12 @@ export class Resource {
     this.name = opts.config.name;
     this.config = opts.config;
     this.host = opts.host;
+    this.node = opts.node;
     this.log = opts.log.child({ resource: this.name });
     this.exportSocket = exportSocketPath(opts.runDir, this.name);
     this.peers = opts.config.hosts
       .filter((h) => h.name !== opts.host.name)
-      .map((h) => ({
-        name: h.name,
-        nodeId: h.nodeId,
-        address: h.address,
-        connection: 'StandAlone',
-        role: 'Unknown',
-        disk: 'DUnknown',
-        replication: 'Off',
-      }));
+      .map((h) => new Peer(this, h.name, h.nodeId, h.address, this.log));
   }
 
   /** Runs admin requests strictly one after another: each sees the state the last left. */
@@ -140,17 +127,130 @@ export class Resource {
     return this.peers.some((p) => p.connection === 'Connected');
   }
 
+  // ---- what the peers and the write path ask of the resource ----------------------------
+
+  setDisk(d: DiskState): void {
+    if (this.disk === d) return;
+    this.disk = d;
+    this.persistFlags();
+    this.changed();
+  }
+
+  takeAppIo(): boolean {
+    const active = this.appIo > 0;
+    this.appIo = 0;
+    return active;
+  }
+
+  noteAppIo(): void {
+    this.appIo++;
+  }
+
+  get ioHeld(): Promise<void> | undefined {
+    return this.hold?.promise;
+  }
+
+  holdIo(hold: boolean): void {
+    if (hold) {
+      if (this.hold) return;
+      let release!: () => void;
+      const promise = new Promise<void>((r) => (release = r));
+      this.hold = { promise, release };
+      return;
+    }
+    const h = this.hold;
+    this.hold = undefined;
+    h?.release();
+  }
+
+  replicationLog(): TransferLog | undefined {
+    for (const p of this.peers) {
+      const tl = p.replicating;
+      if (tl) return tl;
+    }
+    return undefined;
+  }
+
+  readPeer(): Peer | undefined {
+    return this.peers.find((p) => p.canRead);
+  }
+
+  /**
+   * drbd.md §3.5: a Primary with UpToDate data that loses the peer which received its writes
+   * starts a new data generation (unless one is already being tracked, B != 0), so those
+   * writes are told apart from anything the peer does on its own.
+   */
+  lostPeer(peerWasUpToDate: boolean): void {
+    const meta = this.meta;
+    if (!meta || this.role !== 'Primary' || this.disk !== 'UpToDate' || !peerWasUpToDate) {
+      this.persistFlags();
+      return;
+    }
+    const sb = meta.superblock();
+    if (sb.uuids.bitmap === 0n) {
+      meta.store.setUuids(rotateNewCurrent(sb.uuids, true));
+      this.log.info('lost the peer as Primary: new data generation');
+    }
+    this.persistFlags();
+  }
+
+  // ---- connections ---------------------------------------------------------------------
+
+  private peerNamed(name: string | undefined): Peer[] {
+    if (this.peers.length === 0) {
+      throw commandError('ERR_NO_PEER', `${this.name} has no peer in the resource file`);
+    }
+    if (name === undefined) return this.peers;
+    const p = this.peers.find((x) => x.name === name);
+    if (!p) throw commandError('ERR_NO_PEER', `${this.name} has no peer named ${name}`);
+    return [p];
+  }
+
+  async connect(discardMyData: boolean, peer?: string): Promise<void> {
+    if (discardMyData && this.role === 'Primary') {
+      throw new AdminError(
+        'SS_PRIMARY_NOP',
+        `State change failed: a Primary cannot discard its data (urbdadm secondary ${this.name} first)`,
+        11,
+      );
+    }
+    for (const p of this.peerNamed(peer)) {
+      if (p.connection !== 'StandAlone') {
+        throw commandError(
+          'ERR_NET_CONFIGURED',
+          `${this.name}: already ${p.connection} to ${p.name} (disconnect first)`,
+        );
+      }
+      try {
+        await p.connect(discardMyData);
+      } catch (err) {
+        throw commandError('ERR_CONNECT', (err as Error).message);
+      }
+    }
+  }
+
+  async disconnect(peer?: string): Promise<void> {
+    for (const p of this.peerNamed(peer)) await p.disconnect();
+  }
+
+  pauseSync(paused: boolean, peer?: string): void {
+    for (const p of this.peerNamed(peer)) p.setUserPaused(paused);
+  }
+
   // ---- lifecycle -------------------------------------------------------------------------
 
   /** `up`: attach the disk (unless diskless) and start serving the export socket. */
   async up(): Promise<void> {
     if (this.diskPath !== undefined) await this.attach();
     await this.startExport();
+    // drbdadm's up is attach + connect; a resource with no peer in the file stays alone.
+    for (const p of this.peers) if (p.address !== undefined) await this.connect(false, p.name);
   }
 
   /** `down`: demote (refused while clients are attached), stop serving, detach. */
   async down(): Promise<void> {
     await this.secondary(false);
+    for (const p of this.peers) await p.disconnect('resource going down');
     await this.stopExport();
     if (this.attached) await this.detach();
   }
@@ -158,6 +258,7 @@ export class Resource {
   /** Orderly stop of the daemon: clients are finished, not refused, and the disk detached. */
   async shutdown(): Promise<void> {
     await this.stopExport();
+    for (const p of this.peers) await p.disconnect('urbd stopping');
     if (this.role === 'Primary') this.demoteNow();
     if (this.attached) await this.closeDisk();
     this.changed();
@@ -205,7 +306,7 @@ export class Resource {
     // as Primary is cleared now that this node is Secondary, so a later crash here does
     // not count as a crashed Primary again.
     this.persistFlags();
-    this.nbdExportTarget = new ResourceTarget(this, backing, meta);
+    this.nbdExportTarget = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
     this.log.info(
       {
         disk: diskPath,
@@ -285,6 +386,12 @@ export class Resource {
     this.role = 'Primary';
     this.persistFlags();
     this.log.info({ forced: decision.forced, newGeneration }, 'promoted to Primary');
+    // drbd.md §2.9: a forced promotion while connected sends the new UUIDs, and the peer's
+    // data is judged against them again (a fresh peer then gets its initial full sync).
+    for (const p of this.peers) {
+      if (newGeneration) p.uuidsChanged(false);
+      else p.sendState();
+    }
     this.changed();
   }
 
@@ -299,6 +406,7 @@ export class Resource {
     }
     this.demoteNow();
     this.log.info('demoted to Secondary');
+    for (const p of this.peers) p.sendState();
     this.changed();
   }
 
@@ -326,12 +434,23 @@ export class Resource {
   newCurrentUuid(clearBitmap: boolean): Superblock {
     const meta = this.requireMeta();
     const sb = meta.superblock();
+    // drbd.md §3.5 "skip initial sync": two blank disks, connected, agree that nothing
+    // differs; the peer adopts this generation and both become UpToDate.
+    const skipInitialSync =
+      clearBitmap &&
+      this.disk === 'Inconsistent' &&
+      this.peers.some((p) => p.replication === 'Established' && p.disk === 'Inconsistent');
     meta.store.setUuids(newCurrentCommand(sb.uuids, this.role === 'Primary', clearBitmap));
     if (clearBitmap) {
       meta.bitmap.clearAll();
       meta.persistBitmap();
     }
-    this.log.info({ clearBitmap }, 'new current UUID');
+    if (skipInitialSync) {
+      this.disk = 'UpToDate';
+      this.persistFlags();
+    }
+    this.log.info({ clearBitmap, skipInitialSync }, 'new current UUID');
+    for (const p of this.peers) p.uuidsChanged(skipInitialSync);
     this.changed();
     return meta.superblock();
   }
@@ -347,7 +466,7 @@ export class Resource {
     if (this.role !== 'Primary') {
       return `resource ${this.name} is Secondary on ${this.opts.node}; only the Primary serves its device (urbdadm primary ${this.name})`;
     }
-    if (this.disk !== 'UpToDate') {
+    if (this.disk !== 'UpToDate' && !this.readPeer()) {
       return `resource ${this.name} has no UpToDate data on ${this.opts.node} (disk ${this.disk})`;
     }
     return undefined;
@@ -442,7 +561,7 @@ export class Resource {
     );
   }
 
-  private changed(): void {
+  changed(): void {
     this.opts.onChange(this);
   }
 
@@ -479,6 +598,9 @@ export class Resource {
       peerDisk: p.disk,
       replication: p.replication,
       outOfSync,
+      sync: p.progress(),
+      lastError: p.lastError,
+      paused: p.userPaused || p.peerPaused,
     }));
     return {
       name: this.name,

@@ -1,4 +1,5 @@
 import type { AlStats } from '../meta/activity-log.js';
+import type { SyncProgress } from './peer.js';
 import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
 
 /**
@@ -48,4 +49,10 @@ export interface PeerStatus {
   replication: ReplicationState;
   /** Bytes this node knows the peer lacks. */
   outOfSync: number;
+  /** While a resync runs: how far it is. */
+  sync: SyncProgress | undefined;
+  /** Why the connection last failed or was refused. */
+  lastError: string | undefined;
+  /** The resync is paused (pause-sync here or on the peer). */
+  paused: boolean;
 }

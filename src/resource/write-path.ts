@@ -9,25 +9,41 @@ import {
 } from '../nbd/target.js';
 import type { FileDisk } from '../storage/file-disk.js';
 import type { DiskMeta } from './disk-meta.js';
+import type { Held, IntervalLock } from '../replication/interval-lock.js';
+import type { ChangeKind, TransferLog } from '../replication/transfer-log.js';
 
-/** What the write path asks of its resource before touching data. */
+/** What the write path asks of its resource before and while touching data. */
 export interface IoGate {
   /** Undefined when application I/O may proceed, else why not (one line for the log). */
   ioRefusal(): string | undefined;
   /** The metadata could not record an activity-log change; the write was failed. */
   metadataFailed(err: Error): void;
+  /** Set while the handshake decides: changes wait for it (drbd.md §6.1). */
+  readonly ioHeld: Promise<void> | undefined;
+  /** Orders overlapping changes here and on the peer (nbd.md R3). */
+  readonly changeLock: IntervalLock;
+  /** The transfer log of the peer that receives changes now, if one does. */
+  replicationLog(): TransferLog | undefined;
+  /** A peer to read from, when the local disk is not UpToDate. */
+  readPeer(): { remoteRead(buf: Buffer, offset: number): Promise<void> } | undefined;
+  /** Counts application writes (the resync yields to them). */
+  noteAppIo(): void;
 }
 
 /**
  * The block device a resource exports: DESIGN.md's write path. Every change to the data
  * (write, trim, zero) goes through the same steps:
- *   1. the resource must allow I/O (Primary with usable data);
+ *   1. the resource must allow I/O (Primary with usable data); a handshake in progress
+ *      holds the change until it has decided;
  *   2. each 4 MiB extent touched is active in the activity log, durably, before any byte
  *      is written (a cold extent costs one metadata transaction);
- *   3. the blocks are marked out of sync for every peer that will not receive them (with
- *      no connection, that is all of them: the bitmap is what a later resync copies);
- *   4. the local write; the AL references are dropped when it is done.
- * Reads go to the local disk, which is the only copy until replication arrives.
+ *   3. overlapping changes run one after the other, in arrival order;
+ *   4. the change is sent to the peer and written locally at once, from the same buffer;
+ *      with no peer receiving, its blocks are marked out of sync instead;
+ *   5. it completes when the local write and the network part (per protocol, see
+ *      transfer-log.ts) are done; the AL references are dropped only once the peer's
+ *      barrier ack says the epoch is on its disk, or the blocks were marked out of sync.
+ * Reads go to the local disk, or to the peer when the local disk is not UpToDate.
  */
 export class ResourceTarget implements BlockTarget {
   readonly capabilities: TargetCapabilities;
@@ -36,6 +52,7 @@ export class ResourceTarget implements BlockTarget {
     private readonly gate: IoGate,
     private readonly disk: FileDisk,
     private readonly meta: DiskMeta,
+    private readonly localUpToDate: () => boolean,
   ) {
     this.capabilities = Object.freeze({ ...disk.capabilities, readOnly: false });
   }
@@ -48,25 +65,49 @@ export class ResourceTarget implements BlockTarget {
   read(buf: Buffer, offset: number): Promise<void> {
     const refusal = this.gate.ioRefusal();
     if (refusal !== undefined) return Promise.reject(new TargetError('EIO', refusal));
+    if (!this.localUpToDate()) {
+      const peer = this.gate.readPeer();
+      if (peer) {
+        return peer.remoteRead(buf, offset).catch((err: Error) => {
+          throw new TargetError('EIO', err.message);
+        });
+      }
+    }
     return this.disk.read(buf, offset);
   }
 
   write(data: Payload, offset: number, fua: boolean): Promise<void> {
-    return this.change(offset, payloadLength(data), () => this.disk.write(data, offset, fua));
+    return this.change('write', offset, payloadLength(data), data, fua, () =>
+      this.disk.write(data, offset, fua),
+    );
   }
 
   trim(offset: number, length: number, fua: boolean): Promise<void> {
-    return this.change(offset, length, () => this.disk.trim(offset, length, fua));
+    return this.change('trim', offset, length, undefined, fua, () =>
+      this.disk.trim(offset, length, fua),
+    );
   }
 
   zero(offset: number, length: number, opts: ZeroOptions): Promise<void> {
-    return this.change(offset, length, () => this.disk.zero(offset, length, opts));
+    return this.change('zero', offset, length, undefined, opts.fua, () =>
+      this.disk.zero(offset, length, opts),
+    );
   }
 
-  flush(): Promise<void> {
+  /**
+   * Every change completed before is durable on this disk and, when a peer receives them,
+   * on the peer's disk too: the epoch is closed and its barrier ack (sent after the peer's
+   * flush) awaited. Stricter than DRBD 8.4, and what a database's fsync needs.
+   */
+  async flush(): Promise<void> {
+    const held = this.gate.ioHeld;
+    if (held) await held;
     const refusal = this.gate.ioRefusal();
-    if (refusal !== undefined) return Promise.reject(new TargetError('EIO', refusal));
-    return this.disk.flush();
+    if (refusal !== undefined) throw new TargetError('EIO', refusal);
+    const tl = this.gate.replicationLog();
+    // A peer lost before its ack had every unacked change marked out of sync: the flush is
+    // still complete on every node that holds UpToDate data.
+    await Promise.all([this.disk.flush(), tl?.barrier()]);
   }
 
   cache(offset: number, length: number): Promise<void> {
@@ -78,7 +119,16 @@ export class ResourceTarget implements BlockTarget {
     return this.disk.extents(offset, length);
   }
 
-  private change(offset: number, length: number, io: () => Promise<void>): Promise<void> {
+  private change(
+    kind: ChangeKind,
+    offset: number,
+    length: number,
+    payload: Payload | undefined,
+    fua: boolean,
+    io: () => Promise<void>,
+  ): Promise<void> {
+    const held = this.gate.ioHeld;
+    if (held) return held.then(() => this.change(kind, offset, length, payload, fua, io));
     const refusal = this.gate.ioRefusal();
     // EPERM reaches the client as "operation not permitted": the device is not writable here.
     if (refusal !== undefined) return Promise.reject(new TargetError('EPERM', refusal));
@@ -87,24 +137,67 @@ export class ResourceTarget implements BlockTarget {
       this.gate.metadataFailed(failure);
       return Promise.reject(new TargetError('EIO', `metadata failed earlier: ${failure.message}`));
     }
+    this.gate.noteAppIo();
     const al = this.meta.al;
     const activating = al.begin(offset, length);
-    if (activating === undefined) return this.apply(offset, length, io);
-    return activating.then(
-      () => this.apply(offset, length, io),
-      (err: Error) => {
-        this.gate.metadataFailed(err);
-        throw new TargetError('EIO', `activity log update failed: ${err.message}`);
-      },
-    );
+    const go = (): Promise<void> => {
+      const lock = this.gate.changeLock.acquire(offset, length);
+      if (lock instanceof Promise) {
+        return lock.then((h) => this.apply(kind, offset, length, payload, fua, io, h));
+      }
+      return this.apply(kind, offset, length, payload, fua, io, lock);
+    };
+    if (activating === undefined) return go();
+    return activating.then(go, (err: Error) => {
+      this.gate.metadataFailed(err);
+      throw new TargetError('EIO', `activity log update failed: ${err.message}`);
+    });
   }
 
-  private async apply(offset: number, length: number, io: () => Promise<void>): Promise<void> {
-    try {
-      this.meta.markOutOfSync(offset, length);
-      await io();
-    } finally {
-      this.meta.al.end(offset, length);
+  private async apply(
+    kind: ChangeKind,
+    offset: number,
+    length: number,
+    payload: Payload | undefined,
+    fua: boolean,
+    io: () => Promise<void>,
+    held: Held,
+  ): Promise<void> {
+    const lock = this.gate.changeLock;
+    const tl = this.gate.replicationLog();
+    if (tl === undefined) {
+      try {
+        this.meta.markOutOfSync(offset, length);
+        await io();
+      } finally {
+        lock.release(held);
+        this.meta.al.end(offset, length);
+      }
+      return;
     }
+    // Two parts hold the AL references: the local write, and the transfer-log entry until
+    // its epoch is barrier-acked (or it was marked out of sync).
+    let parts = 2;
+    const endPart = (): void => {
+      if (--parts === 0) this.meta.al.end(offset, length);
+    };
+    const net = tl.submit(kind, offset, length, payload, fua, (peerHas) => {
+      if (!peerHas) this.meta.markOutOfSync(offset, length);
+      endPart();
+    });
+    let localErr: Error | undefined;
+    try {
+      await io();
+    } catch (err) {
+      localErr = err as Error;
+      this.meta.markOutOfSync(offset, length);
+    } finally {
+      lock.release(held);
+    }
+    const peerOk = await net;
+    endPart();
+    // drbd.md §5.1: a change succeeds when either copy succeeded. The failed local copy is
+    // marked out of sync above and comes back from the peer at the next resync.
+    if (localErr !== undefined && !peerOk) throw localErr;
   }
 }

@@ -74,18 +74,16 @@ t.test('format: alternating runs from a clear run, LEB128 lengths', async (t) =>
 });
 
 t.test('model: random bitmaps, random chunk sizes, reassembled (fast-check)', async (t) => {
-  const arb = fc
-    .integer({ min: 0, max: 3000 })
-    .chain((n) =>
-      fc.tuple(
-        fc.constant(n),
-        fc.array(fc.tuple(fc.integer({ min: 0, max: n }), fc.integer({ min: 0, max: 200 })), {
-          maxLength: 20,
-        }),
-        fc.integer({ min: minRleChunkBytes(n), max: 64 }),
-        fc.array(fc.boolean(), { maxLength: n }),
-      ),
-    );
+  const arb = fc.integer({ min: 0, max: 3000 }).chain((n) =>
+    fc.tuple(
+      fc.constant(n),
+      fc.array(fc.tuple(fc.integer({ min: 0, max: n }), fc.integer({ min: 0, max: 200 })), {
+        maxLength: 20,
+      }),
+      fc.integer({ min: minRleChunkBytes(n), max: 64 }),
+      fc.array(fc.boolean(), { maxLength: n }),
+    ),
+  );
   fc.assert(
     fc.property(arb, ([n, ranges, maxBytes, noise]) => {
       const model = new Array<boolean>(n).fill(false);

@@ -1,0 +1,165 @@
+/**
+ * The secondary's side of replication: applies the primary's changes to the local disk in
+ * the order the rules need, acknowledges them per protocol, and answers barriers once the
+ * epoch is on stable storage (drbd.md §5.3 with write-ordering `flush`).
+ *
+ * Changes run concurrently except where they overlap (IntervalLock, in arrival order, so
+ * both disks end with the same bytes). A barrier stops reading until every change before it
+ * completed and the disk was flushed; only then is the barrier acked, which is what lets
+ * the primary drop those changes from its transfer log.
+ */
+import type { Payload, ZeroOptions } from '../nbd/target.js';
+import { IntervalLock } from './interval-lock.js';
+import {
+  DATA_FLAG_FUA,
+  DATA_FLAG_RECV_ACK,
+  DATA_FLAG_TRIM,
+  DATA_FLAG_WRITE_ACK,
+  DATA_FLAG_ZERO,
+  type Data,
+} from './schema.js';
+
+/** The local disk operations the receiver uses (FileDisk has them all). */
+export interface ReceiverDisk {
+  write(data: Payload, offset: number, fua: boolean): Promise<void>;
+  trim(offset: number, length: number, fua: boolean): Promise<void>;
+  zero(offset: number, length: number, opts: ZeroOptions): Promise<void>;
+  flush(): Promise<void>;
+}
+
+export interface ReceiverAcks {
+  recvAck(seq: number): void;
+  writeAck(seq: number): void;
+  negAck(seq: number, error: string): void;
+  barrierAck(epoch: number, writes: number): void;
+}
+
+export interface ReceiverFlow {
+  pause(): void;
+  resume(): void;
+}
+
+/** A change the peer must not have sent: the link is dropped with this reason. */
+export class PeerProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PeerProtocolError';
+  }
+}
+
+export class Receiver {
+  private lastSeq = 0;
+  private inflight = 0;
+  private drained: (() => void) | undefined;
+  private closed = false;
+  applied = 0;
+
+  constructor(
+    private readonly disk: ReceiverDisk,
+    private readonly sizeBytes: number,
+    readonly lock: IntervalLock,
+    private readonly acks: ReceiverAcks,
+    private readonly flow: ReceiverFlow,
+    /** A change failed locally: its blocks must be marked out of sync here. */
+    private readonly localFailure: (offset: number, length: number, err: Error) => void,
+    /** The disk could not be flushed: nothing after this can be acked as durable. */
+    private readonly flushFailed: (err: Error) => void,
+  ) {}
+
+  /**
+   * One replicated change. Throws PeerProtocolError for a change that is out of sequence (a
+   * replay or a gap), out of bounds, or whose payload does not match its length; nothing is
+   * applied then.
+   */
+  onData(d: Data, payload: Buffer | undefined): void {
+    if (this.closed) return;
+    if (d.seq !== this.lastSeq + 1) {
+      throw new PeerProtocolError(
+        `replicated write out of sequence: expected #${this.lastSeq + 1}, got #${d.seq}`,
+      );
+    }
+    const hasPayload = (d.flags & (DATA_FLAG_ZERO | DATA_FLAG_TRIM)) === 0;
+    if (d.length <= 0 || d.offset < 0 || d.offset + d.length > this.sizeBytes) {
+      throw new PeerProtocolError(
+        `replicated write #${d.seq} at ${d.offset}+${d.length} is outside the ${this.sizeBytes}-byte device`,
+      );
+    }
+    if ((payload?.length ?? 0) !== (hasPayload ? d.length : 0)) {
+      throw new PeerProtocolError(
+        `replicated write #${d.seq} carries ${payload?.length ?? 0} bytes for a length of ${d.length}`,
+      );
+    }
+    this.lastSeq = d.seq;
+    if (d.flags & DATA_FLAG_RECV_ACK) this.acks.recvAck(d.seq);
+    this.inflight++;
+    const held = this.lock.acquire(d.offset, d.length);
+    const run = (h: Exclude<typeof held, Promise<unknown>>): void => {
+      this.apply(d, payload).then(
+        () => {
+          this.lock.release(h);
+          this.applied++;
+          if (d.flags & DATA_FLAG_WRITE_ACK) this.acks.writeAck(d.seq);
+          this.done();
+        },
+        (err: Error) => {
+          this.lock.release(h);
+          this.localFailure(d.offset, d.length, err);
+          this.acks.negAck(d.seq, (err as { code?: string }).code ?? err.message);
+          this.done();
+        },
+      );
+    };
+    if (held instanceof Promise) void held.then(run);
+    else run(held);
+  }
+
+  /** A barrier: stop reading, wait for the epoch's changes, flush, ack, read on. */
+  onBarrier(epoch: number, writes: number): void {
+    if (this.closed) return;
+    this.flow.pause();
+    void this.quiesce()
+      .then(() => this.disk.flush())
+      .then(
+        () => {
+          if (this.closed) return;
+          this.acks.barrierAck(epoch, writes);
+          this.flow.resume();
+        },
+        (err: Error) => {
+          if (!this.closed) this.flushFailed(err);
+        },
+      );
+  }
+
+  /** Resolves when no change is in flight. */
+  quiesce(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((r) => {
+      const prev = this.drained;
+      this.drained = () => {
+        prev?.();
+        r();
+      };
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private apply(d: Data, payload: Buffer | undefined): Promise<void> {
+    const fua = (d.flags & DATA_FLAG_FUA) !== 0;
+    if (d.flags & DATA_FLAG_ZERO) {
+      return this.disk.zero(d.offset, d.length, { noHole: false, fastZero: false, fua });
+    }
+    if (d.flags & DATA_FLAG_TRIM) return this.disk.trim(d.offset, d.length, fua);
+    return this.disk.write(payload!, d.offset, fua);
+  }
+
+  private done(): void {
+    if (--this.inflight > 0) return;
+    const d = this.drained;
+    this.drained = undefined;
+    d?.();
+  }
+}

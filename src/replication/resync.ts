@@ -1,0 +1,222 @@
+/**
+ * Resync (drbd.md §6.3): the SyncTarget drives. It walks its bitmap (the union of both
+ * nodes' bitmaps after the exchange) in order, asks the source for each dirty run, writes
+ * the reply, clears the bits and acknowledges; the source clears its bits on that ack.
+ *
+ * Both sides take the same IntervalLock as replicated application writes. On the source a
+ * resync read waits for overlapping application writes to finish locally and is queued on
+ * the data socket before any later one, and the target applies data-socket frames in order,
+ * so a block never ends older on the target than on the source.
+ */
+import type { Bitmap } from '../meta/bitmap.js';
+import { BM_BLOCK_SIZE, blocksCovered } from '../meta/bitmap.js';
+import type { Held, IntervalLock } from './interval-lock.js';
+import { RESYNC_MAX_REQUEST, RESYNC_TICK_MS, type ResyncRates } from './rate.js';
+
+const MAX_REQUEST_BITS = RESYNC_MAX_REQUEST / BM_BLOCK_SIZE;
+
+export interface ResyncTargetIo {
+  request(offset: number, length: number): void;
+  ack(offset: number, length: number, ok: boolean): void;
+  write(data: Buffer, offset: number): Promise<void>;
+  /** Called every tick: the rates for the next tick. */
+  rates(): ResyncRates;
+  /** The pass ended: no request in flight and no bit left but failed ones. */
+  finished(failedBits: number): void;
+}
+
+export class ResyncTarget {
+  private pos = 0;
+  private inflightBytes = 0;
+  private readonly inflight = new Map<number, number>();
+  private budget = 0;
+  private window = RESYNC_MAX_REQUEST;
+  private timer: NodeJS.Timeout | undefined;
+  private paused = false;
+  private stopped = false;
+  private passes = 0;
+  failedBits = 0;
+  /** Bytes received and written, for the rate shown in status. */
+  bytesDone = 0;
+  readonly startedAt = Date.now();
+  readonly startBits: number;
+
+  constructor(
+    private readonly bitmap: Bitmap,
+    private readonly lock: IntervalLock,
+    private readonly sizeBytes: number,
+    private readonly io: ResyncTargetIo,
+  ) {
+    this.startBits = bitmap.count();
+  }
+
+  start(): void {
+    this.tick();
+  }
+
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+    if (!paused) this.pump();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  onReply(offset: number, length: number, error: string, payload: Buffer | undefined): void {
+    const sent = this.inflight.get(offset);
+    if (sent === undefined || sent !== length || this.stopped) return;
+    this.inflight.delete(offset);
+    const fail = (): void => {
+      this.inflightBytes -= length;
+      this.failedBits += Math.ceil(length / BM_BLOCK_SIZE);
+      this.io.ack(offset, length, false);
+      this.pump();
+    };
+    if (error !== '' || payload === undefined || payload.length !== length) return fail();
+    const held = this.lock.acquire(offset, length);
+    const run = (h: Held): void => {
+      this.io.write(payload, offset).then(
+        () => {
+          this.lock.release(h);
+          const [first, end] = blocksCovered(offset, length);
+          if (end > first) this.bitmap.clearRange(first, end);
+          this.inflightBytes -= length;
+          this.bytesDone += length;
+          this.io.ack(offset, length, true);
+          this.pump();
+        },
+        () => {
+          this.lock.release(h);
+          fail();
+        },
+      );
+    };
+    if (held instanceof Promise) void held.then(run);
+    else run(held);
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    const r = this.io.rates();
+    this.budget = r.budget;
+    this.window = r.window;
+    this.pump();
+    this.timer = setTimeout(() => this.tick(), RESYNC_TICK_MS);
+  }
+
+  private pump(): void {
+    if (this.stopped) return;
+    const total = this.bitmap.totalBits;
+    while (
+      !this.paused &&
+      this.budget > 0 &&
+      this.inflightBytes < this.window &&
+      this.pos < total
+    ) {
+      const first = this.bitmap.nextSet(this.pos);
+      if (first < 0 || first >= total) {
+        this.pos = total;
+        break;
+      }
+      const clear = this.bitmap.nextClear(first);
+      const end = Math.min(clear < 0 ? total : clear, first + MAX_REQUEST_BITS, total);
+      const offset = first * BM_BLOCK_SIZE;
+      // The last bit may cover a partial block past the end of the device.
+      const length = Math.min((end - first) * BM_BLOCK_SIZE, this.sizeBytes - offset);
+      this.inflight.set(offset, length);
+      this.inflightBytes += length;
+      this.budget -= length;
+      this.pos = end;
+      this.io.request(offset, length);
+    }
+    if (this.pos >= total && this.inflight.size === 0) {
+      // Bits that were set again behind the walk (a local write failure) get another pass;
+      // what failed on the source is left for the next connection.
+      const left = this.bitmap.count();
+      if (left > this.failedBits && this.passes++ < 3) {
+        this.pos = 0;
+        return this.pump();
+      }
+      this.stop();
+      this.io.finished(this.failedBits);
+    }
+  }
+}
+
+export interface ResyncSourceIo {
+  read(buf: Buffer, offset: number): Promise<void>;
+  reply(offset: number, length: number, error: string, data: Buffer | undefined): void;
+}
+
+/** The SyncSource's half: serves requests and clears its bits as the target acks them. */
+export class ResyncSource {
+  /** Requests served and not yet acknowledged by the target. */
+  outstanding = 0;
+  private idle: (() => void) | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly bitmap: Bitmap,
+    private readonly lock: IntervalLock,
+    private readonly sizeBytes: number,
+    private readonly io: ResyncSourceIo,
+  ) {}
+
+  /** Returns a reason when the request is malformed (the link is then dropped). */
+  onRequest(offset: number, length: number): string | undefined {
+    if (
+      length <= 0 ||
+      length > RESYNC_MAX_REQUEST ||
+      offset % BM_BLOCK_SIZE !== 0 ||
+      (length % BM_BLOCK_SIZE !== 0 && offset + length !== this.sizeBytes) ||
+      offset + length > this.sizeBytes
+    ) {
+      return `resync request ${offset}+${length} is outside the device or not block-aligned`;
+    }
+    if (this.stopped) return undefined;
+    this.outstanding++;
+    const held = this.lock.acquire(offset, length);
+    const run = (h: Held): void => {
+      const buf = Buffer.allocUnsafe(length);
+      this.io.read(buf, offset).then(
+        () => {
+          // Queued on the data socket before the lock is released: any later overlapping
+          // application write is sent after this reply.
+          this.io.reply(offset, length, '', buf);
+          this.lock.release(h);
+        },
+        (err: Error) => {
+          this.io.reply(offset, length, (err as { code?: string }).code ?? 'EIO', undefined);
+          this.lock.release(h);
+        },
+      );
+    };
+    if (held instanceof Promise) void held.then(run);
+    else run(held);
+    return undefined;
+  }
+
+  onAck(offset: number, length: number, ok: boolean): void {
+    if (ok) {
+      const [first, end] = blocksCovered(offset, length);
+      if (end > first) this.bitmap.clearRange(first, end);
+    }
+    if (this.outstanding > 0 && --this.outstanding === 0) {
+      const d = this.idle;
+      this.idle = undefined;
+      d?.();
+    }
+  }
+
+  /** Resolves once every served request was acknowledged. */
+  drained(): Promise<void> {
+    if (this.outstanding === 0) return Promise.resolve();
+    return new Promise((r) => (this.idle = r));
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+}

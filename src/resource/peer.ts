@@ -1,0 +1,1046 @@
+/**
+ * One peer of a resource: the connection state machine (drbd.md §2.3–§2.4, §6.1), the
+ * handshake and its decision (§3.6), the bitmap exchange and resync (§6.2–§6.3), and the
+ * replication session the write path uses while connected (§5).
+ *
+ * Who dials: the node with the lower node id (or, without ids, the lower name) connects;
+ * the other listens on its `address`. One side dialing keeps the two sockets of a link from
+ * crossing, and the same comparison gives the tie-break bit the UUID rules need, so both
+ * sides always agree on it.
+ */
+import type { Logger } from 'pino';
+import type { Address, HostConfig, ResourceConfig } from '../config/index.js';
+import type { DiskMeta } from './disk-meta.js';
+import type { FileDisk } from '../storage/file-disk.js';
+import type { GenerationUuids } from '../meta/store.js';
+import {
+  finishSyncSource,
+  finishSyncTarget,
+  formatUuid,
+  startSyncSource,
+  startSyncTarget,
+} from '../meta/uuid.js';
+import { dialPeer, PeerListener, type PeerLink, type CloseKind } from '../replication/link.js';
+import { encodeBitmapRle, orBitmapRle } from '../replication/rle.js';
+import { IntervalLock } from '../replication/interval-lock.js';
+import { TransferLog } from '../replication/transfer-log.js';
+import { Receiver, PeerProtocolError } from '../replication/receiver.js';
+import { ResyncSource, ResyncTarget } from '../replication/resync.js';
+import { resyncRates } from '../replication/rate.js';
+import {
+  type PeerMessage,
+  type Params,
+  type Sizes,
+  type State,
+  type Uuids,
+  UUID_FLAG_CRASHED_PRIMARY,
+  UUID_FLAG_DISCARD_MY_DATA,
+  UUID_FLAG_INCONSISTENT,
+  UUID_FLAG_SKIP_INITIAL_SYNC,
+  uuidBytes,
+  uuidFromBytes,
+} from '../replication/schema.js';
+import { decideHandshake, type HandshakeSide } from './resync-decision.js';
+import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
+import { diskRank } from './states.js';
+
+const BITMAP_CHUNK_BYTES = 256 * 1024;
+const BITMAP_PERSIST_MS = 2000;
+
+/** What a peer needs from its resource. */
+export interface PeerHost {
+  readonly name: string;
+  readonly node: string;
+  readonly config: ResourceConfig;
+  readonly host: HostConfig;
+  readonly role: Role;
+  readonly disk: DiskState;
+  readonly meta: DiskMeta | undefined;
+  readonly backing: FileDisk | undefined;
+  /** The lock that orders overlapping changes on this node (write path, receiver, resync). */
+  readonly changeLock: IntervalLock;
+  setDisk(d: DiskState): void;
+  /** Application I/O seen in the last resync tick (the resync then yields to c-min-rate). */
+  takeAppIo(): boolean;
+  /** A primary lost the peer that received its writes (drbd.md §3.5: new data generation). */
+  lostPeer(peerWasUpToDate: boolean): void;
+  /** Hold application writes while the handshake decides (undefined: release). */
+  holdIo(hold: boolean): void;
+  /** Something changed: persist the flags and publish the state. */
+  changed(): void;
+}
+
+export interface SyncProgress {
+  /** Bytes still to copy. */
+  outOfSync: number;
+  /** Bytes to copy when the resync started. */
+  total: number;
+  /** Percent done. */
+  done: number;
+  /** Bytes per second, averaged since the start. */
+  rate: number;
+  /** Seconds to go at that rate, when known. */
+  etaSeconds: number | undefined;
+}
+
+interface Session {
+  link: PeerLink;
+  tl: TransferLog;
+  receiver: Receiver | undefined;
+  peerParams?: Params;
+  peerSizes?: Sizes;
+  peerUuids?: Uuids;
+  peerState?: State;
+  decided: boolean;
+  bitmapSent: boolean;
+  bitmapReceived: boolean;
+  resyncTarget?: ResyncTarget;
+  resyncSource?: ResyncSource;
+  syncRole?: 'source' | 'target';
+  persistTimer?: NodeJS.Timeout;
+  reads: Map<number, { buf: Buffer; resolve: () => void; reject: (e: Error) => void }>;
+  nextReadId: number;
+  /** The peer disk state was UpToDate at some point of this session. */
+  peerWasUpToDate: boolean;
+}
+
+export class Peer {
+  connection: ConnectionState = 'StandAlone';
+  replication: ReplicationState = 'Off';
+  role: PeerRole = 'Unknown';
+  disk: DiskState = 'DUnknown';
+  /** Why the connection last failed or was refused, for status. */
+  lastError: string | undefined;
+  /** The user paused the resync here (pause-sync). */
+  userPaused = false;
+  peerPaused = false;
+  private discardMyData = false;
+  private session: Session | undefined;
+  private listener: PeerListener | undefined;
+  private dialTimer: NodeJS.Timeout | undefined;
+  private dialAbort: AbortController | undefined;
+  private wanted = false;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly host: PeerHost,
+    readonly name: string,
+    readonly nodeId: number | undefined,
+    readonly address: Address | undefined,
+    log: Logger,
+  ) {
+    this.log = log.child({ peer: name });
+  }
+
+  /** This node dials; the other listens. Also the tie-break bit of the UUID rules. */
+  get dialer(): boolean {
+    const me = this.host.host.nodeId;
+    if (me !== undefined && this.nodeId !== undefined && me !== this.nodeId) {
+      return me < this.nodeId;
+    }
+    return this.host.node < this.name;
+  }
+
+  /** A change may be sent to this peer now (the write path's question). */
+  get replicating(): TransferLog | undefined {
+    const s = this.session;
+    if (!s || !s.decided) return undefined;
+    switch (this.replication) {
+      case 'Established':
+      case 'SyncSource':
+      case 'SyncTarget':
+      case 'PausedSyncS':
+      case 'PausedSyncT':
+        return diskRank(this.disk) >= diskRank('Inconsistent') ? s.tl : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  /** The peer can serve reads (its disk is UpToDate and we are connected). */
+  get canRead(): boolean {
+    return this.session?.decided === true && this.disk === 'UpToDate';
+  }
+
+  // ---- connect / disconnect ---------------------------------------------------------------
+
+  async connect(discardMyData: boolean): Promise<void> {
+    if (this.connection !== 'StandAlone') {
+      throw new Error(`${this.host.name}: already ${this.connection} to ${this.name}`);
+    }
+    this.discardMyData = discardMyData;
+    this.wanted = true;
+    this.lastError = undefined;
+    this.setConnection('Connecting');
+    if (this.dialer) {
+      this.dialSoon(0);
+      return;
+    }
+    const addr = this.host.host.address;
+    if (!addr) throw new Error(`${this.host.host.name} has no address for ${this.host.name}`);
+    try {
+      this.listener = await PeerListener.listen(
+        { host: addr.host, port: addr.port },
+        this.identity(),
+        this.name,
+        this.timers(),
+      );
+    } catch (err) {
+      this.wanted = false;
+      this.setConnection('StandAlone');
+      throw new Error(`cannot listen on ${addr.host}:${addr.port}: ${(err as Error).message}`);
+    }
+    this.listener.on('link', (link: PeerLink) => this.adopt(link));
+    this.listener.on('refused', (remote: string, reason: string) => {
+      this.lastError = `refused a connection from ${remote}: ${reason}`;
+      this.log.warn({ remote, reason }, 'refused a peer connection');
+      this.host.changed();
+    });
+  }
+
+  async disconnect(reason = 'disconnect requested'): Promise<void> {
+    this.wanted = false;
+    clearTimeout(this.dialTimer);
+    this.dialTimer = undefined;
+    this.dialAbort?.abort();
+    this.dialAbort = undefined;
+    const l = this.listener;
+    this.listener = undefined;
+    if (this.session) this.endSession(reason, 'TearDown', true);
+    await l?.close();
+    this.setConnection('StandAlone');
+  }
+
+  private identity(): import('../replication/link.js').LinkIdentity {
+    const net = this.host.config.net;
+    return {
+      resource: this.host.name,
+      node: this.host.node,
+      nodeId: this.host.host.nodeId ?? -1,
+      ...(net.sharedSecret !== undefined ? { secret: net.sharedSecret } : {}),
+      ...(net.cramHmacAlg !== undefined ? { hmacAlg: net.cramHmacAlg } : {}),
+    };
+  }
+
+  private timers(): { pingIntMs: number; pingTimeoutMs: number } {
+    const net = this.host.config.net;
+    return { pingIntMs: net.pingIntMs, pingTimeoutMs: net.pingTimeoutMs };
+  }
+
+  private dialSoon(ms: number): void {
+    if (!this.wanted || !this.dialer) return;
+    clearTimeout(this.dialTimer);
+    this.dialTimer = setTimeout(() => void this.dialOnce(), ms);
+  }
+
+  private async dialOnce(): Promise<void> {
+    this.dialTimer = undefined;
+    if (!this.wanted || this.session) return;
+    const addr = this.address;
+    if (!addr) {
+      this.refuse(`no address for peer ${this.name} in the resource file`);
+      return;
+    }
+    const abort = new AbortController();
+    this.dialAbort = abort;
+    try {
+      const link = await dialPeer(
+        { host: addr.host, port: addr.port },
+        this.identity(),
+        this.name,
+        this.timers(),
+        { signal: abort.signal, connectTimeoutMs: Math.max(1000, this.host.config.net.timeoutMs) },
+      );
+      if (!this.wanted || abort.signal.aborted) {
+        link.close('disconnect requested', 'TearDown');
+        return;
+      }
+      this.adopt(link);
+    } catch (err) {
+      if (!this.wanted || abort.signal.aborted) return;
+      const e = err as Error & { kind?: string };
+      // A peer that refuses who we are will refuse again: stop, as DRBD does on an
+      // authentication failure, instead of hammering it every connect-int.
+      if (e.kind === 'AuthFailure' || e.kind === 'ProtocolError') {
+        this.refuse(e.message);
+        return;
+      }
+      if (this.lastError !== e.message) {
+        this.lastError = e.message;
+        this.log.info({ err: e.message }, 'peer not reachable; retrying every connect-int');
+        this.host.changed();
+      }
+      this.dialSoon(this.host.config.net.connectIntMs);
+    } finally {
+      if (this.dialAbort === abort) this.dialAbort = undefined;
+    }
+  }
+
+  /** Goes StandAlone for a reason retrying will not fix. */
+  private refuse(reason: string): void {
+    this.lastError = reason;
+    this.log.error({ reason }, `connection to ${this.name} refused: ${reason}`);
+    void this.disconnect(reason).then(() => (this.lastError = reason));
+  }
+
+  // ---- the session -----------------------------------------------------------------------
+
+  private adopt(link: PeerLink): void {
+    if (this.session || !this.wanted) {
+      link.close('a connection to this peer already exists', 'TearDown');
+      return;
+    }
+    const s: Session = {
+      link,
+      tl: new TransferLog(
+        {
+          sendData: (seq, epoch, offset, length, flags, payload, onSent) =>
+            link.send('data', { seq, epoch, offset, length, flags }, payload, onSent),
+          sendBarrier: (epoch, writes) => link.send('barrier', { epoch, writes }),
+        },
+        {
+          protocol: this.host.config.protocol,
+          maxEpochSize: this.host.config.net.maxEpochSize,
+        },
+      ),
+      receiver: undefined,
+      decided: false,
+      bitmapSent: false,
+      bitmapReceived: false,
+      reads: new Map(),
+      nextReadId: 1,
+      peerWasUpToDate: false,
+    };
+    this.session = s;
+    this.lastError = undefined;
+    this.host.holdIo(true);
+    this.setConnection('Connected');
+    this.replication = 'Off';
+    this.log.info({ peerNodeId: link.peerNodeId, protocol: link.protocol }, 'peer connected');
+    link.on('message', (msg: PeerMessage, payload: Buffer | undefined) => {
+      if (this.session !== s) return;
+      try {
+        this.onMessage(s, msg, payload);
+      } catch (err) {
+        const reason =
+          err instanceof PeerProtocolError
+            ? err.message
+            : `protocol error handling ${msg.type}: ${(err as Error).message}`;
+        this.log.error({ reason }, 'dropping the peer connection');
+        this.endSession(reason, 'ProtocolError', false);
+      }
+    });
+    link.on('close', (reason: string, kind: CloseKind) => {
+      if (this.session === s) this.endSession(reason, kind, false);
+    });
+    this.sendHandshake(s);
+  }
+
+  private sendHandshake(s: Session): void {
+    const cfg = this.host.config;
+    s.link.send('params', {
+      protocol: cfg.protocol,
+      allowTwoPrimaries: cfg.net.allowTwoPrimaries,
+      discardMyData: this.discardMyData,
+      afterSb0pri: cfg.net.afterSb0pri,
+      afterSb1pri: cfg.net.afterSb1pri,
+      afterSb2pri: cfg.net.afterSb2pri,
+      alwaysAsbp: cfg.net.alwaysAsbp,
+      maxEpochSize: cfg.net.maxEpochSize,
+    });
+    const meta = this.host.meta;
+    s.link.send('sizes', {
+      backingBytes: this.host.backing?.size ?? 0,
+      deviceBytes: meta?.sizeBytes ?? 0,
+    });
+    this.sendUuids(s, 0);
+    this.sendState(s);
+  }
+
+  private sendUuids(s: Session, extraFlags: number): void {
+    const meta = this.host.meta;
+    if (!meta) {
+      s.link.send('uuids', {
+        current: uuidBytes(0n),
+        bitmap: uuidBytes(0n),
+        history: [],
+        flags: 0,
+      });
+      return;
+    }
+    const sb = meta.superblock();
+    let flags = extraFlags;
+    if (this.discardMyData) flags |= UUID_FLAG_DISCARD_MY_DATA;
+    if (sb.flags.crashedPrimary) flags |= UUID_FLAG_CRASHED_PRIMARY;
+    if (this.host.disk === 'Inconsistent') flags |= UUID_FLAG_INCONSISTENT;
+    s.link.send('uuids', {
+      current: uuidBytes(sb.uuids.current),
+      bitmap: uuidBytes(sb.uuids.bitmap),
+      history: sb.uuids.history.map(uuidBytes),
+      dirtyBits: meta.bitmap.count(),
+      flags,
+    });
+  }
+
+  /** Tells the peer our role and disk state (after any change of either). */
+  sendState(s: Session | undefined = this.session): void {
+    s?.link.send('state', {
+      role: this.host.role,
+      disk: this.host.disk,
+      syncPaused: this.userPaused,
+    });
+  }
+
+  private onMessage(s: Session, msg: PeerMessage, payload: Buffer | undefined): void {
+    switch (msg.type) {
+      case 'params':
+        s.peerParams = msg.body;
+        return this.maybeDecide(s);
+      case 'sizes':
+        s.peerSizes = msg.body;
+        return this.maybeDecide(s);
+      case 'uuids':
+        if (!s.decided) {
+          s.peerUuids = msg.body;
+          return this.maybeDecide(s);
+        }
+        return this.onUuidsAfterHandshake(s, msg.body);
+      case 'state':
+        return this.onState(s, msg.body);
+      case 'bitmapChunk':
+        return this.onBitmapChunk(s, msg.body);
+      case 'syncUuid':
+        return this.onSyncUuid(s, uuidFromBytes(msg.body.uuid));
+      case 'resyncDone':
+        return this.onResyncDone(s, msg.body);
+      case 'data':
+        if (!s.receiver) throw new PeerProtocolError('replicated write before the handshake');
+        return s.receiver.onData(msg.body, payload);
+      case 'barrier':
+        if (!s.receiver) throw new PeerProtocolError('barrier before the handshake');
+        return s.receiver.onBarrier(msg.body.epoch, msg.body.writes);
+      case 'recvAck':
+        return s.tl.recvAck(msg.body.seq);
+      case 'writeAck':
+        return s.tl.writeAck(msg.body.seq);
+      case 'negAck':
+        this.log.warn({ seq: msg.body.seq, err: msg.body.error }, 'peer failed a write');
+        return s.tl.negAck(msg.body.seq);
+      case 'barrierAck':
+        return s.tl.barrierAck(msg.body.epoch);
+      case 'readRequest':
+        return this.serveRead(s, msg.body);
+      case 'readReply':
+        return this.onReadReply(s, msg.body, payload);
+      case 'rsRequest': {
+        if (!s.resyncSource) throw new PeerProtocolError('resync request while not SyncSource');
+        const bad = s.resyncSource.onRequest(msg.body.offset, msg.body.length);
+        if (bad !== undefined) throw new PeerProtocolError(bad);
+        return;
+      }
+      case 'rsReply':
+        if (!s.resyncTarget) return;
+        return s.resyncTarget.onReply(msg.body.offset, msg.body.length, msg.body.error, payload);
+      case 'rsWriteAck':
+        return s.resyncSource?.onAck(msg.body.offset, msg.body.length, msg.body.ok);
+      case 'syncPause':
+        this.peerPaused = msg.body.paused;
+        this.applyPause(s);
+        return;
+      default:
+        throw new PeerProtocolError(`unexpected ${msg.type} message`);
+    }
+  }
+
+  // ---- handshake ---------------------------------------------------------------------------
+
+  private maybeDecide(s: Session): void {
+    if (s.decided || !s.peerParams || !s.peerSizes || !s.peerUuids || !s.peerState) return;
+    const mismatch = this.paramsMismatch(s.peerParams) ?? this.sizesMismatch(s.peerSizes);
+    if (mismatch !== undefined) return this.refuseSession(mismatch);
+    this.role = s.peerState.role as PeerRole;
+    this.decide(s);
+  }
+
+  private paramsMismatch(p: Params): string | undefined {
+    const cfg = this.host.config;
+    const mine: Array<[string, unknown, unknown]> = [
+      ['protocol', cfg.protocol, p.protocol],
+      ['allow-two-primaries', cfg.net.allowTwoPrimaries, p.allowTwoPrimaries],
+      ['after-sb-0pri', cfg.net.afterSb0pri, p.afterSb0pri],
+      ['after-sb-1pri', cfg.net.afterSb1pri, p.afterSb1pri],
+      ['after-sb-2pri', cfg.net.afterSb2pri, p.afterSb2pri],
+      ['always-asbp', cfg.net.alwaysAsbp, p.alwaysAsbp],
+    ];
+    for (const [what, a, b] of mine) {
+      if (a !== b) {
+        return `incompatible ${what}: ${String(a)} here, ${String(b)} on ${this.name}`;
+      }
+    }
+    if (this.discardMyData && p.discardMyData) {
+      return 'both nodes asked to discard their data (connect --discard-my-data on one side only)';
+    }
+    return undefined;
+  }
+
+  /**
+   * Both nodes must hold the same device size. A consistent device is never shrunk (its
+   * data beyond the smaller size would be lost without a word), and resizing is not built,
+   * so any difference is refused with both sizes named. Both sides compute the same answer.
+   */
+  private sizesMismatch(p: Sizes): string | undefined {
+    const mine = this.host.meta?.sizeBytes ?? 0;
+    if (mine === 0 || p.deviceBytes === 0 || mine === p.deviceBytes) return undefined;
+    return `device sizes differ: ${mine} bytes on ${this.host.node}, ${p.deviceBytes} on ${this.name}; refusing to shrink (create-md both with the same size)`;
+  }
+
+  private side(
+    uuids: GenerationUuids,
+    flags: number,
+    state: State,
+    dirty: number,
+    discard: boolean,
+  ): HandshakeSide {
+    return {
+      uuids,
+      crashedPrimary: (flags & UUID_FLAG_CRASHED_PRIMARY) !== 0,
+      role: state.role as Role,
+      disk: state.disk as DiskState,
+      dirtyBits: dirty,
+      discardMyData: discard,
+    };
+  }
+
+  private decide(s: Session): void {
+    const meta = this.host.meta;
+    if (!meta)
+      return this.refuseSession('this node has no disk (diskless peers are not built yet)');
+    const peerU = s.peerUuids!;
+    const peerUuids: GenerationUuids = {
+      current: uuidFromBytes(peerU.current),
+      bitmap: uuidFromBytes(peerU.bitmap),
+      history: [
+        peerU.history[0] ? uuidFromBytes(peerU.history[0]) : 0n,
+        peerU.history[1] ? uuidFromBytes(peerU.history[1]) : 0n,
+      ],
+    };
+    const sb = meta.superblock();
+    const self = this.side(
+      sb.uuids,
+      sb.flags.crashedPrimary ? UUID_FLAG_CRASHED_PRIMARY : 0,
+      { role: this.host.role, disk: this.host.disk, syncPaused: false },
+      meta.bitmap.count(),
+      this.discardMyData,
+    );
+    const peer = this.side(
+      peerUuids,
+      peerU.flags,
+      s.peerState!,
+      peerU.dirtyBits,
+      (peerU.flags & UUID_FLAG_DISCARD_MY_DATA) !== 0,
+    );
+    const net = this.host.config.net;
+    const d = decideHandshake(self, peer, this.dialer, {
+      afterSb0pri: net.afterSb0pri,
+      afterSb1pri: net.afterSb1pri,
+      afterSb2pri: net.afterSb2pri,
+      alwaysAsbp: net.alwaysAsbp,
+      rrConflict: net.rrConflict,
+    });
+    const tuple = (u: GenerationUuids): string =>
+      [u.current, u.bitmap, ...u.history].map(formatUuid).join(':');
+    this.log.info(
+      {
+        self: tuple(self.uuids),
+        peer: tuple(peerUuids),
+        selfDirty: self.dirtyBits,
+        peerDirty: peer.dirtyBits,
+        action: d.action,
+        ...(d.action !== 'disconnect' ? { full: d.full } : {}),
+        via: d.via,
+      },
+      `handshake: ${d.action} by rule ${d.rule}`,
+    );
+    if (d.action === 'disconnect') return this.refuseSession(d.reason);
+    if (d.repairSelf) meta.store.setUuids(d.repairSelf);
+    s.decided = true;
+    this.discardMyData = false;
+    this.disk = s.peerState!.disk as DiskState;
+    // Kept across a redecide: its sequence numbers continue with the peer's transfer log.
+    s.receiver ??= this.makeReceiver(s);
+    let action: 'established' | 'source' | 'target' = d.action;
+    let full = d.full;
+    // drbd.md §3.6.6: "no sync" with dirty bits on either side would leave the disks
+    // different with nothing to say so. Resync them instead, from the side that knows best.
+    if (action === 'established' && (self.dirtyBits > 0 || peer.dirtyBits > 0)) {
+      action = this.leftoverDirection(self, peer);
+      full = false;
+      this.log.warn(
+        { selfDirty: self.dirtyBits, peerDirty: peer.dirtyBits, as: action },
+        'no resync by the UUIDs, but bits are set: resyncing them',
+      );
+    }
+    if (action === 'established') return this.establish(s);
+    this.beginResync(s, action, full);
+  }
+
+  /** Mirror-safe choice for leftover bits: the Primary, else the tie-break. */
+  private leftoverDirection(self: HandshakeSide, peer: HandshakeSide): 'source' | 'target' {
+    if (self.disk === 'UpToDate' && peer.disk !== 'UpToDate') return 'source';
+    if (peer.disk === 'UpToDate' && self.disk !== 'UpToDate') return 'target';
+    if (self.role === 'Primary' && peer.role !== 'Primary') return 'source';
+    if (peer.role === 'Primary' && self.role !== 'Primary') return 'target';
+    return this.dialer ? 'source' : 'target';
+  }
+
+  /** After the handshake: the peer's UUIDs changed (forced promotion, new-current-uuid). */
+  private onUuidsAfterHandshake(s: Session, u: Uuids): void {
+    const meta = this.host.meta;
+    if (!meta) return;
+    if (u.flags & UUID_FLAG_SKIP_INITIAL_SYNC) {
+      // The peer skipped the initial sync of two blank disks (new-current-uuid
+      // --clear-bitmap): take its generation as ours and agree that nothing differs.
+      const current = uuidFromBytes(u.current);
+      meta.store.setUuids({
+        current: current & ~1n,
+        bitmap: 0n,
+        history: meta.superblock().uuids.history,
+      });
+      meta.bitmap.clearAll();
+      meta.persistBitmap();
+      this.host.setDisk('UpToDate');
+      this.disk = 'UpToDate';
+      this.log.info('initial sync skipped by the peer (new-current-uuid --clear-bitmap)');
+      this.sendState(s);
+      this.host.changed();
+      return;
+    }
+    if (this.replication !== 'Established') return;
+    s.peerUuids = u;
+    this.redecide(s);
+  }
+
+  /**
+   * A generation changed while connected: run the same decision again from both tuples.
+   * Each side runs it when the other's new UUIDs arrive or its own changed, from the same
+   * two tuples, so the results mirror as at the handshake.
+   */
+  private redecide(s: Session): void {
+    if (!s.peerUuids || !s.peerState) return;
+    s.decided = false;
+    this.host.holdIo(true);
+    this.decide(s);
+  }
+
+  /** Our own UUIDs changed while connected (forced promotion, new-current-uuid). */
+  uuidsChanged(skipInitialSync: boolean): void {
+    const s = this.session;
+    if (!s || !s.decided) return;
+    // State first: the peer re-decides when the UUIDs arrive, from the state it has then.
+    this.sendState(s);
+    this.sendUuids(s, skipInitialSync ? UUID_FLAG_SKIP_INITIAL_SYNC : 0);
+    if (skipInitialSync) return;
+    if (this.replication === 'Established') void s.receiver?.quiesce().then(() => this.redecide(s));
+  }
+
+  private onState(s: Session, st: State): void {
+    if (!s.decided) {
+      s.peerState = st;
+      return this.maybeDecide(s);
+    }
+    s.peerState = st;
+    this.role = st.role as PeerRole;
+    if (st.disk !== this.disk) {
+      this.disk = st.disk as DiskState;
+      if (this.disk === 'UpToDate') s.peerWasUpToDate = true;
+    }
+    if (this.peerPaused !== st.syncPaused) {
+      this.peerPaused = st.syncPaused;
+      this.applyPause(s);
+    }
+    this.host.changed();
+  }
+
+  private establish(s: Session): void {
+    const disk = this.host.disk;
+    // drbd.md §2.7: Consistent or Outdated become UpToDate once connected, the handshake having
+    // found nothing to sync.
+    if (disk === 'Consistent' || disk === 'Outdated') this.host.setDisk('UpToDate');
+    const pd = s.peerState!.disk as DiskState;
+    this.disk = pd === 'Consistent' || pd === 'Outdated' ? 'UpToDate' : pd;
+    if (this.disk === 'UpToDate') s.peerWasUpToDate = true;
+    this.replication = 'Established';
+    this.host.holdIo(false);
+    this.sendState(s);
+    this.host.changed();
+  }
+
+  private refuseSession(reason: string): void {
+    this.log.error({ reason }, `connection to ${this.name} refused: ${reason}`);
+    this.endSession(reason, 'ProtocolError', true);
+    this.lastError = reason;
+    this.wanted = false;
+    void this.disconnect(reason).then(() => {
+      this.lastError = reason;
+      this.host.changed();
+    });
+  }
+
+  // ---- bitmap exchange and resync ---------------------------------------------------------
+
+  private beginResync(s: Session, role: 'source' | 'target', full: boolean): void {
+    const meta = this.host.meta!;
+    if (full) {
+      // Crash-safe: the flag says "redo set-all at attach" until the bitmap is on disk.
+      meta.store.setFlags({ fullSync: true });
+      meta.bitmap.setAll();
+      meta.persistBitmap();
+      meta.store.setFlags({ fullSync: false });
+    }
+    s.syncRole = role;
+    s.bitmapSent = false;
+    s.bitmapReceived = false;
+    this.replication = role === 'source' ? 'WFBitMapS' : 'WFBitMapT';
+    if (role === 'target' && this.host.disk !== 'Inconsistent') {
+      // Our data is about to be overwritten block by block.
+      this.host.setDisk('Inconsistent');
+    }
+    this.host.changed();
+    this.sendBitmap(s);
+  }
+
+  private sendBitmap(s: Session): void {
+    const bm = this.host.meta!.bitmap;
+    let bit = 0;
+    do {
+      const { rle, nextBit } = encodeBitmapRle(bm, bit, BITMAP_CHUNK_BYTES);
+      s.link.send('bitmapChunk', {
+        totalBits: bm.totalBits,
+        firstBit: bit,
+        rle,
+        last: nextBit >= bm.totalBits,
+      });
+      bit = nextBit;
+    } while (bit < bm.totalBits);
+    s.bitmapSent = true;
+    this.afterBitmaps(s);
+  }
+
+  private onBitmapChunk(
+    s: Session,
+    c: { totalBits: number; firstBit: number; rle: Uint8Array; last: boolean },
+  ): void {
+    if (!s.syncRole) {
+      // The peer started a resync we have not decided yet: only possible after a redecide
+      // race; the decision on our side will follow from the same tuples.
+      throw new PeerProtocolError('bitmap received outside a bitmap exchange');
+    }
+    const bm = this.host.meta!.bitmap;
+    if (c.totalBits !== bm.totalBits) {
+      throw new PeerProtocolError(`peer bitmap has ${c.totalBits} bits, ours ${bm.totalBits}`);
+    }
+    orBitmapRle(bm, c.firstBit, c.rle);
+    if (!c.last) return;
+    s.bitmapReceived = true;
+    this.afterBitmaps(s);
+  }
+
+  private afterBitmaps(s: Session): void {
+    if (!s.bitmapSent || !s.bitmapReceived) return;
+    const meta = this.host.meta!;
+    // Both now hold the union; it reaches the disk before anything is copied.
+    meta.persistBitmap();
+    if (s.syncRole === 'source') {
+      const { uuids, syncUuid } = startSyncSource(meta.superblock().uuids);
+      meta.store.setUuids(uuids);
+      s.link.send('syncUuid', { uuid: uuidBytes(syncUuid) });
+      this.startSource(s);
+    } else {
+      this.replication = 'WFSyncUUID';
+      this.host.changed();
+    }
+  }
+
+  private onSyncUuid(s: Session, syncUuid: bigint): void {
+    if (s.syncRole !== 'target') throw new PeerProtocolError('sync UUID while not SyncTarget');
+    const meta = this.host.meta!;
+    meta.store.setUuids(
+      startSyncTarget(meta.superblock().uuids, syncUuid, this.host.role === 'Primary'),
+    );
+    this.host.setDisk('Inconsistent');
+    this.disk = 'UpToDate';
+    this.startTarget(s);
+  }
+
+  private startSource(s: Session): void {
+    const meta = this.host.meta!;
+    const backing = this.host.backing!;
+    s.resyncSource = new ResyncSource(meta.bitmap, this.host.changeLock, meta.sizeBytes, {
+      read: (buf, offset) => backing.read(buf, offset),
+      reply: (offset, length, error, data) =>
+        s.link.send('rsReply', { offset, length, error }, data),
+    });
+    this.disk = 'Inconsistent';
+    this.replication = 'SyncSource';
+    this.syncStarted = { at: Date.now(), bits: meta.bitmap.count() };
+    this.decidedNow(s);
+    this.log.info({ bytes: meta.outOfSyncBytes() }, 'resync started as SyncSource');
+  }
+
+  private startTarget(s: Session): void {
+    const meta = this.host.meta!;
+    const backing = this.host.backing!;
+    let applied = s.receiver?.applied ?? 0;
+    const appIo = (): boolean => {
+      // Replicated writes arriving here count as application I/O as much as our own.
+      const now = s.receiver?.applied ?? 0;
+      const active = now !== applied;
+      applied = now;
+      return this.host.takeAppIo() || active;
+    };
+    const target = new ResyncTarget(meta.bitmap, this.host.changeLock, meta.sizeBytes, {
+      request: (offset, length) => s.link.send('rsRequest', { offset, length }),
+      ack: (offset, length, ok) => s.link.send('rsWriteAck', { offset, length, ok }),
+      write: (data, offset) => backing.write(data, offset, false),
+      rates: () => resyncRates(this.host.config.disk, appIo()),
+      finished: (failed) => this.targetFinished(s, failed),
+    });
+    s.resyncTarget = target;
+    this.replication = 'SyncTarget';
+    this.syncStarted = { at: Date.now(), bits: meta.bitmap.count() };
+    this.decidedNow(s);
+    this.log.info({ bytes: meta.outOfSyncBytes() }, 'resync started as SyncTarget');
+    this.applyPause(s);
+    target.start();
+  }
+
+  private syncStarted: { at: number; bits: number } | undefined;
+
+  private decidedNow(s: Session): void {
+    s.decided = true;
+    s.persistTimer = setInterval(() => this.host.meta?.persistBitmap(), BITMAP_PERSIST_MS);
+    this.host.holdIo(false);
+    this.sendState(s);
+    this.host.changed();
+  }
+
+  private targetFinished(s: Session, failedBits: number): void {
+    if (this.session !== s) return;
+    this.host.meta?.persistBitmap();
+    s.link.send('resyncDone', { failedBits });
+    if (failedBits > 0) {
+      this.log.error(
+        { failedBits },
+        'resync finished with blocks that failed; disk stays Inconsistent',
+      );
+    }
+  }
+
+  private onResyncDone(s: Session, body: { uuids: Uuids; failedBits: number }): void {
+    const meta = this.host.meta!;
+    if (s.syncRole === 'source' && s.resyncSource) {
+      const src = s.resyncSource;
+      void src.drained().then(() => {
+        if (this.session !== s) return;
+        if (body.failedBits > 0) {
+          this.endResync(s);
+          return;
+        }
+        meta.store.setUuids(finishSyncSource(meta.superblock().uuids));
+        meta.persistBitmap();
+        const left = meta.bitmap.count();
+        if (left > 0) this.log.warn({ bits: left }, 'resync done but bits remain set here');
+        const final = meta.superblock().uuids;
+        s.link.send('resyncDone', {
+          uuids: {
+            current: uuidBytes(final.current),
+            bitmap: uuidBytes(final.bitmap),
+            history: final.history.map(uuidBytes),
+            dirtyBits: left,
+            flags: 0,
+          },
+          failedBits: 0,
+        });
+        this.disk = 'UpToDate';
+        s.peerWasUpToDate = true;
+        this.endResync(s);
+        this.log.info('resync finished (SyncSource)');
+      });
+      return;
+    }
+    if (s.syncRole === 'target') {
+      const u = body.uuids;
+      const source: GenerationUuids = {
+        current: uuidFromBytes(u.current),
+        bitmap: uuidFromBytes(u.bitmap),
+        history: [uuidFromBytes(u.history[0]!), uuidFromBytes(u.history[1]!)],
+      };
+      meta.store.setUuids(finishSyncTarget(source, this.host.role === 'Primary'));
+      meta.persistBitmap();
+      this.host.setDisk('UpToDate');
+      this.endResync(s);
+      this.log.info('resync finished (SyncTarget)');
+      return;
+    }
+    throw new PeerProtocolError('resync-done outside a resync');
+  }
+
+  private endResync(s: Session): void {
+    clearInterval(s.persistTimer);
+    s.persistTimer = undefined;
+    s.resyncSource?.stop();
+    s.resyncSource = undefined;
+    s.resyncTarget?.stop();
+    s.resyncTarget = undefined;
+    s.syncRole = undefined;
+    this.syncStarted = undefined;
+    this.replication = 'Established';
+    this.sendState(s);
+    this.host.changed();
+  }
+
+  setUserPaused(paused: boolean): void {
+    this.userPaused = paused;
+    const s = this.session;
+    if (!s) return;
+    s.link.send('syncPause', { paused });
+    this.applyPause(s);
+  }
+
+  private applyPause(s: Session): void {
+    const paused = this.userPaused || this.peerPaused;
+    s.resyncTarget?.setPaused(paused);
+    if (this.replication === 'SyncSource' && paused) this.replication = 'PausedSyncS';
+    else if (this.replication === 'PausedSyncS' && !paused) this.replication = 'SyncSource';
+    else if (this.replication === 'SyncTarget' && paused) this.replication = 'PausedSyncT';
+    else if (this.replication === 'PausedSyncT' && !paused) this.replication = 'SyncTarget';
+    this.host.changed();
+  }
+
+  progress(): SyncProgress | undefined {
+    const st = this.syncStarted;
+    const meta = this.host.meta;
+    if (!st || !meta) return undefined;
+    const left = meta.bitmap.count();
+    const done = st.bits === 0 ? 100 : Math.max(0, (100 * (st.bits - left)) / st.bits);
+    const secs = (Date.now() - st.at) / 1000;
+    const rate = secs > 0 ? ((st.bits - left) * 4096) / secs : 0;
+    return {
+      outOfSync: left * 4096,
+      total: st.bits * 4096,
+      done: Math.floor(done * 100) / 100,
+      rate: Math.round(rate),
+      etaSeconds: rate > 0 ? Math.ceil((left * 4096) / rate) : undefined,
+    };
+  }
+
+  // ---- the secondary's receiver and remote reads --------------------------------------------
+
+  private makeReceiver(s: Session): Receiver {
+    const meta = this.host.meta!;
+    const backing = this.host.backing!;
+    return new Receiver(
+      backing,
+      meta.sizeBytes,
+      this.host.changeLock,
+      {
+        recvAck: (seq) => s.link.send('recvAck', { seq }),
+        writeAck: (seq) => s.link.send('writeAck', { seq }),
+        negAck: (seq, error) => s.link.send('negAck', { seq, error }),
+        barrierAck: (epoch, writes) => s.link.send('barrierAck', { epoch, writes }),
+      },
+      { pause: () => s.link.pauseData(), resume: () => s.link.resumeData() },
+      (offset, length, err) => {
+        meta.markOutOfSync(offset, length);
+        this.log.error({ offset, length, err: err.message }, 'replicated write failed locally');
+      },
+      (err) => {
+        this.log.error({ err: err.message }, 'flush for a barrier failed');
+        this.endSession(`local flush failed: ${err.message}`, 'TearDown', false);
+      },
+    );
+  }
+
+  /** Reads from the peer, for a node whose own disk is not UpToDate. */
+  remoteRead(buf: Buffer, offset: number): Promise<void> {
+    const s = this.session;
+    if (!s || !this.canRead)
+      return Promise.reject(new Error(`peer ${this.name} cannot serve reads`));
+    const id = s.nextReadId++;
+    return new Promise<void>((resolve, reject) => {
+      s.reads.set(id, { buf, resolve, reject });
+      s.link.send('readRequest', { id, offset, length: buf.length });
+    });
+  }
+
+  private serveRead(s: Session, r: { id: number; offset: number; length: number }): void {
+    const backing = this.host.backing;
+    const meta = this.host.meta;
+    if (!backing || !meta || this.host.disk !== 'UpToDate') {
+      s.link.send('readReply', { id: r.id, error: `no UpToDate data on ${this.host.node}` });
+      return;
+    }
+    if (r.length <= 0 || r.length > 32 << 20 || r.offset + r.length > meta.sizeBytes) {
+      throw new PeerProtocolError(`read request ${r.offset}+${r.length} is outside the device`);
+    }
+    const buf = Buffer.allocUnsafe(r.length);
+    backing.read(buf, r.offset).then(
+      () => s.link.send('readReply', { id: r.id, error: '' }, buf),
+      (err: Error) => s.link.send('readReply', { id: r.id, error: err.message }),
+    );
+  }
+
+  private onReadReply(
+    s: Session,
+    r: { id: number; error: string },
+    payload: Buffer | undefined,
+  ): void {
+    const p = s.reads.get(r.id);
+    if (!p) throw new PeerProtocolError(`read reply #${r.id} for no request`);
+    s.reads.delete(r.id);
+    if (r.error !== '' || !payload || payload.length !== p.buf.length) {
+      p.reject(new Error(`remote read failed: ${r.error || 'short reply'}`));
+      return;
+    }
+    payload.copy(p.buf);
+    p.resolve();
+  }
+
+  // ---- the end of a session ------------------------------------------------------------------
+
+  private endSession(reason: string, kind: CloseKind | 'TearDown', byUs: boolean): void {
+    const s = this.session;
+    if (!s) return;
+    const wasReplicating = this.replicating !== undefined;
+    this.session = undefined;
+    const peerWasUpToDate = s.peerWasUpToDate || this.disk === 'UpToDate';
+    s.link.close(reason, kind as CloseKind);
+    // Every change not covered by a barrier ack is marked out of sync here (settle(false)).
+    s.tl.fail(reason);
+    s.receiver?.close();
+    clearInterval(s.persistTimer);
+    s.resyncTarget?.stop();
+    s.resyncSource?.stop();
+    for (const r of s.reads.values()) r.reject(new Error(`connection to ${this.name} lost`));
+    s.reads.clear();
+    this.syncStarted = undefined;
+    this.host.meta?.persistBitmap();
+    this.role = 'Unknown';
+    this.disk = 'DUnknown';
+    this.replication = 'Off';
+    this.peerPaused = false;
+    if (wasReplicating) this.host.lostPeer(peerWasUpToDate);
+    this.host.holdIo(false);
+    if (!byUs) {
+      this.lastError = reason;
+      this.log.warn({ reason, kind }, 'connection lost');
+    }
+    this.setConnection(this.wanted ? 'Connecting' : 'StandAlone');
+    if (this.wanted) this.dialSoon(this.host.config.net.connectIntMs);
+  }
+
+  private setConnection(c: ConnectionState): void {
+    this.connection = c;
+    this.host.changed();
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * Two real urbd daemons on loopback holding one resource: alpha (node-id 0, dials) and beta
+ * (node-id 1, listens). With `proxy`, alpha's resource file points at a TCP proxy in front
+ * of beta's address, so the test can cut, delay and black-hole the link.
+ */
+import { open } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { makeDisk, sleep, type Teardown } from './server.js';
+import { adm, type DaemonHandle, startDaemon } from './daemon.js';
+import { startProxy, type TcpProxy } from './tcp-proxy.js';
+import type { ResourceStatus } from '../../src/resource/status.js';
+
+export interface PairOptions {
+  sizeBytes?: number;
+  /** Bytes of beta's disk when it should differ. */
+  betaSizeBytes?: number;
+  protocol?: 'A' | 'B' | 'C';
+  /** Extra statements inside `net { }` (both nodes, unless betaNet is given). */
+  net?: string;
+  betaNet?: string;
+  disk?: string;
+  proxy?: boolean;
+  /** Paths to use as the backing disks instead of fresh files. */
+  alphaDisk?: string;
+  betaDisk?: string;
+}
+
+export interface Pair {
+  dir: string;
+  alpha: DaemonHandle;
+  beta: DaemonHandle;
+  proxy: TcpProxy | undefined;
+  alphaDisk: string;
+  betaDisk: string;
+  /** Restarts a node's daemon (after stop or kill -9) with the same files. */
+  restart(node: 'alpha' | 'beta'): Promise<DaemonHandle>;
+}
+
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+function config(
+  file: string,
+  o: {
+    alphaAddr: number;
+    betaAddr: number;
+    alphaDisk: string;
+    betaDisk: string;
+    net: string;
+    disk: string;
+    protocol: string;
+  },
+): void {
+  writeFileSync(
+    file,
+    `resource r0 {
+  protocol ${o.protocol};
+  net { connect-int 1; ping-int 1; ping-timeout 10; timeout 30; ${o.net} }
+  disk { ${o.disk} }
+  on alpha {
+    node-id 0;
+    address 127.0.0.1:${o.alphaAddr};
+    device minor 0;
+    disk ${o.alphaDisk};
+    meta-disk internal;
+  }
+  on beta {
+    node-id 1;
+    address 127.0.0.1:${o.betaAddr};
+    device minor 1;
+    disk ${o.betaDisk};
+    meta-disk internal;
+  }
+}
+`,
+  );
+}
+
+/**
+ * Creates the disks and metadata, starts both daemons and brings r0 up on both (they
+ * connect; two fresh disks stay Inconsistent until `primary --force` on one).
+ */
+export async function startPair(t: Teardown, dir: string, o: PairOptions = {}): Promise<Pair> {
+  const size = o.sizeBytes ?? 64 << 20;
+  const alphaDisk = o.alphaDisk ?? (await makeDisk(dir, size, undefined, 'alpha.img'));
+  const betaDisk =
+    o.betaDisk ?? (await makeDisk(dir, o.betaSizeBytes ?? size, undefined, 'beta.img'));
+  const alphaPort = await freePort();
+  const betaPort = await freePort();
+  const proxy = o.proxy
+    ? await startProxy({ target: { host: '127.0.0.1', port: betaPort }, t })
+    : undefined;
+  const common = {
+    alphaDisk,
+    betaDisk,
+    net: o.net ?? '',
+    disk: o.disk ?? '',
+    protocol: o.protocol ?? 'C',
+  };
+  const alphaConf = path.join(dir, 'alpha.conf');
+  const betaConf = path.join(dir, 'beta.conf');
+  config(alphaConf, { ...common, alphaAddr: alphaPort, betaAddr: proxy ? proxy.port : betaPort });
+  config(betaConf, {
+    ...common,
+    alphaAddr: alphaPort,
+    betaAddr: betaPort,
+    net: o.betaNet ?? common.net,
+  });
+  const specA = { node: 'alpha', config: alphaConf, runDir: path.join(dir, 'run-alpha') };
+  const specB = { node: 'beta', config: betaConf, runDir: path.join(dir, 'run-beta') };
+  for (const s of [specA, specB]) {
+    const r = await adm(s, ['create-md', 'r0']);
+    if (r.code !== 0) throw new Error(`create-md on ${s.node}: ${r.stderr}`);
+  }
+  const pair: Pair = {
+    dir,
+    alpha: await startDaemon(specA, { t }),
+    beta: await startDaemon(specB, { t }),
+    proxy,
+    alphaDisk,
+    betaDisk,
+    async restart(node) {
+      const spec = node === 'alpha' ? specA : specB;
+      const d = await startDaemon(spec, { t });
+      pair[node] = d;
+      return d;
+    },
+  };
+  for (const n of [pair.beta, pair.alpha]) {
+    const r = await n.adm(['up', 'r0']);
+    if (r.code !== 0) throw new Error(`up on ${n.node}: ${r.stderr}`);
+  }
+  return pair;
+}
+
+export async function status(n: DaemonHandle): Promise<ResourceStatus> {
+  const r = await n.adm(['status', '--json', 'r0']);
+  if (r.code !== 0) throw new Error(`status on ${n.node}: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as ResourceStatus[])[0]!;
+}
+
+/** Polls status until `pred` holds; throws with the last status after `timeoutMs`. */
+export async function waitFor(
+  n: DaemonHandle,
+  pred: (s: ResourceStatus) => boolean,
+  what: string,
+  timeoutMs = 60000,
+): Promise<ResourceStatus> {
+  const until = Date.now() + timeoutMs;
+  let last: ResourceStatus | undefined;
+  while (Date.now() < until) {
+    last = await status(n);
+    if (pred(last)) return last;
+    await sleep(100);
+  }
+  throw new Error(`${n.node}: not ${what} after ${timeoutMs} ms: ${JSON.stringify(last)}`);
+}
+
+export const connected = (s: ResourceStatus): boolean =>
+  s.peers.every((p) => p.connection === 'Connected' && p.replication === 'Established');
+
+export const inSync = (s: ResourceStatus): boolean =>
+  connected(s) &&
+  s.device.diskState === 'UpToDate' &&
+  s.peers.every((p) => p.peerDisk === 'UpToDate');
+
+/** Waits until both nodes say Connected/Established with both disks UpToDate. */
+export async function waitInSync(p: Pair, timeoutMs = 120000): Promise<void> {
+  await waitFor(p.alpha, inSync, 'in sync', timeoutMs);
+  await waitFor(p.beta, inSync, 'in sync', timeoutMs);
+}
+
+/** 4 KiB blocks that differ between two files of the same size (first `limit` listed). */
+export async function diffBlocks(
+  a: string,
+  b: string,
+  sizeBytes: number,
+  limit = 10,
+): Promise<{ count: number; first: number[] }> {
+  const fa = await open(a, 'r');
+  const fb = await open(b, 'r');
+  const chunk = 1 << 20;
+  const ba = Buffer.alloc(chunk);
+  const bb = Buffer.alloc(chunk);
+  let count = 0;
+  const first: number[] = [];
+  try {
+    for (let off = 0; off < sizeBytes; off += chunk) {
+      const n = Math.min(chunk, sizeBytes - off);
+      await fa.read(ba, 0, n, off);
+      await fb.read(bb, 0, n, off);
+      if (ba.subarray(0, n).equals(bb.subarray(0, n))) continue;
+      for (let i = 0; i < n; i += 4096) {
+        if (!ba.subarray(i, i + 4096).equals(bb.subarray(i, i + 4096))) {
+          count++;
+          if (first.length < limit) first.push((off + i) / 4096);
+        }
+      }
+    }
+  } finally {
+    await fa.close();
+    await fb.close();
+  }
+  return { count, first };
+}
