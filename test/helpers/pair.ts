@@ -46,6 +46,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Fast reconnects for tests; a statement in `extra` replaces the default of the same name. */
+function netOptions(extra: string): string {
+  const defaults = ['connect-int 1;', 'ping-int 1;', 'ping-timeout 10;', 'timeout 30;'];
+  const given = new Set([...extra.matchAll(/([a-z-]+)\s/g)].map((m) => m[1]));
+  return [...defaults.filter((d) => !given.has(d.split(' ')[0])), extra].join(' ');
+}
+
 function config(
   file: string,
   o: {
@@ -62,7 +69,7 @@ function config(
     file,
     `resource r0 {
   protocol ${o.protocol};
-  net { connect-int 1; ping-int 1; ping-timeout 10; timeout 30; ${o.net} }
+  net { ${netOptions(o.net)} }
   disk { ${o.disk} }
   on alpha {
     node-id 0;

@@ -3,10 +3,14 @@
 // rejoins as SyncTarget. Each scenario ends with the backing disks compared block by block.
 import t from 'tap';
 import { run, showRun, sleep, spawnTracked, tmpDir } from '../helpers/server.js';
-import { exportUri } from '../helpers/daemon.js';
+import { type DaemonHandle, exportUri } from '../helpers/daemon.js';
 import { connected, diffBlocks, startPair, status, waitFor, waitInSync } from '../helpers/pair.js';
 
 const SIZE = 64 << 20;
+
+function handshakes(n: DaemonHandle): string[] {
+  return n.logs.map((l) => String(l.json?.msg)).filter((m) => m.startsWith('handshake:'));
+}
 
 function fio(
   t: import('../helpers/server.js').Teardown,
@@ -58,7 +62,17 @@ t.test('link cut and black-holed during heavy writes', async (t) => {
   p.proxy!.heal();
   const code = await load.exited;
   t.equal(code, 0, 'fio finished without an I/O error');
+  t.ok(
+    p.alpha.logs.some((l) => /did not answer a ping/.test(String(l.json?.reason))),
+    'the black hole was detected by ping-timeout',
+  );
   await waitInSync(p);
+  const rules = handshakes(p.alpha);
+  t.ok(
+    rules.filter((r) => r === 'handshake: source by rule bitmap-self').length >= 2,
+    "each reconnect resynced from alpha's bitmap",
+    { rules },
+  );
   const d = await diffBlocks(p.alphaDisk, p.betaDisk, SIZE);
   t.equal(d.count, 0, 'disks identical after the link came back', { first: d.first });
   const a = await status(p.alpha);
@@ -83,6 +97,11 @@ t.test('primary kill -9 and restart: the AL-covered blocks are resynced', async 
   t.ok(
     p.alpha.logs.some((l) => /applied the activity log/.test(String(l.json?.msg))),
     'the activity log was applied',
+  );
+  t.equal(
+    handshakes(p.alpha).at(-1),
+    'handshake: source by rule crashed-primary-self',
+    'the crashed primary pushed its AL extents',
   );
   const d = await diffBlocks(p.alphaDisk, p.betaDisk, SIZE);
   t.equal(d.count, 0, 'disks identical', { first: d.first });
