@@ -43,6 +43,20 @@ export class IntervalLock {
     return Promise.all(waitFor).then(() => mine);
   }
 
+  /**
+   * Resolves once every range held now has been released (later acquirers are not waited
+   * for). A new peer session waits on this so that a write left over from the old one cannot
+   * land after the new session's resync wrote the same blocks.
+   */
+  drainCurrent(): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const h of this.held) {
+      h.done ??= new Promise<void>((r) => (h.release = r));
+      waits.push(h.done);
+    }
+    return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined);
+  }
+
   release(h: Held): void {
     if (!this.held.delete(h)) return;
     h.release?.();

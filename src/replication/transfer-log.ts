@@ -53,6 +53,7 @@ interface Entry {
   /** Resolves the network part for the requester (true: the peer took it). */
   netDone: ((ok: boolean) => void) | undefined;
   needs: 'sent' | 'recv' | 'write';
+  sentAt: number;
 }
 
 export interface TransferLogOptions {
@@ -112,7 +113,16 @@ export class TransferLog {
     if (kind === 'trim') flags |= DATA_FLAG_TRIM;
     flags |= needs === 'write' ? DATA_FLAG_WRITE_ACK : needs === 'recv' ? DATA_FLAG_RECV_ACK : 0;
     const seq = ++this.seq;
-    const e: Entry = { seq, epoch: this.epoch, offset, length, settle, netDone: undefined, needs };
+    const e: Entry = {
+      seq,
+      epoch: this.epoch,
+      offset,
+      length,
+      settle,
+      netDone: undefined,
+      needs,
+      sentAt: Date.now(),
+    };
     this.bySeq.set(seq, e);
     this.pending.push(e);
     const done = new Promise<boolean>((resolve) => (e.netDone = resolve));
@@ -139,6 +149,15 @@ export class TransferLog {
       list.push(resolve);
       this.barrierWaiters.set(target, list);
     });
+  }
+
+  /**
+   * How long the oldest change has waited for the peer's ack or barrier ack, in ms (0 when
+   * nothing waits). A peer that answers pings but never acks (a stuck disk) is expelled on
+   * this (drbd.md §5.5, `timeout` × `ko-count`).
+   */
+  oldestWaitMs(now = Date.now()): number {
+    return this.head < this.pending.length ? now - this.pending[this.head]!.sentAt : 0;
   }
 
   recvAck(seq: number): void {

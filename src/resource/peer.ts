@@ -92,12 +92,15 @@ interface Session {
   peerUuids?: Uuids;
   peerState?: State;
   decided: boolean;
+  /** Our handshake messages went out (after the old session's writes drained). */
+  handshakeSent: boolean;
   bitmapSent: boolean;
   bitmapReceived: boolean;
   resyncTarget?: ResyncTarget;
   resyncSource?: ResyncSource;
   syncRole?: 'source' | 'target';
   persistTimer?: NodeJS.Timeout;
+  koTimer?: NodeJS.Timeout;
   reads: Map<number, { buf: Buffer; resolve: () => void; reject: (e: Error) => void }>;
   nextReadId: number;
   /** The peer disk state was UpToDate at some point of this session. */
@@ -305,6 +308,7 @@ export class Peer {
       ),
       receiver: undefined,
       decided: false,
+      handshakeSent: false,
       bitmapSent: false,
       bitmapReceived: false,
       reads: new Map(),
@@ -333,7 +337,36 @@ export class Peer {
     link.on('close', (reason: string, kind: CloseKind) => {
       if (this.session === s) this.endSession(reason, kind, false);
     });
-    this.sendHandshake(s);
+    this.watchAcks(s);
+    // Writes of an earlier session still in flight here must land before anything of this
+    // one (a resync of the same blocks above all): the handshake waits for them.
+    void this.host.changeLock.drainCurrent().then(() => {
+      if (this.session !== s) return;
+      this.sendHandshake(s);
+      s.handshakeSent = true;
+      this.maybeDecide(s);
+    });
+  }
+
+  /**
+   * drbd.md §5.5: a peer that keeps answering pings but does not acknowledge a change for
+   * `timeout` × `ko-count` is expelled, so a stuck peer disk cannot hang the primary's writes
+   * for ever (they then complete locally and are marked out of sync).
+   */
+  private watchAcks(s: Session): void {
+    const net = this.host.config.net;
+    const limit = net.timeoutMs * Math.max(1, net.koCount);
+    s.koTimer = setInterval(() => {
+      if (this.session !== s) return;
+      const waited = s.tl.oldestWaitMs();
+      if (waited > limit) {
+        this.endSession(
+          `peer did not acknowledge a write for ${Math.round(waited / 1000)} s (timeout × ko-count = ${limit / 1000} s)`,
+          'Timeout',
+          false,
+        );
+      }
+    }, net.timeoutMs);
   }
 
   private sendHandshake(s: Session): void {
@@ -455,7 +488,8 @@ export class Peer {
   // ---- handshake ---------------------------------------------------------------------------
 
   private maybeDecide(s: Session): void {
-    if (s.decided || !s.peerParams || !s.peerSizes || !s.peerUuids || !s.peerState) return;
+    if (s.decided || !s.handshakeSent) return;
+    if (!s.peerParams || !s.peerSizes || !s.peerUuids || !s.peerState) return;
     const mismatch = this.paramsMismatch(s.peerParams) ?? this.sizesMismatch(s.peerSizes);
     if (mismatch !== undefined) return this.refuseSession(mismatch);
     this.role = s.peerState.role as PeerRole;
@@ -818,16 +852,38 @@ export class Peer {
 
   private decidedNow(s: Session): void {
     s.decided = true;
-    s.persistTimer = setInterval(() => this.host.meta?.persistBitmap(), BITMAP_PERSIST_MS);
+    s.persistTimer = setInterval(() => void this.persistBitmapDurably(s), BITMAP_PERSIST_MS);
     this.host.holdIo(false);
     this.sendState(s);
     this.host.changed();
   }
 
+  /**
+   * A SyncTarget's cleared bits may reach its metadata only after the data they stand for
+   * reached its disk: resync writes are not flushed one by one, and a power loss must not
+   * leave a cleared bit over a block that never landed. Elsewhere bits are only set or
+   * cleared after the peer's ack, and persisting them needs no flush.
+   */
+  private async persistBitmapDurably(s: Session | undefined): Promise<void> {
+    const meta = this.host.meta;
+    if (!meta) return;
+    if (s?.syncRole === 'target') {
+      try {
+        await this.host.backing?.flush();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'flush before saving the bitmap failed');
+        return;
+      }
+    }
+    if (this.host.meta === meta) meta.persistBitmap();
+  }
+
   private targetFinished(s: Session, failedBits: number): void {
     if (this.session !== s) return;
-    this.host.meta?.persistBitmap();
-    s.link.send('resyncDone', { failedBits });
+    void this.persistBitmapDurably(s).then(() => {
+      if (this.session !== s) return;
+      s.link.send('resyncDone', { failedBits });
+    });
     if (failedBits > 0) {
       this.log.error(
         { failedBits },
@@ -1019,12 +1075,13 @@ export class Peer {
     s.tl.fail(reason);
     s.receiver?.close();
     clearInterval(s.persistTimer);
+    clearInterval(s.koTimer);
     s.resyncTarget?.stop();
     s.resyncSource?.stop();
     for (const r of s.reads.values()) r.reject(new Error(`connection to ${this.name} lost`));
     s.reads.clear();
     this.syncStarted = undefined;
-    this.host.meta?.persistBitmap();
+    void this.persistBitmapDurably(s);
     this.role = 'Unknown';
     this.disk = 'DUnknown';
     this.replication = 'Off';

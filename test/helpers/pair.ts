@@ -25,6 +25,9 @@ export interface PairOptions {
   /** Paths to use as the backing disks instead of fresh files. */
   alphaDisk?: string;
   betaDisk?: string;
+  /** Metadata files, when `internal` (next to the disk) will not do. */
+  alphaMeta?: string;
+  betaMeta?: string;
 }
 
 export interface Pair {
@@ -63,6 +66,8 @@ function config(
     net: string;
     disk: string;
     protocol: string;
+    alphaMeta: string;
+    betaMeta: string;
   },
 ): void {
   writeFileSync(
@@ -76,14 +81,14 @@ function config(
     address 127.0.0.1:${o.alphaAddr};
     device minor 0;
     disk ${o.alphaDisk};
-    meta-disk internal;
+    meta-disk ${o.alphaMeta};
   }
   on beta {
     node-id 1;
     address 127.0.0.1:${o.betaAddr};
     device minor 1;
     disk ${o.betaDisk};
-    meta-disk internal;
+    meta-disk ${o.betaMeta};
   }
 }
 `,
@@ -110,6 +115,8 @@ export async function startPair(t: Teardown, dir: string, o: PairOptions = {}): 
     net: o.net ?? '',
     disk: o.disk ?? '',
     protocol: o.protocol ?? 'C',
+    alphaMeta: o.alphaMeta ?? 'internal',
+    betaMeta: o.betaMeta ?? 'internal',
   };
   const alphaConf = path.join(dir, 'alpha.conf');
   const betaConf = path.join(dir, 'beta.conf');
