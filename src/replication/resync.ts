@@ -121,7 +121,10 @@ export class ResyncTarget {
         break;
       }
       const clear = this.bitmap.nextClear(first);
-      const end = Math.min(clear < 0 ? total : clear, first + MAX_REQUEST_BITS, total);
+      // No request bigger than what is left of this tick's budget (at least one block), so
+      // a fixed resync-rate below 1 MiB per tick is kept.
+      const budgetBits = Math.max(1, Math.floor(this.budget / BM_BLOCK_SIZE));
+      const end = Math.min(clear, first + MAX_REQUEST_BITS, first + budgetBits, total);
       const offset = first * BM_BLOCK_SIZE;
       // The last bit may cover a partial block past the end of the device.
       const length = Math.min((end - first) * BM_BLOCK_SIZE, this.sizeBytes - offset);
