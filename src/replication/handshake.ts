@@ -215,13 +215,13 @@ function checkPeerHello(
   }
   if (peer.resource !== me.resource) {
     return {
-      reason: `wrong resource: peer "${peer.node}" has resource "${peer.resource}", we have "${me.resource}"`,
+      reason: `wrong resource: peer ${quoted(peer.node)} has resource ${quoted(peer.resource)}, we have "${me.resource}"`,
       kind: 'ProtocolError',
     };
   }
   if (peer.node !== opts.expectPeer) {
     return {
-      reason: `unexpected peer "${peer.node}" (expected "${opts.expectPeer}")`,
+      reason: `unexpected peer ${quoted(peer.node)} (expected "${opts.expectPeer}")`,
       kind: 'ProtocolError',
     };
   }
@@ -241,7 +241,7 @@ function checkPeerHello(
     }
     if (peer.hmacAlg !== alg) {
       return {
-        reason: `cram-hmac-alg differs: peer uses ${peer.hmacAlg || '(none)'}, we use ${alg}`,
+        reason: `cram-hmac-alg differs: peer uses ${peer.hmacAlg ? quoted(peer.hmacAlg) : '(none)'}, we use ${alg}`,
         kind: 'AuthFailure',
       };
     }
@@ -300,6 +300,15 @@ class Inbox {
     this.frame = undefined;
     return msg;
   }
+}
+
+/**
+ * A name from a stranger's Hello, fit for a one-line reason: JSON-quoted (so a line break or
+ * quote in it stays visible and harmless) and cut to 64 characters.
+ */
+function quoted(name: string): string {
+  const cut = name.length > 64 ? `${name.slice(0, 64)}…` : name;
+  return JSON.stringify(cut);
 }
 
 function peerRefused(reason: string): string {

@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { adm, oneNodeConfig, startDaemon, URBDADM_CLI } from '../helpers/daemon.js';
 import { openExport } from '../helpers/raw-client.js';
+import { freePort } from '../helpers/pair.js';
 import {
   makeDisk,
   run,
@@ -273,13 +274,15 @@ t.test('two daemons side by side on one host', async (t) => {
   const a = await makeDisk(dir, 16 * MiB, undefined, 'a.img');
   const b = await makeDisk(dir, 16 * MiB, undefined, 'b.img');
   const config = path.join(dir, 'urbd.conf');
+  const [pa, pb] = [await freePort(), await freePort()];
   fs.writeFileSync(
     config,
     `resource r0 {
   device minor 0;
   meta-disk internal;
-  on alpha { node-id 0; address 127.0.0.1:7789; disk ${a}; }
-  on beta  { node-id 1; address 127.0.0.1:7790; disk ${b}; }
+  net { connect-int 1; }
+  on alpha { node-id 0; address 127.0.0.1:${pa}; disk ${a}; }
+  on beta  { node-id 1; address 127.0.0.1:${pb}; disk ${b}; }
 }
 `,
   );
@@ -290,15 +293,27 @@ t.test('two daemons side by side on one host', async (t) => {
   const db = await startDaemon(beta, { t });
   t.equal((await da.adm(['up', 'all'])).code, 0);
   t.equal((await db.adm(['up', 'all'])).code, 0);
+  t.equal((await da.adm(['wait-connect', '--timeout', '20', 'r0'])).code, 0, 'connected');
   t.equal((await da.adm(['primary', '--force', 'r0'])).code, 0);
+  t.equal((await da.adm(['wait-sync', '--timeout', '60', 'r0'])).code, 0, 'initial sync done');
   const sa = await da.adm(['status', 'r0']);
   const sb = await db.adm(['status', 'r0']);
-  t.equal(sa.stdout, 'r0 role:Primary\n  disk:UpToDate\n  beta connection:StandAlone\n');
-  t.equal(sb.stdout, 'r0 role:Secondary\n  disk:Inconsistent\n  alpha connection:StandAlone\n');
+  t.equal(
+    sa.stdout,
+    'r0 role:Primary\n  disk:UpToDate\n  beta role:Secondary\n    peer-disk:UpToDate\n',
+  );
+  t.equal(
+    sb.stdout,
+    'r0 role:Secondary\n  disk:UpToDate\n  alpha role:Primary\n    peer-disk:UpToDate\n',
+  );
   const v = await da.adm(['status', '--verbose', 'r0']);
   t.match(v.stdout, /^r0 node-id:0 role:Primary suspended:no$/m);
-  t.match(v.stdout, /^ {2}beta node-id:1 connection:StandAlone role:Unknown$/m);
+  t.match(v.stdout, /^ {2}beta node-id:1 connection:Connected role:Secondary$/m);
+  t.match(v.stdout, /^ {4}volume:0 replication:Established peer-disk:UpToDate out-of-sync:0$/m);
   t.match(v.stdout, new RegExp(`export:${path.join(alpha.runDir, 'r0.nbd')}`));
+  t.equal((await da.adm(['disconnect', 'r0'])).code, 0);
+  const sd = await db.adm(['status', 'r0']);
+  t.match(sd.stdout, /alpha connection:(StandAlone|Connecting)/, 'beta sees the link go');
   t.equal(await da.stop(), 0);
   t.equal(await db.stop(), 0);
 });

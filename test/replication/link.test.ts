@@ -406,8 +406,8 @@ t.test('mismatches are refused with the exact reason on both sides', async (t) =
       name: 'different cram-hmac-alg',
       dialer: { ...ALPHA, secret: 's', hmacAlg: 'sha1' },
       acceptor: { ...BETA, secret: 's' },
-      dialReason: 'cram-hmac-alg differs: peer uses sha256, we use sha1',
-      listenReason: 'cram-hmac-alg differs: peer uses sha1, we use sha256',
+      dialReason: 'cram-hmac-alg differs: peer uses "sha256", we use sha1',
+      listenReason: 'cram-hmac-alg differs: peer uses "sha1", we use sha256',
       kind: 'AuthFailure',
     },
     {
