@@ -18,6 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import { measureAlCost, type Timing } from './al-cost.js';
+import { type FioResult, fio, fmtRuns, median, ratioTable } from './fio.js';
 import { type AlStats, startUrbdResource } from './nbd-resource.js';
 import { type RunningServer, startNbdkit, startUrbd } from './nbd-servers.js';
 
@@ -102,44 +103,6 @@ async function ensureFile(): Promise<void> {
   await run('dd', ['if=/dev/urandom', `of=${file}`, 'bs=1M', `count=${sizeMiB}`, 'status=none']);
 }
 
-interface FioResult {
-  value: number;
-  ios: number;
-  runtimeMs: number;
-}
-
-async function fio(uri: string, w: Workload): Promise<FioResult> {
-  const { stdout } = await run(
-    'fio',
-    [
-      '--name=bench',
-      '--ioengine=nbd',
-      `--uri=${uri}`,
-      `--rw=${w.rw}`,
-      `--bs=${w.bs}`,
-      `--iodepth=${w.iodepth}`,
-      `--size=${sizeMiB}M`,
-      `--runtime=${runtime}`,
-      '--time_based',
-      '--output-format=json',
-    ],
-    { maxBuffer: 16 * 1024 * 1024, timeout: (runtime + 60) * 1000 },
-  );
-  // The nbd engine prints a status line before the JSON document.
-  const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
-  const side = w.rw.includes('read') ? job.read : job.write;
-  return {
-    value: w.unit === 'IOPS' ? side.iops : side.bw / 1024,
-    ios: side.total_ios,
-    runtimeMs: side.runtime,
-  };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 interface RunResult extends FioResult {
   /** The resource's AL counters after the run (cumulative since its daemon started). */
   al?: AlStats;
@@ -180,7 +143,7 @@ async function once(kind: ServerKind, w: Workload): Promise<RunResult> {
   const server = await startServer(kind, w);
   running.add(server);
   try {
-    const r: RunResult = await fio(server.uri, w);
+    const r: RunResult = await fio(server.uri, w, { sizeMiB, runtime });
     if (server.alStats) r.al = await server.alStats();
     const al = r.al ? ` al ${JSON.stringify(r.al)}` : '';
     console.error(`  ${w.name} / ${LABEL[kind]}: ${Math.round(r.value)} ${w.unit}${al}`);
@@ -209,7 +172,6 @@ async function measure(
   return res;
 }
 
-const fmtRuns = (rs: RunResult[]): string => rs.map((r) => Math.round(r.value)).join(' / ');
 const fmtUs = (t: Timing): string =>
   `${t.median.toFixed(0)} µs (min ${t.min.toFixed(0)}, max ${t.max.toFixed(0)}, ${t.calls} calls)`;
 
@@ -249,24 +211,7 @@ async function main(): Promise<void> {
         ['resource', 'serve'],
       ] as Array<[ServerKind, ServerKind]>
     ).filter(([a, b]) => kinds.includes(a) && kinds.includes(b));
-    const header = [
-      'workload',
-      'unit',
-      ...kinds.map((k) => `${LABEL[k]} (${repeat} runs)`),
-      ...pairs.map(([a, b]) => `${a}/${b}`),
-    ];
-    console.log(`| ${header.join(' | ')} |`);
-    console.log(`|${header.map(() => '---').join('|')}|`);
-    for (const { w, res } of plain) {
-      const med = (k: ServerKind): number => median(res.get(k)!.map((r) => r.value));
-      const row = [
-        w.name,
-        w.unit,
-        ...kinds.map((k) => fmtRuns(res.get(k)!)),
-        ...pairs.map(([a, b]) => (med(a) / med(b)).toFixed(2)),
-      ];
-      console.log(`| ${row.join(' | ')} |`);
-    }
+    console.log(ratioTable(plain, kinds, pairs, (k) => LABEL[k], repeat));
     console.log('');
   }
 

@@ -1,0 +1,97 @@
+/**
+ * The benchmarks' fio runner (the nbd engine against one NBD URI) and the medians, run lists
+ * and ratio tables the results are printed as. Shared by nbd.ts and pair.ts.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface FioWorkload {
+  name: string;
+  rw: string;
+  bs: string;
+  iodepth: number;
+  unit: 'IOPS' | 'MiB/s';
+}
+
+export interface FioResult {
+  value: number;
+  ios: number;
+  runtimeMs: number;
+}
+
+export interface FioOptions {
+  /** The region fio works over (`--size`), MiB. */
+  sizeMiB: number;
+  /** Seconds; the job is time-based. */
+  runtime: number;
+}
+
+export async function fio(uri: string, w: FioWorkload, o: FioOptions): Promise<FioResult> {
+  const { stdout } = await run(
+    'fio',
+    [
+      '--name=bench',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      `--rw=${w.rw}`,
+      `--bs=${w.bs}`,
+      `--iodepth=${w.iodepth}`,
+      `--size=${o.sizeMiB}M`,
+      `--runtime=${o.runtime}`,
+      '--time_based',
+      '--output-format=json',
+    ],
+    { maxBuffer: 16 * 1024 * 1024, timeout: (o.runtime + 60) * 1000 },
+  );
+  // The nbd engine prints a status line before the JSON document.
+  const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
+  const side = w.rw.includes('read') ? job.read : job.write;
+  return {
+    value: w.unit === 'IOPS' ? side.iops : side.bw / 1024,
+    ios: side.total_ios,
+    runtimeMs: side.runtime,
+  };
+}
+
+/** The upper median (the middle run for an odd count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Each run's value, rounded, as "a / b / c". */
+export const fmtRuns = (rs: Array<{ value: number }>): string =>
+  rs.map((r) => Math.round(r.value)).join(' / ');
+
+/**
+ * A Markdown table: one row per workload with every server's runs, then the ratio of the
+ * medians for each [a, b] pair (a/b). `label` names a server kind in the column heads.
+ */
+export function ratioTable<K extends string>(
+  rows: Array<{ w: { name: string; unit: string }; res: Map<K, Array<{ value: number }>> }>,
+  kinds: readonly K[],
+  pairs: ReadonlyArray<readonly [K, K]>,
+  label: (k: K) => string,
+  repeat: number,
+): string {
+  const header = [
+    'workload',
+    'unit',
+    ...kinds.map((k) => `${label(k)} (${repeat} runs)`),
+    ...pairs.map(([a, b]) => `${a}/${b}`),
+  ];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  for (const { w, res } of rows) {
+    const med = (k: K): number => median(res.get(k)!.map((r) => r.value));
+    const row = [
+      w.name,
+      w.unit,
+      ...kinds.map((k) => fmtRuns(res.get(k)!)),
+      ...pairs.map(([a, b]) => (med(a) / med(b)).toFixed(2)),
+    ];
+    lines.push(`| ${row.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
