@@ -160,6 +160,11 @@ export class Peer {
     }
   }
 
+  /** The peer's device size from the handshake (what a diskless node serves). */
+  get peerDeviceBytes(): number | undefined {
+    return this.session?.peerSizes?.deviceBytes || undefined;
+  }
+
   /** The peer can serve reads (its disk is UpToDate and we are connected). */
   get canRead(): boolean {
     return this.session?.decided === true && this.disk === 'UpToDate';
@@ -547,8 +552,6 @@ export class Peer {
 
   private decide(s: Session): void {
     const meta = this.host.meta;
-    if (!meta)
-      return this.refuseSession('this node has no disk (diskless peers are not built yet)');
     const peerU = s.peerUuids!;
     const peerUuids: GenerationUuids = {
       current: uuidFromBytes(peerU.current),
@@ -558,12 +561,13 @@ export class Peer {
         peerU.history[1] ? uuidFromBytes(peerU.history[1]) : 0n,
       ],
     };
-    const sb = meta.superblock();
+    // A diskless node has no generation: the decision is 'diskless-self' (no resync).
+    const sb = meta?.superblock();
     const self = this.side(
-      sb.uuids,
-      sb.flags.crashedPrimary ? UUID_FLAG_CRASHED_PRIMARY : 0,
+      sb?.uuids ?? { current: 0n, bitmap: 0n, history: [0n, 0n] },
+      sb?.flags.crashedPrimary ? UUID_FLAG_CRASHED_PRIMARY : 0,
       { role: this.host.role, disk: this.host.disk, syncPaused: false },
-      meta.bitmap.count(),
+      meta?.bitmap.count() ?? 0,
       this.discardMyData,
     );
     const peer = this.side(
@@ -596,17 +600,23 @@ export class Peer {
       `handshake: ${d.action} by rule ${d.rule}`,
     );
     if (d.action === 'disconnect') return this.refuseSession(d.reason);
-    if (d.repairSelf) meta.store.setUuids(d.repairSelf);
+    if (d.repairSelf) meta?.store.setUuids(d.repairSelf);
     s.decided = true;
     this.discardMyData = false;
     this.disk = s.peerState!.disk as DiskState;
     // Kept across a redecide: its sequence numbers continue with the peer's transfer log.
-    s.receiver ??= this.makeReceiver(s);
+    // A diskless node receives no writes (a Primary does not replicate to it).
+    if (this.host.meta && this.host.backing) s.receiver ??= this.makeReceiver(s);
     let action: 'established' | 'source' | 'target' = d.action;
     let full = d.full;
     // drbd.md §3.6.6: "no sync" with dirty bits on either side would leave the disks
     // different with nothing to say so. Resync them instead, from the side that knows best.
-    if (action === 'established' && (self.dirtyBits > 0 || peer.dirtyBits > 0)) {
+    if (
+      action === 'established' &&
+      self.disk !== 'Diskless' &&
+      peer.disk !== 'Diskless' &&
+      (self.dirtyBits > 0 || peer.dirtyBits > 0)
+    ) {
       action = this.leftoverDirection(self, peer);
       full = false;
       this.log.warn(

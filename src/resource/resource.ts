@@ -23,6 +23,8 @@ import {
 } from './states.js';
 import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
 import { ResourceTarget } from './write-path.js';
+import { DisklessTarget } from './diskless-target.js';
+import type { BlockTarget } from '../nbd/target.js';
 import { Peer, type PeerHost } from './peer.js';
 
 /**
@@ -367,7 +369,15 @@ export class Resource implements PeerHost {
     });
     if ('code' in decision) throw refused(decision);
     if (this.role === 'Primary') return;
-    const meta = this.requireMeta();
+    const meta = this.meta;
+    if (!meta) {
+      // Diskless: no generation of our own; the data and its UUIDs are the peer's.
+      this.role = 'Primary';
+      this.log.info('promoted to Primary (diskless: reads and writes go to the peer)');
+      for (const p of this.peers) p.sendState();
+      this.changed();
+      return;
+    }
     const sb = meta.superblock();
     // drbd.md §2.9 step 3: a promotion that nobody else can follow starts a new data
     // generation, so the writes from here on are told apart from the peer's at reconnect.
@@ -499,18 +509,22 @@ export class Resource implements PeerHost {
   private async startExport(): Promise<void> {
     if (this.nbd) return;
     const server = new NbdServer({ log: this.log.child({ nbd: true }) });
-    const attachedTarget = (): ResourceTarget => {
-      if (!this.nbdExportTarget) throw new Error(`${this.name} has no disk attached`);
-      return this.nbdExportTarget;
+    const currentTarget = (): BlockTarget => {
+      if (this.nbdExportTarget) return this.nbdExportTarget;
+      // Diskless: the device is the peer's, at the peer's size.
+      const peer = this.readPeer();
+      if (peer?.peerDeviceBytes) return new DisklessTarget(this, peer.peerDeviceBytes);
+      throw new Error(`${this.name} has no disk attached and no UpToDate peer`);
     };
     server.exports.add(
       {
         name: this.name,
         description: `urbd resource ${this.name} on ${this.opts.node}`,
         // The disk behind the export comes and goes with attach and detach. A client only
-        // reaches the target after `unavailable` said yes, which needs an attached disk.
-        get target(): ResourceTarget {
-          return attachedTarget();
+        // reaches the target after `unavailable` said yes, which needs an attached disk or
+        // an UpToDate peer to read from.
+        get target(): BlockTarget {
+          return currentTarget();
         },
         unavailable: () => this.ioRefusal(),
       },
@@ -574,7 +588,7 @@ export class Resource implements PeerHost {
       minor: this.host.device.minor,
       device: this.host.device.path,
       diskState: this.disk,
-      size: sb?.sizeBytes ?? 0,
+      size: sb?.sizeBytes ?? this.readPeer()?.peerDeviceBytes ?? 0,
       outOfSync,
       alActive: meta ? meta.al.activeExtents().length : 0,
       alExtents: this.config.disk.alExtents,

@@ -1,0 +1,95 @@
+import {
+  type BlockTarget,
+  type Payload,
+  payloadLength,
+  type TargetCapabilities,
+  TargetError,
+  type ZeroOptions,
+} from '../nbd/target.js';
+import type { ChangeKind } from '../replication/transfer-log.js';
+import type { IoGate } from './write-path.js';
+
+/**
+ * The device of a diskless Primary (`disk none`): every byte lives on the peer. Reads are
+ * remote reads; changes go through the transfer log like a diskful Primary's, but with no
+ * local copy a change the peer did not take fails (EIO) instead of being marked out of
+ * sync; FLUSH waits for the peer's barrier ack. The size is the peer's device size.
+ */
+export class DisklessTarget implements BlockTarget {
+  readonly capabilities: TargetCapabilities = Object.freeze({
+    readOnly: false,
+    flush: true,
+    fua: true,
+    trim: true,
+    zero: true,
+    fastZero: false,
+    cache: false,
+    // Every connection's changes go through the same transfer log and barrier.
+    multiConn: true,
+  });
+
+  constructor(
+    private readonly gate: IoGate,
+    readonly size: number,
+  ) {}
+
+  read(buf: Buffer, offset: number): Promise<void> {
+    const refusal = this.gate.ioRefusal();
+    if (refusal !== undefined) return Promise.reject(new TargetError('EIO', refusal));
+    const peer = this.gate.readPeer();
+    if (!peer) return Promise.reject(new TargetError('EIO', 'no UpToDate peer to read from'));
+    return peer.remoteRead(buf, offset).catch((err: Error) => {
+      throw new TargetError('EIO', err.message);
+    });
+  }
+
+  write(data: Payload, offset: number, fua: boolean): Promise<void> {
+    return this.change('write', offset, payloadLength(data), data, fua);
+  }
+
+  trim(offset: number, length: number, fua: boolean): Promise<void> {
+    return this.change('trim', offset, length, undefined, fua);
+  }
+
+  zero(offset: number, length: number, opts: ZeroOptions): Promise<void> {
+    if (opts.fastZero) {
+      return Promise.reject(new TargetError('ENOTSUP', 'no fast zeroing through a peer'));
+    }
+    return this.change('zero', offset, length, undefined, opts.fua);
+  }
+
+  async flush(): Promise<void> {
+    const held = this.gate.ioHeld;
+    if (held) await held;
+    const tl = this.gate.replicationLog();
+    if (!tl || !(await tl.barrier())) {
+      throw new TargetError('EIO', 'the peer holding the data is gone; the flush is not durable');
+    }
+  }
+
+  private async change(
+    kind: ChangeKind,
+    offset: number,
+    length: number,
+    payload: Payload | undefined,
+    fua: boolean,
+  ): Promise<void> {
+    const held = this.gate.ioHeld;
+    if (held) await held;
+    const refusal = this.gate.ioRefusal();
+    if (refusal !== undefined) throw new TargetError('EPERM', refusal);
+    const tl = this.gate.replicationLog();
+    if (!tl) throw new TargetError('EIO', 'no UpToDate peer to write to');
+    this.gate.noteAppIo();
+    const lock = this.gate.changeLock;
+    const acquired = lock.acquire(offset, length);
+    const h = acquired instanceof Promise ? await acquired : acquired;
+    let ok: boolean;
+    try {
+      ok = await tl.submit(kind, offset, length, payload, fua, () => undefined);
+    } finally {
+      lock.release(h);
+    }
+    if (!ok) throw new TargetError('EIO', 'the peer did not take the write');
+  }
+}
