@@ -248,6 +248,8 @@ interface SyncRun {
   reconnectMs: number;
   /** alpha Connected → both nodes in sync. */
   bitmapMs: number;
+  /** alpha Connected → alpha SyncSource (UUIDs and bitmaps exchanged, the resync decided). */
+  bitmapStartMs: number;
   /** beta identical to alpha afterwards. */
   identical: boolean;
 }
@@ -322,6 +324,7 @@ async function syncOnce(): Promise<SyncRun> {
     ctlB.close();
     const bitmapEnd = await both(watches, t1, 120_000, 'in sync after the bitmap resync');
     const connected = alpha.firstAt((s) => s.connection === 'Connected', t1) ?? t1;
+    const resyncing = alpha.firstAt((s) => s.replication === 'SyncSource', connected) ?? bitmapEnd;
     for (const w of watches) w.close();
     const identical = await run('cmp', ['-s', file('alpha.img'), betaDisk]).then(
       () => true,
@@ -333,6 +336,7 @@ async function syncOnce(): Promise<SyncRun> {
       dirtyBytes,
       reconnectMs: connected - t1,
       bitmapMs: bitmapEnd - connected,
+      bitmapStartMs: resyncing - connected,
       identical,
     };
   } finally {
@@ -393,6 +397,11 @@ async function resync(): Promise<void> {
   row(
     `bitmap resync (${dirty.join(' / ')} % out of sync): alpha Connected → both in sync`,
     syncs.map((s) => s.bitmapMs),
+    false,
+  );
+  row(
+    'of which alpha Connected → SyncSource',
+    syncs.map((s) => s.bitmapStartMs),
     false,
   );
   row(
