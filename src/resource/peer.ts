@@ -345,12 +345,16 @@ export class Peer {
     this.watchAcks(s);
     // Writes of an earlier session still in flight here must land before anything of this
     // one (a resync of the same blocks above all): the handshake waits for them.
-    void this.host.changeLock.drainCurrent().then(() => {
-      if (this.session !== s) return;
-      this.sendHandshake(s);
-      s.handshakeSent = true;
-      this.maybeDecide(s);
-    });
+    this.guard(
+      s,
+      'the handshake',
+      this.host.changeLock.drainCurrent().then(() => {
+        if (this.session !== s) return;
+        this.sendHandshake(s);
+        s.handshakeSent = true;
+        this.maybeDecide(s);
+      }),
+    );
   }
 
   /**
@@ -684,7 +688,13 @@ export class Peer {
     this.sendState(s);
     this.sendUuids(s, skipInitialSync ? UUID_FLAG_SKIP_INITIAL_SYNC : 0);
     if (skipInitialSync) return;
-    if (this.replication === 'Established') void s.receiver?.quiesce().then(() => this.redecide(s));
+    if (this.replication === 'Established') {
+      this.guard(
+        s,
+        'a new decision',
+        (s.receiver?.quiesce() ?? Promise.resolve()).then(() => this.redecide(s)),
+      );
+    }
   }
 
   private onState(s: Session, st: State): void {
@@ -721,9 +731,9 @@ export class Peer {
 
   private refuseSession(reason: string): void {
     this.log.error({ reason }, `connection to ${this.name} refused: ${reason}`);
+    this.wanted = false;
     this.endSession(reason, 'ProtocolError', true);
     this.lastError = reason;
-    this.wanted = false;
     void this.disconnect(reason).then(() => {
       this.lastError = reason;
       this.host.changed();
@@ -862,7 +872,10 @@ export class Peer {
 
   private decidedNow(s: Session): void {
     s.decided = true;
-    s.persistTimer = setInterval(() => void this.persistBitmapDurably(s), BITMAP_PERSIST_MS);
+    s.persistTimer = setInterval(
+      () => this.guard(s, 'saving the bitmap', this.persistBitmapDurably(s)),
+      BITMAP_PERSIST_MS,
+    );
     this.host.holdIo(false);
     this.sendState(s);
     this.host.changed();
@@ -885,15 +898,25 @@ export class Peer {
         return;
       }
     }
-    if (this.host.meta === meta) meta.persistBitmap();
+    if (this.host.meta !== meta) return;
+    try {
+      meta.persistBitmap();
+    } catch (err) {
+      // The bits stay dirty in memory and are tried again; the metadata disk is the problem.
+      this.log.error({ err: (err as Error).message }, 'saving the bitmap failed');
+    }
   }
 
   private targetFinished(s: Session, failedBits: number): void {
     if (this.session !== s) return;
-    void this.persistBitmapDurably(s).then(() => {
-      if (this.session !== s) return;
-      s.link.send('resyncDone', { failedBits });
-    });
+    this.guard(
+      s,
+      'finishing the resync',
+      this.persistBitmapDurably(s).then(() => {
+        if (this.session !== s) return;
+        s.link.send('resyncDone', { failedBits });
+      }),
+    );
     if (failedBits > 0) {
       this.log.error(
         { failedBits },
@@ -906,7 +929,7 @@ export class Peer {
     const meta = this.host.meta!;
     if (s.syncRole === 'source' && s.resyncSource) {
       const src = s.resyncSource;
-      void src.drained().then(() => {
+      const finish = src.drained().then(() => {
         if (this.session !== s) return;
         if (body.failedBits > 0) {
           this.endResync(s);
@@ -932,6 +955,7 @@ export class Peer {
         this.endResync(s);
         this.log.info('resync finished (SyncSource)');
       });
+      this.guard(s, 'finishing the resync', finish);
       return;
     }
     if (s.syncRole === 'target') {
@@ -1091,7 +1115,7 @@ export class Peer {
     for (const r of s.reads.values()) r.reject(new Error(`connection to ${this.name} lost`));
     s.reads.clear();
     this.syncStarted = undefined;
-    void this.persistBitmapDurably(s);
+    this.persistBitmapDurably(s).catch(() => undefined);
     this.role = 'Unknown';
     this.disk = 'DUnknown';
     this.replication = 'Off';
@@ -1104,6 +1128,18 @@ export class Peer {
     }
     this.setConnection(this.wanted ? 'Connecting' : 'StandAlone');
     if (this.wanted) this.dialSoon(this.host.config.net.connectIntMs);
+  }
+
+  /**
+   * Runs a step that continues after an await. An error there has no caller to catch it
+   * and would otherwise end the daemon; it ends this session instead, with the reason.
+   */
+  private guard(s: Session, what: string, p: Promise<unknown>): void {
+    p.catch((err: unknown) => {
+      const reason = `${what} failed: ${(err as Error).message ?? String(err)}`;
+      this.log.error({ reason }, 'dropping the peer connection');
+      if (this.session === s) this.endSession(reason, 'ProtocolError', false);
+    });
   }
 
   private setConnection(c: ConnectionState): void {
