@@ -7,7 +7,7 @@ import { open } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { makeDisk, sleep, type Teardown } from './server.js';
+import { makeDisk, run, type RunResult, sleep, type Teardown } from './server.js';
 import { adm, type DaemonHandle, startDaemon } from './daemon.js';
 import { startProxy, type TcpProxy } from './tcp-proxy.js';
 import type { ResourceStatus } from '../../src/resource/status.js';
@@ -223,4 +223,19 @@ export async function diffBlocks(
     await fb.close();
   }
   return { count, first };
+}
+
+/** qemu-io on a URI, one -c per command (it flushes when it closes the image). */
+export function qemuIo(uri: string, cmds: string[]): Promise<RunResult> {
+  return run('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), uri], {
+    timeoutMs: 60000,
+  });
+}
+
+/** The usual start: connected, alpha promoted with --force, the initial full sync done. */
+export async function promoteAndSync(p: Pair): Promise<void> {
+  await waitFor(p.alpha, (s) => s.peers[0]!.connection === 'Connected', 'connected', 30000);
+  const r = await p.alpha.adm(['primary', '--force', 'r0']);
+  if (r.code !== 0) throw new Error(`primary --force on alpha: ${r.stderr}`);
+  await waitInSync(p);
 }

@@ -4,7 +4,15 @@
 import t from 'tap';
 import { run, showRun, sleep, spawnTracked, tmpDir } from '../helpers/server.js';
 import { type DaemonHandle, exportUri } from '../helpers/daemon.js';
-import { connected, diffBlocks, startPair, status, waitFor, waitInSync } from '../helpers/pair.js';
+import {
+  connected,
+  diffBlocks,
+  promoteAndSync,
+  startPair,
+  status,
+  waitFor,
+  waitInSync,
+} from '../helpers/pair.js';
 
 const SIZE = 64 << 20;
 
@@ -41,9 +49,7 @@ function fio(
 t.test('link cut and black-holed during heavy writes', async (t) => {
   const dir = tmpDir(t);
   const p = await startPair(t, dir, { sizeBytes: SIZE, proxy: true, net: 'ping-timeout 5;' });
-  await waitFor(p.alpha, (s) => s.peers[0]!.connection === 'Connected', 'connected');
-  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0);
-  await waitInSync(p);
+  await promoteAndSync(p);
   const load = fio(t, exportUri(p.alpha), 6);
   await sleep(1000);
   p.proxy!.cut();
@@ -82,9 +88,7 @@ t.test('link cut and black-holed during heavy writes', async (t) => {
 t.test('primary kill -9 and restart: the AL-covered blocks are resynced', async (t) => {
   const dir = tmpDir(t);
   const p = await startPair(t, dir, { sizeBytes: SIZE });
-  await waitFor(p.alpha, (s) => s.peers[0]!.connection === 'Connected', 'connected');
-  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0);
-  await waitInSync(p);
+  await promoteAndSync(p);
   const load = fio(t, exportUri(p.alpha), 20);
   await sleep(1500);
   await p.alpha.kill9();

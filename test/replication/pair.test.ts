@@ -2,17 +2,11 @@
 // `primary --force`, replication of every write, and a secondary that misses writes and gets
 // back exactly what it missed. Every scenario ends with the two backing disks compared.
 import t from 'tap';
-import { run, showRun, tmpDir } from '../helpers/server.js';
+import { showRun, tmpDir } from '../helpers/server.js';
 import { exportUri } from '../helpers/daemon.js';
-import { diffBlocks, startPair, status, waitFor, waitInSync } from '../helpers/pair.js';
+import { diffBlocks, qemuIo, startPair, status, waitFor, waitInSync } from '../helpers/pair.js';
 
 const SIZE = 64 << 20;
-
-function qemuIo(uri: string, cmds: string[]): Promise<import('../helpers/server.js').RunResult> {
-  return run('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), uri], {
-    timeoutMs: 60000,
-  });
-}
 
 t.test('initial full sync, replication, and a secondary that comes back', async (t) => {
   const dir = tmpDir(t);

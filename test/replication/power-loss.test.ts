@@ -8,7 +8,7 @@ import path from 'node:path';
 import { readRange, run, showRun, sleep, spawnTracked, tmpDir } from '../helpers/server.js';
 import { exportUri } from '../helpers/daemon.js';
 import { powerLossDisk } from '../helpers/power-loss-disk.js';
-import { diffBlocks, startPair, status, waitFor, waitInSync } from '../helpers/pair.js';
+import { diffBlocks, promoteAndSync, startPair, status, waitInSync } from '../helpers/pair.js';
 
 const SIZE = 16 << 20;
 const MiB = 1 << 20;
@@ -28,9 +28,7 @@ t.test('flushed and FUA writes survive a power loss of both nodes', async (t) =>
     alphaMeta: path.join(dir, 'alpha.md'),
     betaMeta: path.join(dir, 'beta.md'),
   });
-  await waitFor(p.alpha, (s) => s.peers[0]!.connection === 'Connected', 'connected');
-  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0, 'primary --force');
-  await waitInSync(p);
+  await promoteAndSync(p);
   // nbdsh: no flush on close, unlike qemu-io. 1 MiB FUA, then 1 MiB flushed (the FUA's own
   // flush cannot cover it), then 1 MiB neither.
   // Debian's python3-libnbd, run by the system python (a python on PATH may lack it).
@@ -93,9 +91,7 @@ t.test('a peer whose disk hangs is expelled after timeout × ko-count', async (t
     betaMeta: path.join(dir, 'beta.md'),
     net: 'timeout 10; ko-count 2;',
   });
-  await waitFor(p.alpha, (s) => s.peers[0]!.connection === 'Connected', 'connected');
-  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0);
-  await waitInSync(p);
+  await promoteAndSync(p);
   const pid = b.pids!.nbdkit;
   process.kill(pid, 'SIGSTOP');
   t.teardown(() => {

@@ -3,24 +3,24 @@
 // (victim: secondary + connect --discard-my-data; survivor: connect) resyncs the victim from
 // the survivor, and the victim's split-brain writes are gone.
 import t from 'tap';
-import { run, showRun, tmpDir } from '../helpers/server.js';
+import { showRun, tmpDir } from '../helpers/server.js';
 import { exportUri } from '../helpers/daemon.js';
-import { diffBlocks, startPair, status, waitFor, waitInSync } from '../helpers/pair.js';
+import {
+  diffBlocks,
+  promoteAndSync,
+  qemuIo,
+  startPair,
+  status,
+  waitFor,
+  waitInSync,
+} from '../helpers/pair.js';
 
 const SIZE = 32 << 20;
-
-function qemuIo(uri: string, cmds: string[]) {
-  return run('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), uri], {
-    timeoutMs: 60000,
-  });
-}
 
 t.test('split brain is detected, then resolved by hand with --discard-my-data', async (t) => {
   const dir = tmpDir(t);
   const p = await startPair(t, dir, { sizeBytes: SIZE });
-  await p.alpha.adm(['wait-connect', '--timeout', '20', 'r0']);
-  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0);
-  await waitInSync(p);
+  await promoteAndSync(p);
   // The link goes; each side carries on alone as Primary and writes.
   t.equal((await p.alpha.adm(['disconnect', 'r0'])).code, 0);
   t.equal((await p.beta.adm(['disconnect', 'r0'])).code, 0);

@@ -3,17 +3,19 @@
 // initial sync of two blank disks, protocols A and B, and a SyncTarget promoted to Primary
 // that reads through its peer.
 import t from 'tap';
-import { run, showRun, tmpDir } from '../helpers/server.js';
+import { showRun, tmpDir } from '../helpers/server.js';
 import { exportUri } from '../helpers/daemon.js';
-import { diffBlocks, startPair, status, waitFor, waitInSync } from '../helpers/pair.js';
+import {
+  diffBlocks,
+  promoteAndSync,
+  qemuIo,
+  startPair,
+  status,
+  waitFor,
+  waitInSync,
+} from '../helpers/pair.js';
 
 const SIZE = 64 << 20;
-
-function qemuIo(uri: string, cmds: string[]) {
-  return run('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), uri], {
-    timeoutMs: 60000,
-  });
-}
 
 t.test('connect, disconnect, wait-connect, wait-sync, pause-sync, resume-sync', async (t) => {
   const dir = tmpDir(t);
@@ -102,9 +104,7 @@ for (const protocol of ['A', 'B'] as const) {
   t.test(`protocol ${protocol}: writes replicate, FLUSH waits for the peer`, async (t) => {
     const dir = tmpDir(t);
     const p = await startPair(t, dir, { sizeBytes: SIZE, protocol });
-    await p.alpha.adm(['wait-connect', '--timeout', '20', 'r0']);
-    t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0);
-    await waitInSync(p);
+    await promoteAndSync(p);
     const w = await qemuIo(exportUri(p.alpha), [
       'write -P 0x61 0 8M',
       'write -P 0x62 -f 9M 1M',
