@@ -1,0 +1,915 @@
+// Resync (src/replication/resync.ts, drbd.md §6.3): a ResyncTarget and a ResyncSource wired
+// to each other in memory, each with a real Bitmap and its own IntervalLock, over two
+// Buffer disks. fast-check drives random dirty bitmaps, budgets, windows, read and write
+// errors, and (through fc.scheduler) the order in which every message, read and write
+// completes. The 100 ms resync tick is a fake timer the scheduler fires like any other task.
+import fc from 'fast-check';
+import t from 'tap';
+
+import { Bitmap, BM_BLOCK_SIZE } from '../../src/meta/bitmap.js';
+import { IntervalLock } from '../../src/replication/interval-lock.js';
+import {
+  RESYNC_MAX_REQUEST,
+  RESYNC_TICK_MS,
+  type ResyncRates,
+} from '../../src/replication/rate.js';
+import { ResyncSource, ResyncTarget } from '../../src/replication/resync.js';
+
+const B = BM_BLOCK_SIZE;
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+// ---- fake tick timer -----------------------------------------------------------------------
+
+class FakeHandle {
+  cancelled = false;
+  constructor(readonly fn: () => void) {}
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+  hasRef(): boolean {
+    return false;
+  }
+}
+
+/**
+ * While installed, setTimeout with the resync tick's delay is captured (tap's own timers are
+ * left alone) and handed to `onArm`; the test decides when it runs.
+ */
+class TickTimers {
+  private readonly realSet = globalThis.setTimeout;
+  private readonly realClear = globalThis.clearTimeout;
+  readonly armed: FakeHandle[] = [];
+  onArm: ((h: FakeHandle) => void) | undefined;
+
+  install(): this {
+    const realSet = this.realSet as (fn: () => void, ms?: number, ...a: unknown[]) => unknown;
+    const realClear = this.realClear;
+    globalThis.setTimeout = ((fn: () => void, ms?: number, ...args: unknown[]) => {
+      if (typeof fn === 'function' && ms === RESYNC_TICK_MS) {
+        const h = new FakeHandle(fn);
+        this.armed.push(h);
+        this.onArm?.(h);
+        return h;
+      }
+      return realSet(fn, ms, ...args);
+    }) as unknown as typeof setTimeout;
+    globalThis.clearTimeout = ((h: unknown) => {
+      if (h instanceof FakeHandle) h.cancelled = true;
+      else realClear(h as NodeJS.Timeout);
+    }) as typeof clearTimeout;
+    return this;
+  }
+
+  uninstall(): void {
+    globalThis.setTimeout = this.realSet;
+    globalThis.clearTimeout = this.realClear;
+  }
+
+  /** 100 ms pass: every armed tick runs; returns how many did. */
+  advance(): number {
+    const due = this.armed.splice(0);
+    let n = 0;
+    for (const h of due) n += this.fireHandle(h) ? 1 : 0;
+    return n;
+  }
+
+  /** Runs one captured timer unless it was cancelled or already ran. */
+  fireHandle(h: FakeHandle): boolean {
+    const i = this.armed.indexOf(h);
+    if (i >= 0) this.armed.splice(i, 1);
+    if (h.cancelled) return false;
+    h.cancelled = true;
+    h.fn();
+    return true;
+  }
+}
+
+async function withTicks<T>(body: (tt: TickTimers) => Promise<T>): Promise<T> {
+  const tt = new TickTimers().install();
+  try {
+    return await body(tt);
+  } finally {
+    tt.uninstall();
+  }
+}
+
+/** A Bitmap that reports every clearRange before doing it. */
+class CheckedBitmap extends Bitmap {
+  onClear: ((first: number, end: number) => void) | undefined;
+  override clearRange(first: number, endExclusive: number): number {
+    this.onClear?.(first, endExclusive);
+    return super.clearRange(first, endExclusive);
+  }
+}
+
+const setBits = (bm: Bitmap): number[] => {
+  const out: number[] = [];
+  for (let b = bm.nextSet(0); b < bm.totalBits; b = bm.nextSet(b + 1)) out.push(b);
+  return out;
+};
+
+const blocksOf = (offset: number, length: number): number[] => {
+  const out: number[] = [];
+  for (let b = Math.floor(offset / B); b < Math.ceil((offset + length) / B); b++) out.push(b);
+  return out;
+};
+
+const eio = (): Error => Object.assign(new Error('input/output error'), { code: 'EIO' });
+
+/** Deterministic, different contents for the two disks. */
+function fillDisk(size: number, seed: number): Buffer {
+  const buf = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    buf.writeUInt32LE(x >>> 0, i);
+  }
+  return buf;
+}
+
+// ---- the world: target and source wired through a scheduler ---------------------------------
+
+interface WorldOpts {
+  bits: number;
+  /** Bytes missing from the last block (the device is bits*4096 - tail bytes). */
+  tail: number;
+  dirty: number[];
+  readFail: Set<number>;
+  writeFail: Set<number>;
+  budget: number;
+  window: number;
+}
+
+interface Result {
+  problems: string[];
+  finished: number[];
+  /** Blocks whose every attempt failed (a later success takes a block out). */
+  failedBlocks: Set<number>;
+  tgtBm: Bitmap;
+  srcBm: Bitmap;
+  src: Buffer;
+  tgt: Buffer;
+  tgtOrig: Buffer;
+  size: number;
+  source: ResyncSource;
+}
+
+/**
+ * Symptoms of known bugs (see the todo assertions): counted instead of failing the property,
+ * so that every other invariant is still checked on every run.
+ */
+interface BugStats {
+  /** A request for blocks already asked for and not yet acked (being written). */
+  duplicateRequests: number;
+  /** A request for a block whose earlier request failed, in the same connection. */
+  failedReRequested: number;
+  /** finished() while a reply's write had not completed yet. */
+  finishedEarly: number;
+  /** finished(n) with n != the number of blocks that failed. */
+  wrongFailedBits: number;
+}
+
+/** Runs a whole resync with every completion ordered by `s`. */
+async function simulate(
+  s: fc.Scheduler,
+  tt: TickTimers,
+  o: WorldOpts,
+  bugs: BugStats,
+): Promise<Result> {
+  const size = o.bits * B - o.tail;
+  const src = fillDisk(o.bits * B, 0x1234567);
+  const tgt = fillDisk(o.bits * B, 0x7654321);
+  const tgtOrig = Buffer.from(tgt);
+  const tgtBm = new CheckedBitmap(o.bits);
+  const srcBm = new CheckedBitmap(o.bits);
+  for (const b of o.dirty) {
+    tgtBm.setRange(b, b + 1);
+    srcBm.setRange(b, b + 1);
+  }
+  const problems: string[] = [];
+  const finished: number[] = [];
+  const written = new Set<number>(); // blocks whose target write completed
+  const everFailed = new Set<number>();
+  const succeeded = new Set<number>();
+  /** Requests not acked yet, as the target counts them (a reply's write included). */
+  const inflight: Array<{ offset: number; length: number }> = [];
+  let inflightBytes = 0;
+  let tickBytes = 0;
+
+  const deliver = (label: string, fn: () => void): void => {
+    void s.schedule(Promise.resolve(), label).then(fn);
+  };
+  tt.onArm = (h) => deliver('tick', () => void tt.fireHandle(h));
+
+  const checkClear =
+    (who: string) =>
+    (first: number, end: number): void => {
+      for (let b = first; b < end; b++) {
+        if (!written.has(b)) problems.push(`${who} cleared bit ${b} before its block was written`);
+        const lo = b * B;
+        const hi = Math.min(lo + B, size);
+        if (!tgt.subarray(lo, hi).equals(src.subarray(lo, hi))) {
+          problems.push(`${who} cleared bit ${b} but the block differs`);
+        }
+      }
+    };
+  tgtBm.onClear = checkClear('target');
+  srcBm.onClear = checkClear('source');
+
+  const lockT = new IntervalLock();
+  const lockS = new IntervalLock();
+
+  // eslint-disable-next-line prefer-const
+  let target: ResyncTarget;
+  const source = new ResyncSource(srcBm, lockS, size, {
+    read: (buf, offset) =>
+      s.schedule(Promise.resolve(), `read ${offset}+${buf.length}`).then(() => {
+        if (blocksOf(offset, buf.length).some((b) => o.readFail.has(b))) throw eio();
+        src.copy(buf, 0, offset, offset + buf.length);
+      }),
+    reply: (offset, length, error, data) =>
+      deliver(`reply ${offset}+${length} ${error}`, () =>
+        target.onReply(offset, length, error, data),
+      ),
+  });
+
+  target = new ResyncTarget(tgtBm, lockT, size, {
+    request: (offset, length) => {
+      if (offset % B !== 0) problems.push(`unaligned request at ${offset}`);
+      if (length <= 0 || length > RESYNC_MAX_REQUEST) problems.push(`request of ${length} bytes`);
+      if (offset + length > size) problems.push(`request ${offset}+${length} past ${size}`);
+      for (const b of blocksOf(offset, length)) {
+        if (!tgtBm.test(b)) problems.push(`request for clean block ${b}`);
+      }
+      if (inflightBytes >= o.window) {
+        problems.push(`request with ${inflightBytes} in flight, window ${o.window}`);
+      }
+      const mine = blocksOf(offset, length);
+      const overlapping = inflight.filter((r) =>
+        blocksOf(r.offset, r.length).some((b) => mine.includes(b)),
+      );
+      if (overlapping.length > 0) bugs.duplicateRequests++;
+      if (mine.some((b) => everFailed.has(b))) bugs.failedReRequested++;
+      tickBytes += length;
+      if (tickBytes >= o.budget + B) {
+        problems.push(`${tickBytes} requested in one tick, budget ${o.budget}`);
+      }
+      inflight.push({ offset, length });
+      inflightBytes += length;
+      deliver(`request ${offset}+${length}`, () => {
+        const refused = source.onRequest(offset, length);
+        if (refused !== undefined) problems.push(`source refused: ${refused}`);
+      });
+    },
+    ack: (offset, length, ok) => {
+      const i = inflight.findIndex((r) => r.offset === offset && r.length === length);
+      if (i < 0) problems.push(`ack for ${offset}+${length} not asked`);
+      else inflight.splice(i, 1);
+      inflightBytes -= length;
+      for (const b of blocksOf(offset, length)) {
+        if (ok) succeeded.add(b);
+        else everFailed.add(b);
+      }
+      deliver(`ack ${offset}+${length} ${ok}`, () => source.onAck(offset, length, ok));
+    },
+    write: (data, offset) =>
+      s.schedule(Promise.resolve(), `write ${offset}+${data.length}`).then(() => {
+        if (blocksOf(offset, data.length).some((b) => o.writeFail.has(b))) throw eio();
+        data.copy(tgt, offset);
+        for (const b of blocksOf(offset, data.length)) written.add(b);
+      }),
+    rates: (): ResyncRates => {
+      tickBytes = 0;
+      return { budget: o.budget, window: o.window };
+    },
+    finished: (failedBits) => {
+      if (inflight.length > 0) bugs.finishedEarly++;
+      finished.push(failedBits);
+    },
+  });
+
+  target.start();
+  let steps = 0;
+  for (;;) {
+    await flush();
+    if (s.count() === 0) break;
+    if (++steps > 200_000) {
+      problems.push('no end after 200000 steps');
+      target.stop();
+      break;
+    }
+    await s.waitOne();
+  }
+  tt.onArm = undefined;
+  return {
+    problems,
+    finished,
+    failedBlocks: new Set([...everFailed].filter((b) => !succeeded.has(b))),
+    tgtBm,
+    srcBm,
+    src,
+    tgt,
+    tgtOrig,
+    size,
+    source,
+  };
+}
+
+const worldArb = fc
+  .record({
+    bits: fc.integer({ min: 1, max: 600 }),
+    tail: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: B - 1 })),
+    runs: fc.array(fc.record({ at: fc.nat(), len: fc.integer({ min: 1, max: 300 }) }), {
+      maxLength: 6,
+    }),
+    readFail: fc.array(fc.nat(), { maxLength: 3 }),
+    writeFail: fc.array(fc.nat(), { maxLength: 2 }),
+    budget: fc.oneof(
+      fc.integer({ min: 1, max: 3 * B }),
+      fc.integer({ min: 1, max: 3 * RESYNC_MAX_REQUEST }),
+    ),
+    window: fc.oneof(fc.integer({ min: 1, max: 4 * B }), fc.integer({ min: 1, max: 4 << 20 })),
+  })
+  .map(({ bits, tail, runs, readFail, writeFail, budget, window }): WorldOpts => {
+    const dirty = new Set<number>();
+    for (const r of runs) {
+      const at = r.at % bits;
+      for (let b = at; b < Math.min(bits, at + r.len); b++) dirty.add(b);
+    }
+    // A dirty partial last block is covered by its own test below (see the todo there).
+    if (tail > 0) dirty.delete(bits - 1);
+    return {
+      bits,
+      tail,
+      dirty: [...dirty],
+      readFail: new Set(readFail.map((b) => b % bits)),
+      writeFail: new Set(writeFail.map((b) => b % bits)),
+      budget,
+      window,
+    };
+  });
+
+t.test('property: target and source in memory end in sync except failed blocks', async (t) => {
+  const bugs: BugStats = {
+    duplicateRequests: 0,
+    failedReRequested: 0,
+    finishedEarly: 0,
+    wrongFailedBits: 0,
+  };
+  let runs = 0;
+  await withTicks(async (tt) => {
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), worldArb, async (s, o) => {
+        runs++;
+        const r = await simulate(s, tt, o, bugs);
+        const fail = (msg: string): never => {
+          throw new Error(`${msg} (first problems: ${r.problems.slice(0, 3).join('; ')})`);
+        };
+        if (r.problems.length > 0) fail('problems');
+        if (r.finished.length !== 1) fail(`finished called ${r.finished.length} times`);
+        const dirty = new Set(o.dirty);
+        for (const b of r.failedBlocks) if (!dirty.has(b)) fail(`failed clean block ${b}`);
+        const left = setBits(r.tgtBm);
+        if (left.join() !== [...r.failedBlocks].sort((a, b) => a - b).join()) {
+          fail(`bits left ${left} != failed blocks ${[...r.failedBlocks]}`);
+        }
+        if (r.finished[0] !== r.failedBlocks.size) bugs.wrongFailedBits++;
+        if (setBits(r.srcBm).join() !== left.join()) fail('source bitmap differs from target');
+        for (let b = 0; b < o.bits; b++) {
+          const lo = b * B;
+          const hi = Math.min(lo + B, r.size);
+          if (dirty.has(b) && !r.failedBlocks.has(b)) {
+            if (!r.tgt.subarray(lo, hi).equals(r.src.subarray(lo, hi))) fail(`block ${b} differs`);
+          } else if (!dirty.has(b)) {
+            if (!r.tgt.subarray(lo, hi).equals(r.tgtOrig.subarray(lo, hi))) {
+              fail(`clean block ${b} was written`);
+            }
+          }
+        }
+        if (r.source.outstanding !== 0) fail(`source has ${r.source.outstanding} outstanding`);
+        let drained = false;
+        void r.source.drained().then(() => (drained = true));
+        await flush();
+        if (!drained) fail('source not drained');
+      }),
+      { numRuns: 80, includeErrorInReport: true },
+    );
+  });
+  t.pass(`property holds over ${runs} runs`);
+  t.comment(`symptoms of the in-flight write bug: ${JSON.stringify(bugs)}`);
+  // The symptoms of one bug, counted over all runs above (a run that shrank counts again).
+  const todo =
+    'bug: ResyncTarget.onReply drops the request from `inflight` before its write completes; a pump() in that window (a tick, another reply) sees no request in flight and the walk at the end, counts the bits still being written as left, and starts another pass';
+  t.equal(
+    bugs.duplicateRequests,
+    0,
+    'no block is asked for again while its reply is being written',
+    { todo },
+  );
+  t.equal(bugs.failedReRequested, 0, 'a block that failed is not asked for again', { todo });
+  t.equal(bugs.wrongFailedBits, 0, 'finished(n): n is the number of blocks that failed', { todo });
+  t.equal(bugs.finishedEarly, 0, 'finished() only once every reply was written and acked', {
+    todo,
+  });
+});
+
+// ---- the partial last block ----------------------------------------------------------------
+
+/**
+ * Target and source wired directly: reads, writes and messages complete on the next
+ * microtask, in order. Returns what happened once nothing moves any more.
+ */
+async function direct(size: number, dirty: number[]) {
+  const bits = Math.ceil(size / B);
+  const src = fillDisk(bits * B, 99);
+  const tgt = Buffer.alloc(bits * B);
+  const tgtBm = new Bitmap(bits);
+  const srcBm = new Bitmap(bits);
+  for (const b of dirty) {
+    tgtBm.setRange(b, b + 1);
+    srcBm.setRange(b, b + 1);
+  }
+  const requests: Array<[number, number]> = [];
+  const reads: number[] = [];
+  const refusals: string[] = [];
+  const finished: number[] = [];
+  // eslint-disable-next-line prefer-const
+  let target: ResyncTarget;
+  const source = new ResyncSource(srcBm, new IntervalLock(), size, {
+    read: async (buf, offset) => {
+      reads.push(buf.length);
+      src.copy(buf, 0, offset, offset + buf.length);
+    },
+    reply: (offset, length, error, data) =>
+      queueMicrotask(() => target.onReply(offset, length, error, data)),
+  });
+  target = new ResyncTarget(tgtBm, new IntervalLock(), size, {
+    request: (offset, length) => {
+      requests.push([offset, length]);
+      queueMicrotask(() => {
+        const r = source.onRequest(offset, length);
+        if (r !== undefined) refusals.push(r);
+      });
+    },
+    ack: (offset, length, ok) => queueMicrotask(() => source.onAck(offset, length, ok)),
+    write: async (data, offset) => {
+      data.copy(tgt, offset);
+    },
+    rates: () => ({ budget: 64 * RESYNC_MAX_REQUEST, window: 64 << 20 }),
+    finished: (n) => finished.push(n),
+  });
+  return { target, source, tgtBm, srcBm, src, tgt, requests, reads, refusals, finished };
+}
+
+t.test('a device whose size is not a multiple of 4096: the partial last block', async (t) => {
+  await withTicks(async () => {
+    const size = 3 * B + 1000;
+    const w = await direct(size, [1, 2, 3]);
+    w.target.start();
+    for (let i = 0; i < 20; i++) await flush();
+    w.target.stop();
+    t.same(w.requests[0], [B, 2 * B + 1000], 'the run ends at the device end, not past it');
+    t.ok(
+      w.requests.every(([o, l]) => o + l <= size),
+      'no request reaches past the device',
+    );
+    t.same(w.refusals, [], 'the source accepts a request that ends exactly at the device end');
+    t.equal(w.reads[0], 2 * B + 1000, 'the source read just as much');
+    t.ok(w.tgt.subarray(B, size).equals(w.src.subarray(B, size)), 'the bytes arrived');
+    t.equal(w.finished.length, 1);
+
+    t.notOk(w.tgtBm.test(3), "the target's bit for the written partial last block is cleared", {
+      todo: 'bug: ResyncTarget.onReply clears blocksCovered(offset, length), which rounds inward, so a reply ending at a device end that is not 4096-aligned never clears the last bit',
+    });
+    t.notOk(w.srcBm.test(3), "the source's bit for it is cleared on the ack", {
+      todo: 'bug: ResyncSource.onAck uses blocksCovered too and never clears the partial last bit',
+    });
+    t.equal(w.requests.length, 1, 'one request does it', {
+      todo: 'bug: the bit left set makes pump() run up to 3 more passes re-requesting the last block',
+    });
+    t.same(w.finished, [w.tgtBm.count()], 'finished() reports as failed every bit left set', {
+      todo: 'bug: finished(0) is reported while the partial last bit is still set',
+    });
+  });
+});
+
+t.test('a lone partial last block is requested with its real length', async (t) => {
+  await withTicks(async () => {
+    const size = 2 * B + 1;
+    const w = await direct(size, [2]);
+    w.target.start();
+    for (let i = 0; i < 20; i++) await flush();
+    w.target.stop();
+    t.same(w.requests[0], [2 * B, 1]);
+    t.same(w.refusals, []);
+    t.equal(w.tgt[2 * B], w.src[2 * B]);
+  });
+});
+
+// ---- passes and failed blocks --------------------------------------------------------------
+
+t.test(
+  're-pass: a block that failed on the source is not asked again nor counted twice',
+  async (t) => {
+    await withTicks(async () => {
+      const bits = 16;
+      const tgtBm = new Bitmap(bits);
+      tgtBm.setRange(0, 1);
+      tgtBm.setRange(8, 9);
+      const requests: Array<[number, number]> = [];
+      const finished: number[] = [];
+      const writes: Array<() => void> = [];
+      const target = new ResyncTarget(tgtBm, new IntervalLock(), bits * B, {
+        request: (offset, length) => requests.push([offset, length]),
+        ack: () => undefined,
+        write: () => new Promise<void>((r) => writes.push(r)),
+        rates: () => ({ budget: RESYNC_MAX_REQUEST, window: 8 << 20 }),
+        finished: (n) => finished.push(n),
+      });
+      target.start();
+      t.same(requests, [
+        [0, B],
+        [8 * B, B],
+      ]);
+      target.onReply(0, B, 'EIO', undefined);
+      t.equal(target.failedBits, 1);
+      // A local write failure marks block 4 out of sync behind the walk.
+      tgtBm.setRange(4, 5);
+      target.onReply(8 * B, B, '', Buffer.alloc(B, 8));
+      writes.shift()!();
+      await flush();
+      t.notOk(tgtBm.test(8));
+      t.ok(
+        requests.slice(2).some(([o]) => o === 4 * B),
+        'the bit set behind the walk is requested in another pass',
+      );
+      t.notOk(
+        requests.slice(2).some(([o]) => o === 0),
+        'the block that failed on the source is left for the next connection',
+        {
+          todo: 'bug: ResyncTarget.pump() restarts the walk at 0 and asks for every set bit again, failed ones included',
+        },
+      );
+      // Answer whatever the extra pass asked for.
+      for (const [o, l] of requests.slice(2)) {
+        target.onReply(o, l, '', Buffer.alloc(l, 1));
+        await flush();
+        while (writes.length > 0) writes.shift()!();
+        await flush();
+      }
+      t.equal(finished.length, 1, 'the pass ends');
+      t.same(finished, [tgtBm.count()], 'finished(failedBits) equals the bits left set', {
+        todo: 'bug: failedBits is never decreased when a failed block is retried in a later pass (and grows again if it fails again), so finished() reports 1 with no bit left',
+      });
+      target.stop();
+    });
+  },
+);
+
+t.test('a pump while a reply is being written does not start another pass', async (t) => {
+  await withTicks(async (tt) => {
+    const w = bareTarget(8, [0, 4], { budget: 64 * B, window: 64 * B });
+    w.target.start();
+    t.same(w.requests, [
+      [0, B],
+      [4 * B, B],
+    ]);
+    w.target.onReply(0, B, '', Buffer.alloc(B, 1));
+    w.target.onReply(4 * B, B, '', Buffer.alloc(B, 2));
+    await flush();
+    t.equal(w.writes.length, 2, 'both replies are being written');
+    w.writes[0]!.done();
+    await flush();
+    t.same(w.requests.length, 2, 'block 4, whose write is still running, is not asked for again', {
+      todo: 'bug: ResyncTarget.onReply deletes the request from `inflight` before the write completes, so pump() sees the pass over with bit 4 still set and restarts the walk',
+    });
+    // Ticks while a write hangs: each may start one more pass, and the 4th ends the resync.
+    for (let i = 0; i < 6 && w.finished.length === 0; i++) {
+      tt.advance();
+      for (const [o, l] of w.requests.slice(2)) w.target.onReply(o, l, '', Buffer.alloc(l, 3));
+      await flush();
+    }
+    t.same(w.finished, [], 'no finished() while a write is still running', {
+      todo: 'bug: same cause; after three extra passes pump() calls finished(0) with the write of block 4 still pending and its bit still set',
+    });
+    // The duplicate replies' writes queue on the lock behind the first one: let them all run.
+    for (let k = 0; k < 10; k++) {
+      for (const wr of w.writes.splice(0)) wr.done();
+      await flush();
+    }
+    t.same(setBits(w.bm), [], 'every bit is clear once the writes are done');
+    w.target.stop();
+  });
+});
+
+// ---- ResyncTarget unit cases ---------------------------------------------------------------
+
+function bareTarget(bits: number, dirty: number[], rates: ResyncRates, size = bits * B) {
+  const bm = new Bitmap(bits);
+  for (const b of dirty) bm.setRange(b, b + 1);
+  const requests: Array<[number, number]> = [];
+  const acks: Array<[number, number, boolean]> = [];
+  const finished: number[] = [];
+  const writes: Array<{ offset: number; data: Buffer; done: () => void; fail: () => void }> = [];
+  const r = { ...rates };
+  const target = new ResyncTarget(bm, new IntervalLock(), size, {
+    request: (offset, length) => requests.push([offset, length]),
+    ack: (offset, length, ok) => acks.push([offset, length, ok]),
+    write: (data, offset) =>
+      new Promise<void>((done, rej) => writes.push({ offset, data, done, fail: () => rej(eio()) })),
+    rates: () => r,
+    finished: (n) => finished.push(n),
+  });
+  return { bm, target, requests, acks, finished, writes, rates: r };
+}
+
+t.test('ResyncTarget', async (t) => {
+  await withTicks(async (tt) => {
+    await t.test('an empty bitmap finishes at once', async (t) => {
+      const w = bareTarget(8, [], { budget: B, window: B });
+      w.target.start();
+      t.same(w.finished, [0]);
+      t.same(w.requests, []);
+      t.equal(w.target.startBits, 0);
+    });
+
+    await t.test('runs are coalesced up to RESYNC_MAX_REQUEST', async (t) => {
+      const max = RESYNC_MAX_REQUEST / B;
+      const w = bareTarget(max * 2 + 10, [], { budget: 8 << 20, window: 8 << 20 });
+      w.bm.setRange(3, 3 + max + 5);
+      w.bm.setRange(max + 20, max + 21);
+      w.target.start();
+      t.same(w.requests, [
+        [3 * B, RESYNC_MAX_REQUEST],
+        [(3 + max) * B, 5 * B],
+        [(max + 20) * B, B],
+      ]);
+      w.target.stop();
+    });
+
+    await t.test('the budget: each tick asks for at most one block past it', async (t) => {
+      const w = bareTarget(64, [], { budget: 5000, window: 8 << 20 });
+      w.bm.setRange(0, 64);
+      w.target.start();
+      t.same(
+        w.requests,
+        [
+          [0, B],
+          [B, B],
+        ],
+        '5000 bytes of budget: two blocks (8192 < 5000 + 4096), then stop',
+      );
+      tt.advance();
+      t.equal(w.requests.length, 4, 'the next tick gives a fresh budget');
+      w.rates.budget = 10 * B + 1;
+      tt.advance();
+      t.same(
+        w.requests.slice(4),
+        [
+          [4 * B, 10 * B],
+          [14 * B, B],
+        ],
+        'a request never takes more than the budget left, but at least one block',
+      );
+      w.target.stop();
+    });
+
+    await t.test('the window bounds what is in flight; replies free room', async (t) => {
+      const w = bareTarget(64, [], { budget: 64 * B, window: 3 * B });
+      w.bm.setRange(0, 1);
+      w.bm.setRange(2, 3);
+      w.bm.setRange(4, 5);
+      w.bm.setRange(6, 7);
+      w.target.start();
+      t.equal(w.requests.length, 3, 'three blocks fill a window of three');
+      w.target.onReply(0, B, '', Buffer.alloc(B));
+      await flush();
+      t.equal(w.requests.length, 3, 'not before the write completed');
+      w.writes[0]!.done();
+      await flush();
+      t.equal(w.requests.length, 4);
+      t.same(w.acks, [[0, B, true]]);
+      t.equal(w.target.bytesDone, B);
+      w.target.stop();
+    });
+
+    await t.test('pause stops requests, resume continues', async (t) => {
+      const w = bareTarget(8, [0, 2, 4], { budget: 64 * B, window: 64 * B });
+      w.target.setPaused(true);
+      w.target.start();
+      t.same(w.requests, []);
+      w.target.setPaused(false);
+      t.equal(w.requests.length, 3);
+      w.target.stop();
+    });
+
+    await t.test('replies that were not asked for are ignored', async (t) => {
+      const w = bareTarget(8, [0], { budget: 64 * B, window: 64 * B });
+      w.target.start();
+      w.target.onReply(B, B, '', Buffer.alloc(B)); // never asked
+      w.target.onReply(0, 2 * B, '', Buffer.alloc(2 * B)); // wrong length
+      await flush();
+      t.same(w.writes, []);
+      t.same(w.acks, []);
+      w.target.onReply(0, B, '', Buffer.alloc(B - 1)); // payload too short: a failure
+      t.same(w.acks, [[0, B, false]]);
+      t.equal(w.target.failedBits, 1);
+      t.ok(w.bm.test(0));
+      t.same(w.finished, [1]);
+    });
+
+    await t.test('a local write failure: ack false, bit kept, counted', async (t) => {
+      const w = bareTarget(8, [1, 2], { budget: 64 * B, window: 64 * B });
+      w.target.start();
+      t.same(w.requests, [[B, 2 * B]]);
+      w.target.onReply(B, 2 * B, '', Buffer.alloc(2 * B));
+      await flush();
+      w.writes[0]!.fail();
+      await flush();
+      t.same(w.acks, [[B, 2 * B, false]]);
+      t.same(setBits(w.bm), [1, 2]);
+      t.same(w.finished, [2]);
+    });
+
+    await t.test('after stop() replies are ignored and no tick runs', async (t) => {
+      const w = bareTarget(8, [0], { budget: 64 * B, window: 64 * B });
+      w.target.start();
+      w.target.stop();
+      w.target.onReply(0, B, '', Buffer.alloc(B));
+      await flush();
+      t.same(w.writes, []);
+      const before = w.requests.length;
+      tt.advance();
+      t.equal(w.requests.length, before);
+      t.same(w.finished, []);
+    });
+  });
+});
+
+// ---- ResyncSource unit cases ---------------------------------------------------------------
+
+function bareSource(size: number, dirty: number[] = []) {
+  const bits = Math.ceil(size / B);
+  const bm = new Bitmap(bits);
+  for (const b of dirty) bm.setRange(b, b + 1);
+  const lock = new IntervalLock();
+  const reads: Array<{ offset: number; length: number; done: () => void; fail: () => void }> = [];
+  const replies: Array<[number, number, string, number | undefined]> = [];
+  const log: string[] = [];
+  const source = new ResyncSource(bm, lock, size, {
+    read: (buf, offset) =>
+      new Promise<void>((done, rej) => {
+        log.push(`read ${offset}`);
+        reads.push({
+          offset,
+          length: buf.length,
+          done: () => {
+            buf.fill(7);
+            done();
+          },
+          fail: () => rej(eio()),
+        });
+      }),
+    reply: (offset, length, error, data) => {
+      log.push(`reply ${offset} ${error}`);
+      replies.push([offset, length, error, data?.length]);
+    },
+  });
+  return { bm, lock, source, reads, replies, log };
+}
+
+t.test('ResyncSource.onRequest refuses malformed requests', async (t) => {
+  const size = 300 * B + 100;
+  const w = bareSource(size);
+  const bad: Array<[number, number, string]> = [
+    [0, 0, 'zero length'],
+    [0, -B, 'negative length'],
+    [0, RESYNC_MAX_REQUEST + B, 'over RESYNC_MAX_REQUEST'],
+    [100, B, 'unaligned offset'],
+    [B + 1, B - 1, 'unaligned offset, aligned end'],
+    [0, B + 512, 'partial length not at the device end'],
+    [300 * B, B, 'past the device end'],
+    [300 * B, 101, 'one byte past a partial end'],
+    [301 * B, B, 'wholly past the end'],
+    [299 * B, RESYNC_MAX_REQUEST, 'a full-size request past the end'],
+    [0.5, B, 'a fraction'],
+  ];
+  for (const [offset, length, msg] of bad) {
+    const r = w.source.onRequest(offset, length);
+    t.type(r, 'string', msg);
+    t.match(r, /outside the device or not block-aligned/);
+  }
+  t.equal(w.source.outstanding, 0);
+  t.same(w.reads, [], 'nothing was read');
+  t.equal(w.source.onRequest(300 * B, 100), undefined, 'the partial last block is fine');
+  t.equal(w.source.onRequest(0, RESYNC_MAX_REQUEST), undefined, 'a full-size request is fine');
+  await flush();
+  t.same(
+    w.reads.map((r) => [r.offset, r.length]),
+    [
+      [300 * B, 100],
+      [0, RESYNC_MAX_REQUEST],
+    ],
+  );
+  const w2 = bareSource(size);
+  t.equal(w2.source.onRequest(299 * B, B + 100), undefined, 'a run ending at the device end');
+  await flush();
+  t.same(
+    w2.reads.map((r) => [r.offset, r.length]),
+    [[299 * B, B + 100]],
+  );
+});
+
+t.test('ResyncSource: replies, acks, bits and drained()', async (t) => {
+  const w = bareSource(16 * B, [0, 1, 2, 3, 8]);
+  let drained = 0;
+  void w.source.drained().then(() => drained++);
+  await flush();
+  t.equal(drained, 1, 'drained() resolves at once with nothing outstanding');
+
+  t.equal(w.source.onRequest(0, 2 * B), undefined);
+  t.equal(w.source.onRequest(8 * B, B), undefined);
+  t.equal(w.source.outstanding, 2);
+  w.reads[1]!.fail();
+  w.reads[0]!.done();
+  await flush();
+  t.same(
+    w.replies,
+    [
+      [8 * B, B, 'EIO', undefined],
+      [0, 2 * B, '', 2 * B],
+    ],
+    'a read error is replied with its code and no data',
+  );
+  void w.source.drained().then(() => drained++);
+  w.source.onAck(8 * B, B, false);
+  await flush();
+  t.ok(w.bm.test(8), 'a negative ack keeps the bit');
+  t.equal(drained, 1, 'one request still outstanding');
+  w.source.onAck(0, 2 * B, true);
+  await flush();
+  t.same(setBits(w.bm), [2, 3, 8], 'a positive ack clears exactly the blocks it covers');
+  t.equal(drained, 2);
+  t.equal(w.source.outstanding, 0);
+  w.source.onAck(2 * B, B, true);
+  t.equal(w.source.outstanding, 0, 'a stray ack does not go negative');
+  t.notOk(w.bm.test(2), '(though it still clears the bit)');
+});
+
+t.test('ResyncSource.drained() resolves every caller', async (t) => {
+  const w = bareSource(4 * B);
+  w.source.onRequest(0, B);
+  const seen: number[] = [];
+  void w.source.drained().then(() => seen.push(1));
+  void w.source.drained().then(() => seen.push(2));
+  await flush();
+  w.reads[0]!.done();
+  await flush();
+  w.source.onAck(0, B, true);
+  await flush();
+  t.ok(seen.includes(2), 'the last caller resolves');
+  t.ok(seen.includes(1), 'the first caller resolves too', {
+    todo: 'bug: ResyncSource.drained() keeps one resolver (this.idle = r); a second call while requests are outstanding replaces the first, which never resolves',
+  });
+});
+
+t.test('ResyncSource: a resync read waits for an overlapping application write', async (t) => {
+  const w = bareSource(8 * B);
+  const app = w.lock.acquire(0, 2 * B);
+  t.notOk(app instanceof Promise);
+  w.source.onRequest(B, B);
+  await flush();
+  t.same(w.reads, [], 'the read waits for the write holding the range');
+  // A later application write to the same range queues behind the resync read.
+  const later = w.lock.acquire(B, 100);
+  let laterGot = false;
+  void (later as Promise<unknown>).then(() => {
+    laterGot = true;
+    w.log.push('later write');
+  });
+  w.lock.release(app as Exclude<typeof app, Promise<unknown>>);
+  await flush();
+  t.equal(w.reads.length, 1);
+  t.notOk(laterGot, 'the later write waits for the resync read');
+  w.reads[0]!.done();
+  await flush();
+  t.same(w.log, ['read 4096', 'reply 4096 ', 'later write'], 'reply queued before the lock goes');
+});
+
+t.test('ResyncSource.stop(): later requests are neither served nor refused', async (t) => {
+  const w = bareSource(8 * B);
+  w.source.stop();
+  t.equal(w.source.onRequest(0, B), undefined);
+  t.equal(
+    w.source.onRequest(1, B),
+    'resync request 1+4096 is outside the device or not block-aligned',
+  );
+  await flush();
+  t.same(w.reads, []);
+  t.equal(w.source.outstanding, 0);
+});
