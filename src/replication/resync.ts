@@ -15,6 +15,17 @@ import { RESYNC_MAX_REQUEST, RESYNC_TICK_MS, type ResyncRates } from './rate.js'
 
 const MAX_REQUEST_BITS = RESYNC_MAX_REQUEST / BM_BLOCK_SIZE;
 
+/**
+ * The bits a completed copy of [offset, offset+length) makes clean: only whole blocks
+ * (drbd.md §4.6), except that the device's last block, when the size is not a multiple of
+ * 4 KiB, counts as whole once everything up to the end of the device was copied.
+ */
+function bitsCopied(offset: number, length: number, sizeBytes: number): [number, number] {
+  const [first, end] = blocksCovered(offset, length);
+  if (offset + length === sizeBytes) return [first, Math.ceil(sizeBytes / BM_BLOCK_SIZE)];
+  return [first, end];
+}
+
 export interface ResyncTargetIo {
   request(offset: number, length: number): void;
   ack(offset: number, length: number, ok: boolean): void;
@@ -28,7 +39,10 @@ export interface ResyncTargetIo {
 export class ResyncTarget {
   private pos = 0;
   private inflightBytes = 0;
-  private readonly inflight = new Map<number, number>();
+  /** Requests sent and not yet written (or failed), by offset: their length. */
+  private readonly inflight = new Map<number, { length: number; replied: boolean }>();
+  /** Bit ranges [first, end) that failed in this resync: not asked for again. */
+  private readonly failed: Array<[number, number]> = [];
   private budget = 0;
   private window = RESYNC_MAX_REQUEST;
   private timer: NodeJS.Timeout | undefined;
@@ -65,36 +79,49 @@ export class ResyncTarget {
   }
 
   onReply(offset: number, length: number, error: string, payload: Buffer | undefined): void {
-    const sent = this.inflight.get(offset);
-    if (sent === undefined || sent !== length || this.stopped) return;
-    this.inflight.delete(offset);
-    const fail = (): void => {
+    const req = this.inflight.get(offset);
+    if (req === undefined || req.length !== length || req.replied || this.stopped) return;
+    req.replied = true;
+    // The request stays in flight until its write is done: a pass must not end (or start
+    // again) while a block is still being written.
+    const done = (ok: boolean): void => {
+      this.inflight.delete(offset);
       this.inflightBytes -= length;
-      this.failedBits += Math.ceil(length / BM_BLOCK_SIZE);
-      this.io.ack(offset, length, false);
+      if (ok) {
+        const [first, end] = bitsCopied(offset, length, this.sizeBytes);
+        if (end > first) this.bitmap.clearRange(first, end);
+        this.bytesDone += length;
+      } else {
+        const first = offset / BM_BLOCK_SIZE;
+        const end = Math.ceil((offset + length) / BM_BLOCK_SIZE);
+        this.failed.push([first, end]);
+        this.failedBits += end - first;
+      }
+      this.io.ack(offset, length, ok);
       this.pump();
     };
-    if (error !== '' || payload === undefined || payload.length !== length) return fail();
+    if (error !== '' || payload === undefined || payload.length !== length) return done(false);
     const held = this.lock.acquire(offset, length);
     const run = (h: Held): void => {
       this.io.write(payload, offset).then(
         () => {
           this.lock.release(h);
-          const [first, end] = blocksCovered(offset, length);
-          if (end > first) this.bitmap.clearRange(first, end);
-          this.inflightBytes -= length;
-          this.bytesDone += length;
-          this.io.ack(offset, length, true);
-          this.pump();
+          done(true);
         },
         () => {
           this.lock.release(h);
-          fail();
+          done(false);
         },
       );
     };
     if (held instanceof Promise) void held.then(run);
     else run(held);
+  }
+
+  /** The end of the failed range holding `bit`, or -1 when it did not fail. */
+  private failedUntil(bit: number): number {
+    for (const [first, end] of this.failed) if (bit >= first && bit < end) return end;
+    return -1;
   }
 
   private tick(): void {
@@ -120,6 +147,11 @@ export class ResyncTarget {
         this.pos = total;
         break;
       }
+      const skip = this.failedUntil(first);
+      if (skip >= 0) {
+        this.pos = skip;
+        continue;
+      }
       const clear = this.bitmap.nextClear(first);
       // No request bigger than what is left of this tick's budget (at least one block), so
       // a fixed resync-rate below 1 MiB per tick is kept.
@@ -128,15 +160,15 @@ export class ResyncTarget {
       const offset = first * BM_BLOCK_SIZE;
       // The last bit may cover a partial block past the end of the device.
       const length = Math.min((end - first) * BM_BLOCK_SIZE, this.sizeBytes - offset);
-      this.inflight.set(offset, length);
+      this.inflight.set(offset, { length, replied: false });
       this.inflightBytes += length;
       this.budget -= length;
       this.pos = end;
       this.io.request(offset, length);
     }
     if (this.pos >= total && this.inflight.size === 0) {
-      // Bits that were set again behind the walk (a local write failure) get another pass;
-      // what failed on the source is left for the next connection.
+      // Bits that were set again behind the walk (a replicated write that failed here) get
+      // another pass; what failed in this resync is left for the next connection.
       const left = this.bitmap.count();
       if (left > this.failedBits && this.passes++ < 3) {
         this.pos = 0;
@@ -157,7 +189,7 @@ export interface ResyncSourceIo {
 export class ResyncSource {
   /** Requests served and not yet acknowledged by the target. */
   outstanding = 0;
-  private idle: (() => void) | undefined;
+  private idle: Array<() => void> = [];
   private stopped = false;
 
   constructor(
@@ -170,6 +202,7 @@ export class ResyncSource {
   /** Returns a reason when the request is malformed (the link is then dropped). */
   onRequest(offset: number, length: number): string | undefined {
     if (
+      offset < 0 ||
       length <= 0 ||
       length > RESYNC_MAX_REQUEST ||
       offset % BM_BLOCK_SIZE !== 0 ||
@@ -203,20 +236,20 @@ export class ResyncSource {
 
   onAck(offset: number, length: number, ok: boolean): void {
     if (ok) {
-      const [first, end] = blocksCovered(offset, length);
+      const [first, end] = bitsCopied(offset, length, this.sizeBytes);
       if (end > first) this.bitmap.clearRange(first, end);
     }
     if (this.outstanding > 0 && --this.outstanding === 0) {
-      const d = this.idle;
-      this.idle = undefined;
-      d?.();
+      const waiting = this.idle;
+      this.idle = [];
+      for (const w of waiting) w();
     }
   }
 
   /** Resolves once every served request was acknowledged. */
   drained(): Promise<void> {
     if (this.outstanding === 0) return Promise.resolve();
-    return new Promise((r) => (this.idle = r));
+    return new Promise((r) => this.idle.push(r));
   }
 
   stop(): void {

@@ -160,8 +160,8 @@ interface Result {
 }
 
 /**
- * Symptoms of known bugs (see the todo assertions): counted instead of failing the property,
- * so that every other invariant is still checked on every run.
+ * Symptoms of the bugs this file found (all fixed): counted instead of failing the property
+ * at once, so that every other invariant is still checked on every run, then asserted zero.
  */
 interface BugStats {
   /** A request for blocks already asked for and not yet acked (being written). */
@@ -401,21 +401,15 @@ t.test('property: target and source in memory end in sync except failed blocks',
     );
   });
   t.pass(`property holds over ${runs} runs`);
-  t.comment(`symptoms of the in-flight write bug: ${JSON.stringify(bugs)}`);
-  // The symptoms of one bug, counted over all runs above (a run that shrank counts again).
-  const todo =
-    'bug: ResyncTarget.onReply drops the request from `inflight` before its write completes; a pump() in that window (a tick, another reply) sees no request in flight and the walk at the end, counts the bits still being written as left, and starts another pass';
+  // Counted over all runs above (a run that shrank counts again).
   t.equal(
     bugs.duplicateRequests,
     0,
     'no block is asked for again while its reply is being written',
-    { todo },
   );
-  t.equal(bugs.failedReRequested, 0, 'a block that failed is not asked for again', { todo });
-  t.equal(bugs.wrongFailedBits, 0, 'finished(n): n is the number of blocks that failed', { todo });
-  t.equal(bugs.finishedEarly, 0, 'finished() only once every reply was written and acked', {
-    todo,
-  });
+  t.equal(bugs.failedReRequested, 0, 'a block that failed is not asked for again');
+  t.equal(bugs.wrongFailedBits, 0, 'finished(n): n is the number of blocks that failed');
+  t.equal(bugs.finishedEarly, 0, 'finished() only once every reply was written and acked');
 });
 
 // ---- the partial last block ----------------------------------------------------------------
@@ -483,18 +477,10 @@ t.test('a device whose size is not a multiple of 4096: the partial last block', 
     t.ok(w.tgt.subarray(B, size).equals(w.src.subarray(B, size)), 'the bytes arrived');
     t.equal(w.finished.length, 1);
 
-    t.notOk(w.tgtBm.test(3), "the target's bit for the written partial last block is cleared", {
-      todo: 'bug: ResyncTarget.onReply clears blocksCovered(offset, length), which rounds inward, so a reply ending at a device end that is not 4096-aligned never clears the last bit',
-    });
-    t.notOk(w.srcBm.test(3), "the source's bit for it is cleared on the ack", {
-      todo: 'bug: ResyncSource.onAck uses blocksCovered too and never clears the partial last bit',
-    });
-    t.equal(w.requests.length, 1, 'one request does it', {
-      todo: 'bug: the bit left set makes pump() run up to 3 more passes re-requesting the last block',
-    });
-    t.same(w.finished, [w.tgtBm.count()], 'finished() reports as failed every bit left set', {
-      todo: 'bug: finished(0) is reported while the partial last bit is still set',
-    });
+    t.notOk(w.tgtBm.test(3), "the target's bit for the written partial last block is cleared");
+    t.notOk(w.srcBm.test(3), "the source's bit for it is cleared on the ack");
+    t.equal(w.requests.length, 1, 'one request does it');
+    t.same(w.finished, [w.tgtBm.count()], 'finished() reports as failed every bit left set');
   });
 });
 
@@ -551,9 +537,6 @@ t.test(
       t.notOk(
         requests.slice(2).some(([o]) => o === 0),
         'the block that failed on the source is left for the next connection',
-        {
-          todo: 'bug: ResyncTarget.pump() restarts the walk at 0 and asks for every set bit again, failed ones included',
-        },
       );
       // Answer whatever the extra pass asked for.
       for (const [o, l] of requests.slice(2)) {
@@ -563,9 +546,7 @@ t.test(
         await flush();
       }
       t.equal(finished.length, 1, 'the pass ends');
-      t.same(finished, [tgtBm.count()], 'finished(failedBits) equals the bits left set', {
-        todo: 'bug: failedBits is never decreased when a failed block is retried in a later pass (and grows again if it fails again), so finished() reports 1 with no bit left',
-      });
+      t.same(finished, [tgtBm.count()], 'finished(failedBits) equals the bits left set');
       target.stop();
     });
   },
@@ -585,18 +566,14 @@ t.test('a pump while a reply is being written does not start another pass', asyn
     t.equal(w.writes.length, 2, 'both replies are being written');
     w.writes[0]!.done();
     await flush();
-    t.same(w.requests.length, 2, 'block 4, whose write is still running, is not asked for again', {
-      todo: 'bug: ResyncTarget.onReply deletes the request from `inflight` before the write completes, so pump() sees the pass over with bit 4 still set and restarts the walk',
-    });
+    t.same(w.requests.length, 2, 'block 4, whose write is still running, is not asked for again');
     // Ticks while a write hangs: each may start one more pass, and the 4th ends the resync.
     for (let i = 0; i < 6 && w.finished.length === 0; i++) {
       tt.advance();
       for (const [o, l] of w.requests.slice(2)) w.target.onReply(o, l, '', Buffer.alloc(l, 3));
       await flush();
     }
-    t.same(w.finished, [], 'no finished() while a write is still running', {
-      todo: 'bug: same cause; after three extra passes pump() calls finished(0) with the write of block 4 still pending and its bit still set',
-    });
+    t.same(w.finished, [], 'no finished() while a write is still running');
     // The duplicate replies' writes queue on the lock behind the first one: let them all run.
     for (let k = 0; k < 10; k++) {
       for (const wr of w.writes.splice(0)) wr.done();
@@ -873,9 +850,7 @@ t.test('ResyncSource.drained() resolves every caller', async (t) => {
   w.source.onAck(0, B, true);
   await flush();
   t.ok(seen.includes(2), 'the last caller resolves');
-  t.ok(seen.includes(1), 'the first caller resolves too', {
-    todo: 'bug: ResyncSource.drained() keeps one resolver (this.idle = r); a second call while requests are outstanding replaces the first, which never resolves',
-  });
+  t.ok(seen.includes(1), 'the first caller resolves too');
 });
 
 t.test('ResyncSource: a resync read waits for an overlapping application write', async (t) => {
