@@ -4,9 +4,17 @@
  * epoch is on stable storage (drbd.md §5.3 with write-ordering `flush`).
  *
  * Changes run concurrently except where they overlap (IntervalLock, in arrival order, so
- * both disks end with the same bytes). A barrier stops reading until every change before it
- * completed and the disk was flushed; only then is the barrier acked, which is what lets
- * the primary drop those changes from its transfer log.
+ * both disks end with the same bytes). A barrier is acked once every change of its epoch
+ * and of the epochs before completed and a flush issued after them returned; that ack is
+ * what lets the primary drop those changes from its transfer log. Barriers are acked in
+ * order, one flush at a time.
+ *
+ * Unlike DRBD, reading does not stop at a barrier: changes of later epochs are applied while
+ * the flush runs. DRBD stops so that a later epoch never reaches stable storage before an
+ * earlier one; NBD promises nothing about what survives a power loss beyond FLUSH and FUA,
+ * and a flush still covers every change of its epochs, so the barrier only has to wait. A
+ * stop per barrier cost about a fifth of the secondary's time in fdatasync (measured).
+ * Reading pauses only while too much is in flight.
  */
 import type { Payload, ZeroOptions } from '../nbd/target.js';
 import { IntervalLock } from './interval-lock.js';
@@ -47,9 +55,20 @@ export class PeerProtocolError extends Error {
   }
 }
 
+/** In flight at once before reading pauses (changes, bytes); it resumes at half. */
+const MAX_INFLIGHT = 1024;
+const MAX_INFLIGHT_BYTES = 128 << 20;
+
 export class Receiver {
   private lastSeq = 0;
   private inflight = 0;
+  private inflightBytes = 0;
+  /** Changes in flight per epoch. */
+  private readonly perEpoch = new Map<number, number>();
+  /** Barriers received and not yet acked, in order. */
+  private readonly barriers: Array<{ epoch: number; writes: number }> = [];
+  private flushing = false;
+  private paused = false;
   private drained: (() => void) | undefined;
   private closed = false;
   applied = 0;
@@ -92,6 +111,15 @@ export class Receiver {
     this.lastSeq = d.seq;
     if (d.flags & DATA_FLAG_RECV_ACK) this.acks.recvAck(d.seq);
     this.inflight++;
+    this.inflightBytes += d.length;
+    this.perEpoch.set(d.epoch, (this.perEpoch.get(d.epoch) ?? 0) + 1);
+    if (
+      !this.paused &&
+      (this.inflight >= MAX_INFLIGHT || this.inflightBytes >= MAX_INFLIGHT_BYTES)
+    ) {
+      this.paused = true;
+      this.flow.pause();
+    }
     const held = this.lock.acquire(d.offset, d.length);
     const run = (h: Exclude<typeof held, Promise<unknown>>): void => {
       this.apply(d, payload).then(
@@ -99,13 +127,13 @@ export class Receiver {
           this.lock.release(h);
           this.applied++;
           if (d.flags & DATA_FLAG_WRITE_ACK) this.acks.writeAck(d.seq);
-          this.done();
+          this.done(d);
         },
         (err: Error) => {
           this.lock.release(h);
           this.localFailure(d.offset, d.length, err);
           this.acks.negAck(d.seq, (err as { code?: string }).code ?? err.message);
-          this.done();
+          this.done(d);
         },
       );
     };
@@ -113,22 +141,32 @@ export class Receiver {
     else run(held);
   }
 
-  /** A barrier: stop reading, wait for the epoch's changes, flush, ack, read on. */
+  /** A barrier: acked once its epoch and every earlier one completed and were flushed. */
   onBarrier(epoch: number, writes: number): void {
     if (this.closed) return;
-    this.flow.pause();
-    void this.quiesce()
-      .then(() => this.disk.flush())
-      .then(
-        () => {
-          if (this.closed) return;
-          this.acks.barrierAck(epoch, writes);
-          this.flow.resume();
-        },
-        (err: Error) => {
-          if (!this.closed) this.flushFailed(err);
-        },
-      );
+    this.barriers.push({ epoch, writes });
+    this.nextBarrier();
+  }
+
+  private nextBarrier(): void {
+    if (this.flushing || this.closed) return;
+    const b = this.barriers[0];
+    if (!b) return;
+    for (const e of this.perEpoch.keys()) if (e <= b.epoch) return;
+    this.flushing = true;
+    this.disk.flush().then(
+      () => {
+        this.flushing = false;
+        if (this.closed) return;
+        this.barriers.shift();
+        this.acks.barrierAck(b.epoch, b.writes);
+        this.nextBarrier();
+      },
+      (err: Error) => {
+        this.flushing = false;
+        if (!this.closed) this.flushFailed(err);
+      },
+    );
   }
 
   /** Resolves when no change is in flight. */
@@ -156,10 +194,25 @@ export class Receiver {
     return this.disk.write(payload!, d.offset, fua);
   }
 
-  private done(): void {
+  private done(d: Data): void {
+    this.inflightBytes -= d.length;
+    const left = (this.perEpoch.get(d.epoch) ?? 1) - 1;
+    if (left > 0) this.perEpoch.set(d.epoch, left);
+    else {
+      this.perEpoch.delete(d.epoch);
+      this.nextBarrier();
+    }
+    if (
+      this.paused &&
+      this.inflight - 1 <= MAX_INFLIGHT / 2 &&
+      this.inflightBytes < MAX_INFLIGHT_BYTES / 2
+    ) {
+      this.paused = false;
+      this.flow.resume();
+    }
     if (--this.inflight > 0) return;
-    const d = this.drained;
+    const w = this.drained;
     this.drained = undefined;
-    d?.();
+    w?.();
   }
 }
