@@ -29,7 +29,7 @@ function bitsCopied(offset: number, length: number, sizeBytes: number): [number,
 export interface ResyncTargetIo {
   request(offset: number, length: number): void;
   ack(offset: number, length: number, ok: boolean): void;
-  write(data: Buffer, offset: number): Promise<void>;
+  write(data: Buffer | Buffer[], offset: number): Promise<void>;
   /** Called every tick: the rates for the next tick. */
   rates(): ResyncRates;
   /** The pass ended: no request in flight and no bit left but failed ones. */
@@ -41,6 +41,14 @@ export class ResyncTarget {
   private inflightBytes = 0;
   /** Requests sent and not yet written (or failed), by offset: their length. */
   private readonly inflight = new Map<number, { length: number; replied: boolean }>();
+  /** Replies waiting for the one resync writer, in arrival order. */
+  private readonly writes: Array<{
+    offset: number;
+    payload: Buffer;
+    held: Held;
+    done: (ok: boolean) => void;
+  }> = [];
+  private writing = false;
   /** Bit ranges [first, end) that failed in this resync: not asked for again. */
   private readonly failed: Array<[number, number]> = [];
   private budget = 0;
@@ -102,20 +110,48 @@ export class ResyncTarget {
     };
     if (error !== '' || payload === undefined || payload.length !== length) return done(false);
     const held = this.lock.acquire(offset, length);
-    const run = (h: Held): void => {
-      this.io.write(payload, offset).then(
-        () => {
-          this.lock.release(h);
-          done(true);
-        },
-        () => {
-          this.lock.release(h);
-          done(false);
-        },
-      );
+    const queue = (h: Held): void => {
+      this.writes.push({ offset, payload, held: h, done });
+      this.writeNext();
     };
-    if (held instanceof Promise) void held.then(run);
-    else run(held);
+    if (held instanceof Promise) void held.then(queue);
+    else queue(held);
+  }
+
+  /**
+   * Resync writes go to the disk one at a time, replies that continue each other joined into
+   * one writev: several large writes at once into one file only contend for its lock
+   * (measured: a full sync took 3.0 s with one writer against 4.8–6.0 s with the pool's).
+   */
+  private writeNext(): void {
+    if (this.writing || this.writes.length === 0) return;
+    const batch = [this.writes.shift()!];
+    let end = batch[0]!.offset + batch[0]!.payload.length;
+    let bytes = batch[0]!.payload.length;
+    while (
+      this.writes.length > 0 &&
+      this.writes[0]!.offset === end &&
+      bytes < 8 * RESYNC_MAX_REQUEST
+    ) {
+      const w = this.writes.shift()!;
+      batch.push(w);
+      end += w.payload.length;
+      bytes += w.payload.length;
+    }
+    this.writing = true;
+    const data = batch.length === 1 ? batch[0]!.payload : batch.map((w) => w.payload);
+    const finish = (ok: boolean): void => {
+      this.writing = false;
+      for (const w of batch) {
+        this.lock.release(w.held);
+        w.done(ok);
+      }
+      this.writeNext();
+    };
+    this.io.write(data, batch[0]!.offset).then(
+      () => finish(true),
+      () => finish(false),
+    );
   }
 
   /** The end of the failed range holding `bit`, or -1 when it did not fail. */
