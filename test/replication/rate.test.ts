@@ -1,7 +1,7 @@
 // resyncRates (src/replication/rate.ts, drbd.md §6.4): the per-tick budget and the window of
 // a SyncTarget. Fixed rate with c-plan-ahead 0; otherwise c-max-rate, throttled to c-min-rate
 // while application I/O is active; at least one 4 KiB block per tick; a window of
-// c-fill-target but never under 8 MiB.
+// c-fill-target but never under 16 MiB.
 import fc from 'fast-check';
 import t from 'tap';
 
@@ -24,19 +24,19 @@ const perTick = (kib: number): number => (kib * 1024 * RESYNC_TICK_MS) / 1000;
 
 t.test('constants', async (t) => {
   t.equal(RESYNC_TICK_MS, 100);
-  t.equal(RESYNC_MAX_REQUEST, MiB);
+  t.equal(RESYNC_MAX_REQUEST, 4 * MiB);
 });
 
 t.test('fixed rate (c-plan-ahead 0): resync-rate per tick, whatever the I/O', async (t) => {
   const o = opts({ cPlanAheadMs: 0, resyncRateKiB: 40 * 1024 });
-  t.same(resyncRates(o, false), { budget: 4 * MiB, window: 8 * MiB });
-  t.same(resyncRates(o, true), { budget: 4 * MiB, window: 8 * MiB }, 'c-min-rate plays no part');
+  t.same(resyncRates(o, false), { budget: 4 * MiB, window: 16 * MiB });
+  t.same(resyncRates(o, true), { budget: 4 * MiB, window: 16 * MiB }, 'c-min-rate plays no part');
   const capped = opts({ cPlanAheadMs: 0, resyncRateKiB: 8 << 20, cMaxRateKiB: 250 });
   t.equal(resyncRates(capped, false).budget, perTick(8 << 20), 'nor does c-max-rate');
 });
 
 t.test('dynamic (the default): c-max-rate while idle', async (t) => {
-  t.same(resyncRates(defaults, false), { budget: perTick(1024 * 1024), window: 8 * MiB });
+  t.same(resyncRates(defaults, false), { budget: perTick(1024 * 1024), window: 16 * MiB });
   const o = opts({ cMaxRateKiB: 250, resyncRateKiB: 1 });
   t.equal(resyncRates(o, false).budget, 25600, '250 KiB/s: 25600 bytes per tick');
 });
@@ -66,12 +66,12 @@ t.test('the budget is at least one block per tick', async (t) => {
   t.equal(resyncRates(opts({ cPlanAheadMs: 0, resyncRateKiB: 41 }), false).budget, perTick(41));
 });
 
-t.test('the window: c-fill-target, at least 8 MiB', async (t) => {
+t.test('the window: c-fill-target, at least 16 MiB', async (t) => {
   for (const [sectors, want] of [
-    [0, 8 * MiB],
-    [100, 8 * MiB],
-    [16384, 8 * MiB],
-    [16385, 16385 * 512],
+    [0, 16 * MiB],
+    [100, 16 * MiB],
+    [32768, 16 * MiB],
+    [32769, 32769 * 512],
     [1 << 20, 512 * MiB],
   ] as const) {
     const o = opts({ cFillTargetSectors: sectors });
@@ -106,8 +106,8 @@ t.test('property: over the whole configurable ranges', async (t) => {
       const floor = (kib: number): number => Math.max(4096, perTick(kib));
       for (const r of [idle, busy]) {
         if (!(r.budget >= 4096) || !Number.isFinite(r.budget)) return false;
-        if (r.window < 8 * MiB || r.window < o.cFillTargetSectors * 512) return false;
-        if (r.window !== Math.max(8 * MiB, o.cFillTargetSectors * 512)) return false;
+        if (r.window < 16 * MiB || r.window < o.cFillTargetSectors * 512) return false;
+        if (r.window !== Math.max(16 * MiB, o.cFillTargetSectors * 512)) return false;
       }
       if (busy.budget > idle.budget) return false;
       if (o.cPlanAheadMs === 0) {

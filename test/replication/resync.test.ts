@@ -771,7 +771,9 @@ function bareSource(size: number, dirty: number[] = []) {
 }
 
 t.test('ResyncSource.onRequest refuses malformed requests', async (t) => {
-  const size = 300 * B + 100;
+  // Bigger than one full-size request, ending in a partial block.
+  const blocks = RESYNC_MAX_REQUEST / B + 44;
+  const size = blocks * B + 100;
   const w = bareSource(size);
   const bad: Array<[number, number, string]> = [
     [0, 0, 'zero length'],
@@ -780,10 +782,10 @@ t.test('ResyncSource.onRequest refuses malformed requests', async (t) => {
     [100, B, 'unaligned offset'],
     [B + 1, B - 1, 'unaligned offset, aligned end'],
     [0, B + 512, 'partial length not at the device end'],
-    [300 * B, B, 'past the device end'],
-    [300 * B, 101, 'one byte past a partial end'],
-    [301 * B, B, 'wholly past the end'],
-    [299 * B, RESYNC_MAX_REQUEST, 'a full-size request past the end'],
+    [blocks * B, B, 'past the device end'],
+    [blocks * B, 101, 'one byte past a partial end'],
+    [(blocks + 1) * B, B, 'wholly past the end'],
+    [(blocks - 1) * B, RESYNC_MAX_REQUEST, 'a full-size request past the end'],
     [0.5, B, 'a fraction'],
   ];
   for (const [offset, length, msg] of bad) {
@@ -793,22 +795,26 @@ t.test('ResyncSource.onRequest refuses malformed requests', async (t) => {
   }
   t.equal(w.source.outstanding, 0);
   t.same(w.reads, [], 'nothing was read');
-  t.equal(w.source.onRequest(300 * B, 100), undefined, 'the partial last block is fine');
+  t.equal(w.source.onRequest(blocks * B, 100), undefined, 'the partial last block is fine');
   t.equal(w.source.onRequest(0, RESYNC_MAX_REQUEST), undefined, 'a full-size request is fine');
   await flush();
   t.same(
     w.reads.map((r) => [r.offset, r.length]),
     [
-      [300 * B, 100],
+      [blocks * B, 100],
       [0, RESYNC_MAX_REQUEST],
     ],
   );
   const w2 = bareSource(size);
-  t.equal(w2.source.onRequest(299 * B, B + 100), undefined, 'a run ending at the device end');
+  t.equal(
+    w2.source.onRequest((blocks - 1) * B, B + 100),
+    undefined,
+    'a run ending at the device end',
+  );
   await flush();
   t.same(
     w2.reads.map((r) => [r.offset, r.length]),
-    [[299 * B, B + 100]],
+    [[(blocks - 1) * B, B + 100]],
   );
 });
 
