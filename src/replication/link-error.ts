@@ -6,7 +6,9 @@ export type CloseKind =
   | 'BrokenPipe'
   | 'TearDown'
   | 'AuthFailure'
-  | 'Goodbye';
+  | 'Goodbye'
+  /** The peer (or we) refused the connection for a reason a retry will not fix. */
+  | 'Refused';
 
 /** A link that could not be set up: `message` is one line saying why. */
 export class LinkError extends Error {

@@ -342,6 +342,8 @@ export class PeerLink extends EventEmitter {
   readonly linkId: string;
 
   private closed = false;
+  /** The close came from the peer's refusal: nothing to tell it back. */
+  private peerRefused = false;
   private started = false;
   private dataPaused = false;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -442,12 +444,12 @@ export class PeerLink extends EventEmitter {
     this.closed = true;
     clearTimeout(this.idleTimer);
     clearTimeout(this.pingTimer);
-    if (kind === 'Goodbye') {
+    if (kind === 'Goodbye' || (kind === 'Refused' && this.peerRefused)) {
       this.data.destroy();
       this.meta.destroy();
     } else {
       // On both sockets, so that whichever the peer reads first says why before its EOF.
-      const bye = encodeFrame('goodbye', { reason: oneLine(reason) });
+      const bye = encodeFrame('goodbye', { reason: oneLine(reason), refused: kind === 'Refused' });
       this.meta.finish(bye);
       this.data.finish(bye);
     }
@@ -471,6 +473,11 @@ export class PeerLink extends EventEmitter {
         }
         return;
       case 'goodbye':
+        if (msg.body.refused) {
+          this.peerRefused = true;
+          this.close(`peer refused the connection: ${oneLine(msg.body.reason)}`, 'Refused');
+          return;
+        }
         this.close(
           `peer closed the link: ${oneLine(msg.body.reason) || 'no reason given'}`,
           'Goodbye',

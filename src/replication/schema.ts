@@ -37,7 +37,7 @@ message AuthResponse { bytes hmac = 1; }
 message AuthResult { bool ok = 1; string reason = 2; }
 message Ping { uint64 id = 1; }
 message PingAck { uint64 id = 1; }
-message Goodbye { string reason = 1; }
+message Goodbye { string reason = 1; bool refused = 2; } // refused: retrying will not help
 
 // ---- resource handshake ---------------------------------------------------------------
 message Params {
@@ -205,7 +205,7 @@ export interface MessageBodies {
   authResult: { ok: boolean; reason: string };
   ping: { id: number };
   pingAck: { id: number };
-  goodbye: { reason: string };
+  goodbye: { reason: string; refused: boolean };
   params: Params;
   sizes: Sizes;
   uuids: Uuids;

@@ -48,7 +48,7 @@ export class DiskMeta {
 
   private constructor(
     readonly store: MetaStore,
-    readonly bitmap: Bitmap,
+    public bitmap: Bitmap,
     readonly report: AttachReport,
     alUpdates: boolean,
   ) {
@@ -124,6 +124,20 @@ export class DiskMeta {
 
   get sizeBytes(): number {
     return this.store.superblock().sizeBytes;
+  }
+
+  /**
+   * Shrinks the device to `bytes` (the peer's smaller size at the first handshake of fresh
+   * metadata): the superblock's size, the bitmap pages beyond it, and the in-memory bitmap.
+   * Only for a device that never held data; the caller checks that.
+   */
+  shrinkTo(bytes: number): void {
+    this.store.setSize(bytes);
+    const bitmap = new Bitmap(bitsForDevice(bytes));
+    for (const { page, data } of this.store.readBitmapPages()) {
+      if (page < bitmap.pageCount) bitmap.loadPage(page, data);
+    }
+    this.bitmap = bitmap;
   }
 
   /** The blocks of a write that the peer will not get: they must be resynced later. */

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { Address, HostConfig, ResourceConfig } from '../config/index.js';
 import type { DiskMeta } from './disk-meta.js';
 import type { FileDisk } from '../storage/file-disk.js';
-import type { GenerationUuids } from '../meta/store.js';
+import { type GenerationUuids, UUID_JUST_CREATED } from '../meta/store.js';
 import {
   finishSyncSource,
   finishSyncTarget,
@@ -499,7 +499,7 @@ export class Peer {
   private maybeDecide(s: Session): void {
     if (s.decided || !s.handshakeSent) return;
     if (!s.peerParams || !s.peerSizes || !s.peerUuids || !s.peerState) return;
-    const mismatch = this.paramsMismatch(s.peerParams) ?? this.sizesMismatch(s.peerSizes);
+    const mismatch = this.paramsMismatch(s.peerParams) ?? this.sizesMismatch(s, s.peerSizes);
     if (mismatch !== undefined) return this.refuseSession(mismatch);
     this.role = s.peerState.role as PeerRole;
     this.decide(s);
@@ -527,14 +527,33 @@ export class Peer {
   }
 
   /**
-   * Both nodes must hold the same device size. A consistent device is never shrunk (its
-   * data beyond the smaller size would be lost without a word), and resizing is not built,
-   * so any difference is refused with both sizes named. Both sides compute the same answer.
+   * drbd.md §6.1: the nodes agree on the smaller size, but a device that holds data is never
+   * shrunk (what lies beyond would be lost without a word). Only fresh metadata (the
+   * just-created UUID on an Inconsistent disk) takes the peer's smaller size. Both sides
+   * reach the same verdict from the same facts.
    */
-  private sizesMismatch(p: Sizes): string | undefined {
-    const mine = this.host.meta?.sizeBytes ?? 0;
-    if (mine === 0 || p.deviceBytes === 0 || mine === p.deviceBytes) return undefined;
-    return `device sizes differ: ${mine} bytes on ${this.host.node}, ${p.deviceBytes} on ${this.name}; refusing to shrink (create-md both with the same size)`;
+  private sizesMismatch(s: Session, p: Sizes): string | undefined {
+    const meta = this.host.meta;
+    const mine = meta?.sizeBytes ?? 0;
+    if (!meta || mine === 0 || p.deviceBytes === 0 || mine === p.deviceBytes) return undefined;
+    const fresh = (current: bigint, disk: string): boolean =>
+      (current & ~1n) === UUID_JUST_CREATED && disk === 'Inconsistent';
+    const bigger = mine > p.deviceBytes ? this.host.node : this.name;
+    const biggerFresh =
+      mine > p.deviceBytes
+        ? fresh(meta.superblock().uuids.current, this.host.disk)
+        : fresh(uuidFromBytes(s.peerUuids!.current), s.peerState!.disk);
+    if (!biggerFresh) {
+      return `device sizes differ: ${mine} bytes on ${this.host.node}, ${p.deviceBytes} on ${this.name}; refusing to shrink the device on ${bigger}, which holds data`;
+    }
+    if (mine > p.deviceBytes) {
+      meta.shrinkTo(p.deviceBytes);
+      this.log.warn(
+        { from: mine, to: p.deviceBytes },
+        `device shrunk to ${this.name}'s smaller size (fresh metadata)`,
+      );
+    }
+    return undefined;
   }
 
   private side(
@@ -732,7 +751,7 @@ export class Peer {
   private refuseSession(reason: string): void {
     this.log.error({ reason }, `connection to ${this.name} refused: ${reason}`);
     this.wanted = false;
-    this.endSession(reason, 'ProtocolError', true);
+    this.endSession(reason, 'Refused', true);
     this.lastError = reason;
     void this.disconnect(reason).then(() => {
       this.lastError = reason;
@@ -1125,6 +1144,15 @@ export class Peer {
     if (!byUs) {
       this.lastError = reason;
       this.log.warn({ reason, kind }, 'connection lost');
+    }
+    if (kind === 'Refused' && !byUs) {
+      // The peer's handshake refused us (split brain, unrelated data, sizes, settings): the
+      // same facts would make it refuse again, so stay StandAlone with its reason, as it does.
+      this.wanted = false;
+      clearTimeout(this.dialTimer);
+      const l = this.listener;
+      this.listener = undefined;
+      void l?.close();
     }
     this.setConnection(this.wanted ? 'Connecting' : 'StandAlone');
     if (this.wanted) this.dialSoon(this.host.config.net.connectIntMs);

@@ -25,6 +25,8 @@ export interface PairOptions {
   /** Paths to use as the backing disks instead of fresh files. */
   alphaDisk?: string;
   betaDisk?: string;
+  /** Nodes brought `up` by startPair (default both). */
+  up?: Array<'alpha' | 'beta'>;
   /** Metadata files, when `internal` (next to the disk) will not do. */
   alphaMeta?: string;
   betaMeta?: string;
@@ -148,6 +150,7 @@ export async function startPair(t: Teardown, dir: string, o: PairOptions = {}): 
     },
   };
   for (const n of [pair.beta, pair.alpha]) {
+    if (o.up && !o.up.includes(n.node as 'alpha' | 'beta')) continue;
     const r = await n.adm(['up', 'r0']);
     if (r.code !== 0) throw new Error(`up on ${n.node}: ${r.stderr}`);
   }

@@ -53,16 +53,39 @@ t.test('unrelated data', async (t) => {
   t.equal(b.device.diskState, 'UpToDate', 'nothing was overwritten');
 });
 
-t.test('different sizes', async (t) => {
+t.test('different sizes: fresh metadata takes the smaller size', async (t) => {
   const dir = tmpDir(t);
   const p = await startPair(t, dir, { sizeBytes: SIZE, betaSizeBytes: SIZE / 2 });
+  const a = await waitFor(p.alpha, (s) => s.peers[0]!.connection === 'Connected', 'connected');
+  t.equal(a.device.size, SIZE / 2, "alpha's fresh device took beta's smaller size");
+  t.ok(
+    p.alpha.logs.some((l) => /device shrunk to beta's smaller size/.test(String(l.json?.msg))),
+    'and said so',
+  );
+  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0);
+  t.equal((await p.alpha.adm(['wait-sync', '--timeout', '60', 'r0'])).code, 0, 'in sync');
+  const d = await diffBlocks(p.alphaDisk, p.betaDisk, SIZE / 2);
+  t.equal(d.count, 0);
+});
+
+t.test('different sizes: a device holding data is never shrunk', async (t) => {
+  const dir = tmpDir(t);
+  // alpha gets data of its own before it ever meets beta, which is fresh and smaller.
+  const p = await startPair(t, dir, { sizeBytes: SIZE, betaSizeBytes: SIZE / 2, up: ['alpha'] });
+  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0);
+  t.equal((await p.beta.adm(['up', 'r0'])).code, 0);
   const a = await waitFor(
     p.alpha,
-    (s) => s.peers[0]!.connection === 'StandAlone',
+    (s) => s.peers[0]!.connection === 'StandAlone' && s.peers[0]!.lastError !== undefined,
     'refused',
     20000,
   );
-  t.match(a.peers[0]!.lastError, /sizes differ: 16777216 bytes on alpha, 8388608 on beta/);
-  const d = await diffBlocks(p.alphaDisk, p.betaDisk, SIZE / 2);
-  t.equal(d.count, 0);
+  // Whichever side decides first refuses; the other reports the peer's refusal.
+  t.match(
+    a.peers[0]!.lastError,
+    /sizes differ: (16777216 bytes on alpha, 8388608 on beta|8388608 bytes on beta, 16777216 on alpha); refusing to shrink the device on alpha, which holds data/,
+  );
+  t.equal(a.device.size, SIZE, "alpha's device keeps its size");
+  const b = await waitFor(p.beta, (s) => s.peers[0]!.connection === 'StandAlone', 'refused', 20000);
+  t.match(b.peers[0]!.lastError, /refusing to shrink the device on alpha/);
 });
