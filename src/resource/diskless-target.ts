@@ -78,12 +78,22 @@ export class DisklessTarget implements BlockTarget {
     if (held) await held;
     const refusal = this.gate.ioRefusal();
     if (refusal !== undefined) throw new TargetError('EPERM', refusal);
-    const tl = this.gate.replicationLog();
-    if (!tl) throw new TargetError('EIO', 'no UpToDate peer to write to');
+    if (!this.gate.replicationLog()) throw new TargetError('EIO', 'no UpToDate peer to write to');
     this.gate.noteAppIo();
     const lock = this.gate.changeLock;
     const acquired = lock.acquire(offset, length);
-    const h = acquired instanceof Promise ? await acquired : acquired;
+    let h = acquired instanceof Promise ? await acquired : acquired;
+    for (let hold = this.gate.ioHeld; hold; hold = this.gate.ioHeld) {
+      lock.release(h);
+      await hold;
+      const again = lock.acquire(offset, length);
+      h = again instanceof Promise ? await again : again;
+    }
+    const tl = this.gate.replicationLog();
+    if (!tl) {
+      lock.release(h);
+      throw new TargetError('EIO', 'no UpToDate peer to write to');
+    }
     let ok: boolean;
     try {
       ok = await tl.submit(kind, offset, length, payload, fua, () => undefined);

@@ -164,6 +164,15 @@ export class ResourceTarget implements BlockTarget {
     held: Held,
   ): Promise<void> {
     const lock = this.gate.changeLock;
+    // A handshake that began while this change waited for its extent or range decides
+    // whether the peer gets it: wait for it, without holding the range (the handshake waits
+    // for the ranges held when it began).
+    for (let hold = this.gate.ioHeld; hold; hold = this.gate.ioHeld) {
+      lock.release(held);
+      await hold;
+      const again = lock.acquire(offset, length);
+      held = again instanceof Promise ? await again : again;
+    }
     const tl = this.gate.replicationLog();
     if (tl === undefined) {
       try {
