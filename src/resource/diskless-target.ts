@@ -7,7 +7,7 @@ import {
   type ZeroOptions,
 } from '../nbd/target.js';
 import type { ChangeKind } from '../replication/transfer-log.js';
-import type { IoGate } from './write-path.js';
+import { heldOnceDecided, type IoGate } from './write-path.js';
 
 /**
  * The device of a diskless Primary (`disk none`): every byte lives on the peer. Reads are
@@ -81,14 +81,7 @@ export class DisklessTarget implements BlockTarget {
     if (!this.gate.replicationLog()) throw new TargetError('EIO', 'no UpToDate peer to write to');
     this.gate.noteAppIo();
     const lock = this.gate.changeLock;
-    const acquired = lock.acquire(offset, length);
-    let h = acquired instanceof Promise ? await acquired : acquired;
-    for (let hold = this.gate.ioHeld; hold; hold = this.gate.ioHeld) {
-      lock.release(h);
-      await hold;
-      const again = lock.acquire(offset, length);
-      h = again instanceof Promise ? await again : again;
-    }
+    const h = await heldOnceDecided(this.gate, offset, length);
     const tl = this.gate.replicationLog();
     if (!tl) {
       lock.release(h);

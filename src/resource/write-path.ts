@@ -31,6 +31,32 @@ export interface IoGate {
 }
 
 /**
+ * The change lock's range [offset, offset+length), held at a moment when no handshake is
+ * deciding. A handshake that began while a change waited for its extent or range decides
+ * whether the peer gets it, so the change waits for the decision, without holding the range
+ * meanwhile (the handshake waits for the ranges held when it began).
+ */
+export async function heldOnceDecided(
+  gate: IoGate,
+  offset: number,
+  length: number,
+  held?: Held,
+): Promise<Held> {
+  const lock = gate.changeLock;
+  if (held === undefined) {
+    const first = lock.acquire(offset, length);
+    held = first instanceof Promise ? await first : first;
+  }
+  for (let hold = gate.ioHeld; hold; hold = gate.ioHeld) {
+    lock.release(held);
+    await hold;
+    const again = lock.acquire(offset, length);
+    held = again instanceof Promise ? await again : again;
+  }
+  return held;
+}
+
+/**
  * The block device a resource exports: DESIGN.md's write path. Every change to the data
  * (write, trim, zero) goes through the same steps:
  *   1. the resource must allow I/O (Primary with usable data); a handshake in progress
@@ -164,15 +190,7 @@ export class ResourceTarget implements BlockTarget {
     held: Held,
   ): Promise<void> {
     const lock = this.gate.changeLock;
-    // A handshake that began while this change waited for its extent or range decides
-    // whether the peer gets it: wait for it, without holding the range (the handshake waits
-    // for the ranges held when it began).
-    for (let hold = this.gate.ioHeld; hold; hold = this.gate.ioHeld) {
-      lock.release(held);
-      await hold;
-      const again = lock.acquire(offset, length);
-      held = again instanceof Promise ? await again : again;
-    }
+    if (this.gate.ioHeld) held = await heldOnceDecided(this.gate, offset, length, held);
     const tl = this.gate.replicationLog();
     if (tl === undefined) {
       try {
