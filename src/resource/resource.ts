@@ -320,7 +320,21 @@ export class Resource implements PeerHost {
       },
       'attached',
     );
+    await this.renegotiate('disk attached');
     this.changed();
+  }
+
+  /**
+   * The local disk came or went while peers are connected or connecting: their sessions
+   * were built on the old disk (receiver, bitmap, sizes, UUIDs), so each is dropped and
+   * connected again, and the new handshake decides with the disk as it is now.
+   */
+  private async renegotiate(why: string): Promise<void> {
+    for (const p of this.peers) {
+      if (p.connection === 'StandAlone') continue;
+      await p.disconnect(why);
+      await p.connect(false);
+    }
   }
 
   async detach(): Promise<void> {
@@ -331,7 +345,11 @@ export class Resource implements PeerHost {
       peerDisk: this.peers[0]?.disk ?? 'DUnknown',
     });
     if (refusal) throw refused(refusal);
+    // The peers let go of the disk first: their receivers and resyncs write to it.
+    const wasConnected = this.peers.filter((p) => p.connection !== 'StandAlone');
+    for (const p of wasConnected) await p.disconnect('local disk detached');
     await this.closeDisk();
+    for (const p of wasConnected) await p.connect(false);
     this.changed();
     this.log.info('detached');
   }

@@ -144,3 +144,23 @@ t.test('a SyncTarget promoted to Primary reads through its peer', async (t) => {
   const d = await diffBlocks(p.alphaDisk, p.betaDisk, 16 << 20);
   t.equal(d.count, 0, 'identical', { first: d.first });
 });
+
+t.test('detach and attach on a connected secondary', async (t) => {
+  const dir = tmpDir(t);
+  const p = await startPair(t, dir, { sizeBytes: 16 << 20 });
+  await promoteAndSync(p);
+  t.equal((await p.beta.adm(['detach', 'r0'])).code, 0, 'detach on beta');
+  const a = await waitFor(
+    p.alpha,
+    (s) => s.peers[0]!.connection === 'Connected' && s.peers[0]!.peerDisk === 'Diskless',
+    'beta connected without its disk',
+  );
+  t.equal(a.peers[0]!.replication, 'Established');
+  const w = await qemuIo(exportUri(p.alpha), ['write -P 0x3c 1M 1M']);
+  t.equal(w.code, 0, 'alpha writes alone', { output: showRun(w) });
+  t.equal((await status(p.alpha)).device.outOfSync, 1 << 20, 'and tracks what beta misses');
+  t.equal((await p.beta.adm(['attach', 'r0'])).code, 0, 'attach on beta');
+  await waitInSync(p);
+  const d = await diffBlocks(p.alphaDisk, p.betaDisk, 16 << 20);
+  t.equal(d.count, 0, 'identical after the resync', { first: d.first });
+});
