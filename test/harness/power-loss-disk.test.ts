@@ -8,21 +8,20 @@ import t from 'tap';
 
 import { isMounted } from '../helpers/block-stack.js';
 import { powerLossDisk } from '../helpers/power-loss-disk.js';
-import { readRange, sleep, spawnTracked, tmpDir, within, writeRange } from '../helpers/server.js';
+import {
+  alive,
+  readRange,
+  sleep,
+  spawnTracked,
+  tmpDir,
+  within,
+  writeRange,
+} from '../helpers/server.js';
 
 const MiB = 1 << 20;
 const SIZE = 16 * MiB;
 const BLOCK = 4096;
 const { O_RDWR, O_WRONLY, O_DSYNC } = fs.constants;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function has(file: string, offset: number, byte: number): Promise<boolean> {
   const b = await readRange(file, offset, BLOCK);

@@ -33,7 +33,7 @@ process.on('exit', () => {
   }
 });
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
