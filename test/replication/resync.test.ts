@@ -14,87 +14,13 @@ import {
   type ResyncRates,
 } from '../../src/replication/rate.js';
 import { ResyncSource, ResyncTarget } from '../../src/replication/resync.js';
+import { FakeTimers } from '../helpers/fake-timers.js';
 
 const B = BM_BLOCK_SIZE;
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-// ---- fake tick timer -----------------------------------------------------------------------
-
-class FakeHandle {
-  cancelled = false;
-  constructor(readonly fn: () => void) {}
-  ref(): this {
-    return this;
-  }
-  unref(): this {
-    return this;
-  }
-  hasRef(): boolean {
-    return false;
-  }
-}
-
-/**
- * While installed, setTimeout with the resync tick's delay is captured (tap's own timers are
- * left alone) and handed to `onArm`; the test decides when it runs.
- */
-class TickTimers {
-  private readonly realSet = globalThis.setTimeout;
-  private readonly realClear = globalThis.clearTimeout;
-  readonly armed: FakeHandle[] = [];
-  onArm: ((h: FakeHandle) => void) | undefined;
-
-  install(): this {
-    const realSet = this.realSet as (fn: () => void, ms?: number, ...a: unknown[]) => unknown;
-    const realClear = this.realClear;
-    globalThis.setTimeout = ((fn: () => void, ms?: number, ...args: unknown[]) => {
-      if (typeof fn === 'function' && ms === RESYNC_TICK_MS) {
-        const h = new FakeHandle(fn);
-        this.armed.push(h);
-        this.onArm?.(h);
-        return h;
-      }
-      return realSet(fn, ms, ...args);
-    }) as unknown as typeof setTimeout;
-    globalThis.clearTimeout = ((h: unknown) => {
-      if (h instanceof FakeHandle) h.cancelled = true;
-      else realClear(h as NodeJS.Timeout);
-    }) as typeof clearTimeout;
-    return this;
-  }
-
-  uninstall(): void {
-    globalThis.setTimeout = this.realSet;
-    globalThis.clearTimeout = this.realClear;
-  }
-
-  /** 100 ms pass: every armed tick runs; returns how many did. */
-  advance(): number {
-    const due = this.armed.splice(0);
-    let n = 0;
-    for (const h of due) n += this.fireHandle(h) ? 1 : 0;
-    return n;
-  }
-
-  /** Runs one captured timer unless it was cancelled or already ran. */
-  fireHandle(h: FakeHandle): boolean {
-    const i = this.armed.indexOf(h);
-    if (i >= 0) this.armed.splice(i, 1);
-    if (h.cancelled) return false;
-    h.cancelled = true;
-    h.fn();
-    return true;
-  }
-}
-
-async function withTicks<T>(body: (tt: TickTimers) => Promise<T>): Promise<T> {
-  const tt = new TickTimers().install();
-  try {
-    return await body(tt);
-  } finally {
-    tt.uninstall();
-  }
-}
+// The resync tick (setTimeout with RESYNC_TICK_MS) is captured by FakeTimers; tap's own
+// timers are left alone. tt.advance() is 100 ms passing: every armed tick runs.
 
 /** A Bitmap that reports every clearRange before doing it. */
 class CheckedBitmap extends Bitmap {
@@ -177,7 +103,7 @@ interface BugStats {
 /** Runs a whole resync with every completion ordered by `s`. */
 async function simulate(
   s: fc.Scheduler,
-  tt: TickTimers,
+  tt: FakeTimers,
   o: WorldOpts,
   bugs: BugStats,
 ): Promise<Result> {
@@ -204,7 +130,7 @@ async function simulate(
   const deliver = (label: string, fn: () => void): void => {
     void s.schedule(Promise.resolve(), label).then(fn);
   };
-  tt.onArm = (h) => deliver('tick', () => void tt.fireHandle(h));
+  tt.onArm = (h) => deliver('tick', () => void tt.fire(h));
 
   const checkClear =
     (who: string) =>
@@ -364,7 +290,7 @@ t.test('property: target and source in memory end in sync except failed blocks',
     wrongFailedBits: 0,
   };
   let runs = 0;
-  await withTicks(async (tt) => {
+  await FakeTimers.with(RESYNC_TICK_MS, async (tt) => {
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), worldArb, async (s, o) => {
         runs++;
@@ -463,7 +389,7 @@ async function direct(size: number, dirty: number[]) {
 }
 
 t.test('a device whose size is not a multiple of 4096: the partial last block', async (t) => {
-  await withTicks(async () => {
+  await FakeTimers.with(RESYNC_TICK_MS, async () => {
     const size = 3 * B + 1000;
     const w = await direct(size, [1, 2, 3]);
     w.target.start();
@@ -487,7 +413,7 @@ t.test('a device whose size is not a multiple of 4096: the partial last block', 
 });
 
 t.test('a lone partial last block is requested with its real length', async (t) => {
-  await withTicks(async () => {
+  await FakeTimers.with(RESYNC_TICK_MS, async () => {
     const size = 2 * B + 1;
     const w = await direct(size, [2]);
     w.target.start();
@@ -504,7 +430,7 @@ t.test('a lone partial last block is requested with its real length', async (t) 
 t.test(
   're-pass: a block that failed on the source is not asked again nor counted twice',
   async (t) => {
-    await withTicks(async () => {
+    await FakeTimers.with(RESYNC_TICK_MS, async () => {
       const bits = 16;
       const tgtBm = new Bitmap(bits);
       tgtBm.setRange(0, 1);
@@ -555,7 +481,7 @@ t.test(
 );
 
 t.test('a pump while a reply is being written does not start another pass', async (t) => {
-  await withTicks(async (tt) => {
+  await FakeTimers.with(RESYNC_TICK_MS, async (tt) => {
     const w = bareTarget(8, [0, 4], { budget: 64 * B, window: 64 * B });
     w.target.start();
     t.same(w.requests, [
@@ -616,7 +542,7 @@ function bareTarget(bits: number, dirty: number[], rates: ResyncRates, size = bi
 }
 
 t.test('ResyncTarget', async (t) => {
-  await withTicks(async (tt) => {
+  await FakeTimers.with(RESYNC_TICK_MS, async (tt) => {
     await t.test('an empty bitmap finishes at once', async (t) => {
       const w = bareTarget(8, [], { budget: B, window: B });
       w.target.start();

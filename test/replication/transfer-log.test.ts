@@ -23,86 +23,9 @@ import {
   TransferLog,
   type TransferLogOptions,
 } from '../../src/replication/transfer-log.js';
+import { FakeTimers } from '../helpers/fake-timers.js';
 
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-// ---- fake timers -----------------------------------------------------------------------------
-
-class FakeHandle {
-  cancelled = false;
-  constructor(
-    readonly fn: () => void,
-    readonly ms: number,
-  ) {}
-  ref(): this {
-    return this;
-  }
-  unref(): this {
-    return this;
-  }
-  hasRef(): boolean {
-    return false;
-  }
-}
-
-/**
- * Replaces setTimeout/clearTimeout while installed. Only timers whose delay `capture` accepts
- * are faked (tap's own timers keep working); they run when the test calls fire().
- */
-class FakeTimers {
-  private readonly realSet = globalThis.setTimeout;
-  private readonly realClear = globalThis.clearTimeout;
-  readonly all: FakeHandle[] = [];
-
-  constructor(private readonly capture: (ms: number) => boolean) {}
-
-  install(): this {
-    const realSet = this.realSet as (fn: () => void, ms?: number, ...args: unknown[]) => unknown;
-    const realClear = this.realClear;
-    globalThis.setTimeout = ((fn: () => void, ms?: number, ...args: unknown[]) => {
-      if (typeof fn === 'function' && this.capture(ms ?? 0)) {
-        const h = new FakeHandle(fn, ms ?? 0);
-        this.all.push(h);
-        return h;
-      }
-      return realSet(fn, ms, ...args);
-    }) as unknown as typeof setTimeout;
-    globalThis.clearTimeout = ((h: unknown) => {
-      if (h instanceof FakeHandle) h.cancelled = true;
-      else realClear(h as NodeJS.Timeout);
-    }) as typeof clearTimeout;
-    return this;
-  }
-
-  uninstall(): void {
-    globalThis.setTimeout = this.realSet;
-    globalThis.clearTimeout = this.realClear;
-  }
-
-  /** Timers armed and neither cancelled nor fired. */
-  get armed(): FakeHandle[] {
-    return this.all.filter((h) => !h.cancelled);
-  }
-
-  /** Runs the oldest armed timer; false if there is none. */
-  fire(): boolean {
-    const h = this.armed[0];
-    if (!h) return false;
-    h.cancelled = true;
-    h.fn();
-    return true;
-  }
-}
-
-/** Runs `body` with fake timers for delay `ms`; always restores the real ones. */
-async function withTimers<T>(ms: number, body: (ft: FakeTimers) => Promise<T>): Promise<T> {
-  const ft = new FakeTimers((d) => d === ms).install();
-  try {
-    return await body(ft);
-  } finally {
-    ft.uninstall();
-  }
-}
 
 // ---- fake sender ---------------------------------------------------------------------------
 
@@ -184,7 +107,7 @@ interface SubmitOpts {
 }
 
 t.test('flags on the wire per protocol, kind and FUA', async (t) => {
-  await withTimers(EPOCH_MS, async () => {
+  await FakeTimers.with(EPOCH_MS, async () => {
     const cases: Array<[TransferLogOptions['protocol'], boolean, number]> = [
       ['A', false, 0],
       ['A', true, DATA_FLAG_FUA | DATA_FLAG_WRITE_ACK],
@@ -224,7 +147,7 @@ t.test('flags on the wire per protocol, kind and FUA', async (t) => {
 });
 
 t.test('when submit resolves, per protocol', async (t) => {
-  await withTimers(EPOCH_MS, async () => {
+  await FakeTimers.with(EPOCH_MS, async () => {
     await t.test('A: on the send callback', async (t) => {
       const { tl, out, submit } = setup({ protocol: 'A' });
       const s = submit();
@@ -318,7 +241,7 @@ t.test('when submit resolves, per protocol', async (t) => {
 });
 
 t.test('settle(true) only on the barrier ack of its epoch, and only once', async (t) => {
-  await withTimers(EPOCH_MS, async () => {
+  await FakeTimers.with(EPOCH_MS, async () => {
     const { tl, out, submit } = setup({ protocol: 'C', maxEpochSize: 2 });
     const a = submit();
     const b = submit(); // epoch 1 closes: maxEpochSize
@@ -349,7 +272,7 @@ t.test('settle(true) only on the barrier ack of its epoch, and only once', async
 });
 
 t.test('fail()', async (t) => {
-  await withTimers(EPOCH_MS, async (ft) => {
+  await FakeTimers.with(EPOCH_MS, async (ft) => {
     const { tl, out, submit } = setup({ protocol: 'B', maxEpochSize: 3 });
     const subs = [submit(), submit(), submit(), submit(), submit({ fua: true })];
     tl.recvAck(1);
@@ -396,7 +319,7 @@ t.test('fail()', async (t) => {
 });
 
 t.test('negAck settles false at once, and nothing settles it again', async (t) => {
-  await withTimers(EPOCH_MS, async () => {
+  await FakeTimers.with(EPOCH_MS, async () => {
     const { tl, submit } = setup({ protocol: 'C' });
     const a = submit();
     const b = submit();
@@ -424,7 +347,7 @@ t.test('negAck settles false at once, and nothing settles it again', async (t) =
 });
 
 t.test('barrier()', async (t) => {
-  await withTimers(EPOCH_MS, async (ft) => {
+  await FakeTimers.with(EPOCH_MS, async (ft) => {
     await t.test('with nothing pending resolves true at once and sends nothing', async (t) => {
       const { tl, out } = setup();
       t.equal(await tl.barrier(), true);
@@ -499,7 +422,7 @@ t.test('barrier()', async (t) => {
 });
 
 t.test('epochs close on the timer', async (t) => {
-  await withTimers(EPOCH_MS, async (ft) => {
+  await FakeTimers.with(EPOCH_MS, async (ft) => {
     const { tl, out, submit } = setup();
     t.equal(ft.armed.length, 0, 'no timer while the epoch is empty');
     submit();
@@ -520,7 +443,7 @@ t.test('epochs close on the timer', async (t) => {
   });
 
   await t.test('a close on max-epoch-size disarms the timer', async (t) => {
-    await withTimers(EPOCH_MS, async (ft) => {
+    await FakeTimers.with(EPOCH_MS, async (ft) => {
       const { tl, out, submit } = setup({ maxEpochSize: 2 });
       submit();
       submit();
@@ -533,7 +456,7 @@ t.test('epochs close on the timer', async (t) => {
   });
 
   await t.test('the default epoch timer is 100 ms', async (t) => {
-    await withTimers(100, async (ft) => {
+    await FakeTimers.with(100, async (ft) => {
       const out = new FakeSender();
       const tl = new TransferLog(out, { protocol: 'C', maxEpochSize: 10 });
       void tl.submit('write', 0, 1, Buffer.alloc(1), false, () => undefined);
@@ -546,7 +469,7 @@ t.test('epochs close on the timer', async (t) => {
 });
 
 t.test('oldestWaitMs and size', async (t) => {
-  await withTimers(EPOCH_MS, async () => {
+  await FakeTimers.with(EPOCH_MS, async () => {
     const { tl, submit } = setup({ maxEpochSize: 1 });
     t.equal(tl.oldestWaitMs(), 0);
     const before = Date.now();
@@ -569,7 +492,7 @@ t.test('oldestWaitMs and size', async (t) => {
 });
 
 t.test('a long run: thousands of changes acked by epoch (the log compacts)', async (t) => {
-  await withTimers(EPOCH_MS, async () => {
+  await FakeTimers.with(EPOCH_MS, async () => {
     const { tl, out } = setup({ protocol: 'A', maxEpochSize: 64 });
     const settles = new Map<number, boolean[]>();
     let acked = 0;
@@ -655,14 +578,14 @@ interface MEntry {
 }
 
 t.test('model: random interleavings of submits, acks, barriers, timers and fail', async (t) => {
-  await withTimers(EPOCH_MS, async (ft) => {
+  await FakeTimers.with(EPOCH_MS, async (ft) => {
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom<TransferLogOptions['protocol']>('A', 'B', 'C'),
         fc.integer({ min: 1, max: 5 }),
         fc.array(opArb, { maxLength: 60 }),
         async (protocol, maxEpochSize, ops) => {
-          ft.all.length = 0;
+          ft.reset();
           const out = new FakeSender();
           const tl = new TransferLog(out, { protocol, maxEpochSize, epochMs: EPOCH_MS });
           const entries: MEntry[] = [];
