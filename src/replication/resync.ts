@@ -60,7 +60,6 @@ export class ResyncTarget {
   failedBits = 0;
   /** Bytes received and written, for the rate shown in status. */
   bytesDone = 0;
-  readonly startedAt = Date.now();
   readonly startBits: number;
 
   constructor(

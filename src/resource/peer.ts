@@ -1117,13 +1117,13 @@ export class Peer {
 
   // ---- the end of a session ------------------------------------------------------------------
 
-  private endSession(reason: string, kind: CloseKind | 'TearDown', byUs: boolean): void {
+  private endSession(reason: string, kind: CloseKind, byUs: boolean): void {
     const s = this.session;
     if (!s) return;
     const wasReplicating = this.replicating !== undefined;
     this.session = undefined;
     const peerWasUpToDate = s.peerWasUpToDate || this.disk === 'UpToDate';
-    s.link.close(reason, kind as CloseKind);
+    s.link.close(reason, kind);
     // Every change not covered by a barrier ack is marked out of sync here (settle(false)).
     s.tl.fail(reason);
     s.receiver?.close();
