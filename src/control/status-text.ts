@@ -56,10 +56,16 @@ function renderOne(s: ResourceStatus, verbose: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-/** Resync progress as drbdadm shows it (done:45.20), plus urbd's rate and time to go. */
+/**
+ * Resync progress as drbdadm shows it (done:45.20), plus urbd's rate and time to go; a paused
+ * resync has neither, and says who paused it (resync-suspended:user here, :peer there).
+ */
 function syncText(p: ResourceStatus['peers'][number]): string {
   const y = p.sync;
   if (!y) return '';
+  if (p.resyncSuspended.length > 0) {
+    return ` done:${y.done.toFixed(2)} resync-suspended:${p.resyncSuspended.join(',')}`;
+  }
   const rate = `${(y.rate / (1 << 20)).toFixed(1)}MiB/s`;
   const eta = y.etaSeconds === undefined ? '' : ` eta:${y.etaSeconds}s`;
   return ` done:${y.done.toFixed(2)} rate:${rate}${eta}`;

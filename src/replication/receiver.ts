@@ -187,10 +187,11 @@ export class Receiver {
 
   private apply(d: Data, payload: Buffer | undefined): Promise<void> {
     const fua = (d.flags & DATA_FLAG_FUA) !== 0;
-    if (d.flags & DATA_FLAG_ZERO) {
+    // A trim zeroes here as on the primary (write-path.ts `trim`): replicas must not differ
+    // where one disk could punch a hole and the other could not.
+    if (d.flags & (DATA_FLAG_ZERO | DATA_FLAG_TRIM)) {
       return this.disk.zero(d.offset, d.length, { noHole: false, fastZero: false, fua });
     }
-    if (d.flags & DATA_FLAG_TRIM) return this.disk.trim(d.offset, d.length, fua);
     return this.disk.write(payload!, d.offset, fua);
   }
 

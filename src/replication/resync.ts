@@ -7,6 +7,17 @@
  * resync read waits for overlapping application writes to finish locally and is queued on
  * the data socket before any later one, and the target applies data-socket frames in order,
  * so a block never ends older on the target than on the source.
+ *
+ * A SyncTarget can be Primary (promoted during a resync, reading through its source): its
+ * own application writes then start here, and the argument above does not cover them. So a
+ * target where application writes may start holds each request's range from before it sends
+ * the request until the reply is written (DRBD locks resync extents against the activity log
+ * the same way). A local write is then either wholly before the request (it reaches the
+ * source first, on the same ordered data socket, so the source's read sees it) or wholly
+ * after the reply was written; otherwise a reply read before the write could land over it,
+ * and the disks would differ with both sides saying they are in sync. A Secondary target
+ * takes the range only for the write of the reply: replicated writes from the source must
+ * not wait behind a request whose reply comes after them on the same socket.
  */
 import type { Bitmap } from '../meta/bitmap.js';
 import { BM_BLOCK_SIZE, blocksCovered } from '../meta/bitmap.js';
@@ -34,13 +45,25 @@ export interface ResyncTargetIo {
   rates(): ResyncRates;
   /** The pass ended: no request in flight and no bit left but failed ones. */
   finished(failedBits: number): void;
+  /** Application writes may start on this node (Primary, or being promoted). */
+  localWrites(): boolean;
+}
+
+interface Request {
+  length: number;
+  replied: boolean;
+  /** Taken before the request was sent (localWrites) or once the reply came. */
+  held: Held | undefined;
+  /** Sent without its range held: must be written before local writes may start. */
+  unlocked: boolean;
 }
 
 export class ResyncTarget {
   private pos = 0;
   private inflightBytes = 0;
-  /** Requests sent and not yet written (or failed), by offset: their length. */
-  private readonly inflight = new Map<number, { length: number; replied: boolean }>();
+  /** Requests sent (or waiting for their range) and not yet written or failed, by offset. */
+  private readonly inflight = new Map<number, Request>();
+  private unlockedWaiters: Array<() => void> = [];
   /** Replies waiting for the one resync writer, in arrival order. */
   private readonly writes: Array<{
     offset: number;
@@ -81,13 +104,45 @@ export class ResyncTarget {
   }
 
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.timer);
+    // Ranges of requests that will never be answered now; those being written are released
+    // by their write.
+    for (const req of this.inflight.values()) {
+      if (!req.replied && req.held) this.lock.release(req.held);
+      if (!req.replied) req.held = undefined;
+    }
+    this.wakeUnlockedWaiters();
+  }
+
+  /**
+   * Resolves once no request sent without its range held is still unwritten: from then on
+   * application writes may start here (resync.ts header). New requests take their range at
+   * once while `localWrites()` says so.
+   */
+  unlockedDrained(): Promise<void> {
+    if (this.stopped || !this.hasUnlocked()) return Promise.resolve();
+    return new Promise((r) => this.unlockedWaiters.push(r));
+  }
+
+  private hasUnlocked(): boolean {
+    for (const req of this.inflight.values()) if (req.unlocked) return true;
+    return false;
+  }
+
+  private wakeUnlockedWaiters(): void {
+    if (this.unlockedWaiters.length === 0 || (!this.stopped && this.hasUnlocked())) return;
+    const waiting = this.unlockedWaiters;
+    this.unlockedWaiters = [];
+    for (const w of waiting) w();
   }
 
   onReply(offset: number, length: number, error: string, payload: Buffer | undefined): void {
     const req = this.inflight.get(offset);
     if (req === undefined || req.length !== length || req.replied || this.stopped) return;
+    // A reply to a request still waiting for its range is no reply of ours.
+    if (!req.unlocked && req.held === undefined) return;
     req.replied = true;
     // The request stays in flight until its write is done: a pass must not end (or start
     // again) while a block is still being written.
@@ -105,14 +160,19 @@ export class ResyncTarget {
         this.failedBits += end - first;
       }
       this.io.ack(offset, length, ok);
+      if (req.unlocked) this.wakeUnlockedWaiters();
       this.pump();
     };
-    if (error !== '' || payload === undefined || payload.length !== length) return done(false);
-    const held = this.lock.acquire(offset, length);
+    if (error !== '' || payload === undefined || payload.length !== length) {
+      if (req.held) this.lock.release(req.held);
+      return done(false);
+    }
     const queue = (h: Held): void => {
       this.writes.push({ offset, payload, held: h, done });
       this.writeNext();
     };
+    if (req.held) return queue(req.held);
+    const held = this.lock.acquire(offset, length);
     if (held instanceof Promise) void held.then(queue);
     else queue(held);
   }
@@ -195,11 +255,27 @@ export class ResyncTarget {
       const offset = first * BM_BLOCK_SIZE;
       // The last bit may cover a partial block past the end of the device.
       const length = Math.min((end - first) * BM_BLOCK_SIZE, this.sizeBytes - offset);
-      this.inflight.set(offset, { length, replied: false });
+      const unlocked = !this.io.localWrites();
+      const req: Request = { length, replied: false, held: undefined, unlocked };
+      this.inflight.set(offset, req);
       this.inflightBytes += length;
       this.budget -= length;
       this.pos = end;
-      this.io.request(offset, length);
+      if (unlocked) {
+        this.io.request(offset, length);
+        continue;
+      }
+      const send = (h: Held): void => {
+        if (this.stopped) {
+          this.lock.release(h);
+          return;
+        }
+        req.held = h;
+        this.io.request(offset, length);
+      };
+      const held = this.lock.acquire(offset, length);
+      if (held instanceof Promise) void held.then(send);
+      else send(held);
     }
     if (this.pos >= total && this.inflight.size === 0) {
       // Bits that were set again behind the walk (a replicated write that failed here) get

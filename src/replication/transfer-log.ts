@@ -92,7 +92,8 @@ export class TransferLog {
    * false if the peer will not have it (negative ack, or the link failed first). `settle`
    * runs exactly once, later: with true when its epoch was barrier-acked, with false when the
    * link failed before (the caller then marks the range out of sync). The payload must stay
-   * untouched until the promise resolves.
+   * untouched until the promise resolves. `mustLand`: the peer holds the only good copy, so
+   * the network part waits for its write ack whatever the protocol.
    */
   submit(
     kind: ChangeKind,
@@ -101,13 +102,18 @@ export class TransferLog {
     payload: Payload | undefined,
     fua: boolean,
     settle: (peerHas: boolean) => void,
+    mustLand = false,
   ): Promise<boolean> {
     if (this.failed !== undefined) {
       settle(false);
       return Promise.resolve(false);
     }
     const needs: Entry['needs'] =
-      fua || this.opts.protocol === 'C' ? 'write' : this.opts.protocol === 'B' ? 'recv' : 'sent';
+      fua || mustLand || this.opts.protocol === 'C'
+        ? 'write'
+        : this.opts.protocol === 'B'
+          ? 'recv'
+          : 'sent';
     let flags = fua ? DATA_FLAG_FUA : 0;
     if (kind === 'zero') flags |= DATA_FLAG_ZERO;
     if (kind === 'trim') flags |= DATA_FLAG_TRIM;

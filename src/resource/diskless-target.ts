@@ -34,8 +34,8 @@ export class DisklessTarget implements BlockTarget {
   ) {}
 
   read(buf: Buffer, offset: number): Promise<void> {
-    const refusal = this.gate.ioRefusal();
-    if (refusal !== undefined) return Promise.reject(new TargetError('EIO', refusal));
+    const denied = this.gate.ioDenied();
+    if (denied !== undefined) return Promise.reject(denied);
     const peer = this.gate.readPeer();
     if (!peer) return Promise.reject(new TargetError('EIO', 'no UpToDate peer to read from'));
     return peer.remoteRead(buf, offset).catch((err: Error) => {
@@ -76,8 +76,8 @@ export class DisklessTarget implements BlockTarget {
   ): Promise<void> {
     const held = this.gate.ioHeld;
     if (held) await held;
-    const refusal = this.gate.ioRefusal();
-    if (refusal !== undefined) throw new TargetError('EPERM', refusal);
+    const denied = this.gate.ioDenied();
+    if (denied !== undefined) throw denied;
     if (!this.gate.replicationLog()) throw new TargetError('EIO', 'no UpToDate peer to write to');
     this.gate.noteAppIo();
     const lock = this.gate.changeLock;
@@ -89,7 +89,8 @@ export class DisklessTarget implements BlockTarget {
     }
     let ok: boolean;
     try {
-      ok = await tl.submit(kind, offset, length, payload, fua, () => undefined);
+      // No disk here: the peer's copy is the only one, whatever the protocol.
+      ok = await tl.submit(kind, offset, length, payload, fua, () => undefined, true);
     } finally {
       lock.release(h);
     }

@@ -54,6 +54,8 @@ export interface PeerHost {
   readonly config: ResourceConfig;
   readonly host: HostConfig;
   readonly role: Role;
+  /** Application writes may start here: Primary, or being promoted. */
+  readonly localWrites: boolean;
   readonly disk: DiskState;
   readonly meta: DiskMeta | undefined;
   readonly backing: FileDisk | undefined;
@@ -502,6 +504,8 @@ export class Peer {
     const mismatch = this.paramsMismatch(s.peerParams) ?? this.sizesMismatch(s, s.peerSizes);
     if (mismatch !== undefined) return this.refuseSession(mismatch);
     this.role = s.peerState.role as PeerRole;
+    // A pause-sync on the peer outlives our restart: its state carries it.
+    this.peerPaused = s.peerState.syncPaused;
     this.decide(s);
   }
 
@@ -858,6 +862,7 @@ export class Peer {
     this.syncStarted = { at: Date.now(), bits: meta.bitmap.count() };
     this.decidedNow(s);
     this.log.info({ bytes: meta.outOfSyncBytes() }, 'resync started as SyncSource');
+    this.applyPause(s);
   }
 
   private startTarget(s: Session): void {
@@ -877,6 +882,7 @@ export class Peer {
       write: (data, offset) => backing.write(data, offset, false),
       rates: () => resyncRates(this.host.config.disk, appIo()),
       finished: (failed) => this.targetFinished(s, failed),
+      localWrites: () => this.host.localWrites,
     });
     s.resyncTarget = target;
     this.replication = 'SyncTarget';
@@ -888,6 +894,14 @@ export class Peer {
   }
 
   private syncStarted: { at: number; bits: number } | undefined;
+
+  /**
+   * Before this node takes application writes (promotion): resync requests it sent as a
+   * Secondary, without their ranges held, must be written first (resync.ts header).
+   */
+  resyncReadyForLocalWrites(): Promise<void> {
+    return this.session?.resyncTarget?.unlockedDrained() ?? Promise.resolve();
+  }
 
   private decidedNow(s: Session): void {
     s.decided = true;
@@ -1008,7 +1022,17 @@ export class Peer {
     this.host.changed();
   }
 
+  /**
+   * pause-sync / resume-sync here. Each node holds its own pause (drbd.md §6.8): resuming
+   * where nothing was paused while the peer holds a pause would do nothing, so it says where
+   * to resume instead.
+   */
   setUserPaused(paused: boolean): void {
+    if (!paused && !this.userPaused && this.peerPaused) {
+      throw new Error(
+        `the resync with ${this.name} is paused on ${this.name}, not here: run resume-sync on ${this.name}`,
+      );
+    }
     this.userPaused = paused;
     const s = this.session;
     if (!s) return;

@@ -24,7 +24,7 @@ import {
 import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
 import { ResourceTarget } from './write-path.js';
 import { DisklessTarget } from './diskless-target.js';
-import type { BlockTarget } from '../nbd/target.js';
+import { type BlockTarget, TargetError } from '../nbd/target.js';
 import { Peer, type PeerHost } from './peer.js';
 
 /**
@@ -236,7 +236,13 @@ export class Resource implements PeerHost {
   }
 
   pauseSync(paused: boolean, peer?: string): void {
-    for (const p of this.peerNamed(peer)) p.setUserPaused(paused);
+    for (const p of this.peerNamed(peer)) {
+      try {
+        p.setUserPaused(paused);
+      } catch (err) {
+        throw commandError('ERR_PAUSE', (err as Error).message);
+      }
+    }
   }
 
   // ---- lifecycle -------------------------------------------------------------------------
@@ -373,7 +379,28 @@ export class Resource implements PeerHost {
 
   // ---- roles -----------------------------------------------------------------------------
 
+  /** Set while `primary` waits for the resync to let application writes start. */
+  private promoting = false;
+
+  get localWrites(): boolean {
+    return this.role === 'Primary' || this.promoting;
+  }
+
   async primary(force: boolean): Promise<void> {
+    if (this.role !== 'Primary') {
+      this.promoting = true;
+      try {
+        await Promise.all(this.peers.map((p) => p.resyncReadyForLocalWrites()));
+        await this.promote(force);
+      } finally {
+        this.promoting = false;
+      }
+      return;
+    }
+    await this.promote(force);
+  }
+
+  private async promote(force: boolean): Promise<void> {
     const peer = this.peers[0];
     const decision = decidePromote({
       role: this.role,
@@ -498,6 +525,13 @@ export class Resource implements PeerHost {
       return `resource ${this.name} has no UpToDate data on ${this.opts.node} (disk ${this.disk})`;
     }
     return undefined;
+  }
+
+  /** ioRefusal as the error a client gets: not writable here, or no data to serve. */
+  ioDenied(): TargetError | undefined {
+    const refusal = this.ioRefusal();
+    if (refusal === undefined) return undefined;
+    return new TargetError(this.role === 'Primary' ? 'EIO' : 'EPERM', refusal);
   }
 
   private metaFailures = { count: 0, lastLog: 0 };
@@ -633,6 +667,10 @@ export class Resource implements PeerHost {
       sync: p.progress(),
       lastError: p.lastError,
       paused: p.userPaused || p.peerPaused,
+      resyncSuspended: [
+        ...(p.userPaused ? (['user'] as const) : []),
+        ...(p.peerPaused ? (['peer'] as const) : []),
+      ],
     }));
     return {
       name: this.name,

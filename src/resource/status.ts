@@ -55,4 +55,9 @@ export interface PeerStatus {
   lastError: string | undefined;
   /** The resync is paused (pause-sync here or on the peer). */
   paused: boolean;
+  /**
+   * Why, as DRBD's `resync-suspended:` says it: `user` for a pause-sync on this node, `peer`
+   * for one on the peer. Each node holds its own pause; resume-sync lifts only its own.
+   */
+  resyncSuspended: Array<'user' | 'peer'>;
 }

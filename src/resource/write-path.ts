@@ -14,8 +14,12 @@ import type { ChangeKind, TransferLog } from '../replication/transfer-log.js';
 
 /** What the write path asks of its resource before and while touching data. */
 export interface IoGate {
-  /** Undefined when application I/O may proceed, else why not (one line for the log). */
-  ioRefusal(): string | undefined;
+  /**
+   * Undefined when application I/O may proceed, else the error to give the client: EPERM on
+   * a Secondary, EIO on a Primary that can reach no UpToDate data (drbd.md §2.5,
+   * `on-no-data-accessible io-error`).
+   */
+  ioDenied(): TargetError | undefined;
   /** The metadata could not record an activity-log change; the write was failed. */
   metadataFailed(err: Error): void;
   /** Set while the handshake decides: changes wait for it (drbd.md §6.1). */
@@ -89,8 +93,8 @@ export class ResourceTarget implements BlockTarget {
   }
 
   read(buf: Buffer, offset: number): Promise<void> {
-    const refusal = this.gate.ioRefusal();
-    if (refusal !== undefined) return Promise.reject(new TargetError('EIO', refusal));
+    const denied = this.gate.ioDenied();
+    if (denied !== undefined) return Promise.reject(denied);
     if (!this.localUpToDate()) {
       const peer = this.gate.readPeer();
       if (peer) {
@@ -108,9 +112,16 @@ export class ResourceTarget implements BlockTarget {
     );
   }
 
+  /**
+   * A trim is only a hint to one disk, but two replicas must read the same afterwards: a
+   * backing that cannot punch holes (or not yet known to) would keep the old bytes where the
+   * other reads zeroes, and nothing would ever mark the range out of sync. So a replicated
+   * trim zeroes its range on every node (a hole where the backing can punch one); the peer's
+   * receiver does the same (DESIGN.md, "Trims").
+   */
   trim(offset: number, length: number, fua: boolean): Promise<void> {
     return this.change('trim', offset, length, undefined, fua, () =>
-      this.disk.trim(offset, length, fua),
+      this.disk.zero(offset, length, { noHole: false, fastZero: false, fua }),
     );
   }
 
@@ -128,12 +139,14 @@ export class ResourceTarget implements BlockTarget {
   async flush(): Promise<void> {
     const held = this.gate.ioHeld;
     if (held) await held;
-    const refusal = this.gate.ioRefusal();
-    if (refusal !== undefined) throw new TargetError('EIO', refusal);
+    const denied = this.gate.ioDenied();
+    if (denied !== undefined) throw denied;
     const tl = this.gate.replicationLog();
-    // A peer lost before its ack had every unacked change marked out of sync: the flush is
-    // still complete on every node that holds UpToDate data.
-    await Promise.all([this.disk.flush(), tl?.barrier()]);
+    const [, peerHas] = await Promise.all([this.disk.flush(), tl?.barrier()]);
+    // A peer lost before its barrier ack had every unacked change marked out of sync here:
+    // with UpToDate data of our own the flush is still complete on every node that holds
+    // UpToDate data. Without it, the peer was the only such node.
+    if (peerHas !== true && !this.localUpToDate()) throw noGoodCopy('flush');
   }
 
   cache(offset: number, length: number): Promise<void> {
@@ -155,9 +168,8 @@ export class ResourceTarget implements BlockTarget {
   ): Promise<void> {
     const held = this.gate.ioHeld;
     if (held) return held.then(() => this.change(kind, offset, length, payload, fua, io));
-    const refusal = this.gate.ioRefusal();
-    // EPERM reaches the client as "operation not permitted": the device is not writable here.
-    if (refusal !== undefined) return Promise.reject(new TargetError('EPERM', refusal));
+    const denied = this.gate.ioDenied();
+    if (denied !== undefined) return Promise.reject(denied);
     const failure = this.meta.failure;
     if (failure !== null) {
       this.gate.metadataFailed(failure);
@@ -193,6 +205,12 @@ export class ResourceTarget implements BlockTarget {
     if (this.gate.ioHeld) held = await heldOnceDecided(this.gate, offset, length, held);
     const tl = this.gate.replicationLog();
     if (tl === undefined) {
+      if (!this.localUpToDate()) {
+        // The peer went away while this change waited for its extent or range.
+        lock.release(held);
+        this.meta.al.end(offset, length);
+        throw noGoodCopy(kind);
+      }
       try {
         this.meta.markOutOfSync(offset, length);
         await io();
@@ -208,10 +226,21 @@ export class ResourceTarget implements BlockTarget {
     const endPart = (): void => {
       if (--parts === 0) this.meta.al.end(offset, length);
     };
-    const net = tl.submit(kind, offset, length, payload, fua, (peerHas) => {
-      if (!peerHas) this.meta.markOutOfSync(offset, length);
-      endPart();
-    });
+    // Without UpToDate data here, the peer's disk is the only one that can later be a
+    // source of this block: the change must land there, whatever the protocol.
+    const mustLand = !this.localUpToDate();
+    const net = tl.submit(
+      kind,
+      offset,
+      length,
+      payload,
+      fua,
+      (peerHas) => {
+        if (!peerHas) this.meta.markOutOfSync(offset, length);
+        endPart();
+      },
+      mustLand,
+    );
     let localErr: Error | undefined;
     try {
       await io();
@@ -223,8 +252,21 @@ export class ResourceTarget implements BlockTarget {
     }
     const peerOk = await net;
     endPart();
-    // drbd.md §5.1: a change succeeds when either copy succeeded. The failed local copy is
-    // marked out of sync above and comes back from the peer at the next resync.
+    // DESIGN.md: a change is acknowledged only once it is on every disk that can later be the
+    // source of its blocks. A local copy on a disk that is not UpToDate (a SyncTarget, an
+    // Inconsistent Primary) is no such disk: it is marked out of sync and the next resync
+    // overwrites it from the peer, so without the peer's copy the change failed.
+    if (!peerOk && !this.localUpToDate()) throw noGoodCopy(kind);
+    // drbd.md §5.1: with UpToDate data here, a change succeeds when either copy succeeded. The
+    // failed local copy is marked out of sync above and comes back from the peer at the next
+    // resync.
     if (localErr !== undefined && !peerOk) throw localErr;
   }
+}
+
+function noGoodCopy(what: string): TargetError {
+  return new TargetError(
+    'EIO',
+    `${what} failed: the peer holding the only UpToDate data did not confirm it, and this node's disk is not UpToDate`,
+  );
 }

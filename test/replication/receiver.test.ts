@@ -263,7 +263,8 @@ t.test('acks per flag, FUA and the disk call per kind', async (t) => {
       ['write', 0, 4, false],
       ['write', 4096, 4, true],
       ['zero', 8192, 4096, true],
-      ['trim', 16384, 4096, false],
+      // A trim zeroes on every replica (replicas must read the same).
+      ['zero', 16384, 4096, false],
       ['write', 32768, 4, false],
     ],
   );

@@ -69,6 +69,8 @@ interface WorldOpts {
   writeFail: Set<number>;
   budget: number;
   window: number;
+  /** The target is Primary: it holds each request's range from before sending it. */
+  localWrites: boolean;
 }
 
 interface Result {
@@ -219,6 +221,7 @@ async function simulate(
       if (inflight.length > 0) bugs.finishedEarly++;
       finished.push(failedBits);
     },
+    localWrites: () => o.localWrites,
   });
 
   target.start();
@@ -262,8 +265,9 @@ const worldArb = fc
       fc.integer({ min: 1, max: 3 * RESYNC_MAX_REQUEST }),
     ),
     window: fc.oneof(fc.integer({ min: 1, max: 4 * B }), fc.integer({ min: 1, max: 4 << 20 })),
+    localWrites: fc.boolean(),
   })
-  .map(({ bits, tail, runs, readFail, writeFail, budget, window }): WorldOpts => {
+  .map(({ bits, tail, runs, readFail, writeFail, budget, window, localWrites }): WorldOpts => {
     const dirty = new Set<number>();
     for (const r of runs) {
       const at = r.at % bits;
@@ -279,6 +283,7 @@ const worldArb = fc
       writeFail: new Set(writeFail.map((b) => b % bits)),
       budget,
       window,
+      localWrites,
     };
   });
 
@@ -384,6 +389,7 @@ async function direct(size: number, dirty: number[]) {
     },
     rates: () => ({ budget: 64 * RESYNC_MAX_REQUEST, window: 64 << 20 }),
     finished: (n) => finished.push(n),
+    localWrites: () => false,
   });
   return { target, source, tgtBm, srcBm, src, tgt, requests, reads, refusals, finished };
 }
@@ -444,6 +450,7 @@ t.test(
         write: () => new Promise<void>((r) => writes.push(r)),
         rates: () => ({ budget: RESYNC_MAX_REQUEST, window: 8 << 20 }),
         finished: (n) => finished.push(n),
+        localWrites: () => false,
       });
       target.start();
       t.same(requests, [
@@ -537,6 +544,7 @@ function bareTarget(bits: number, dirty: number[], rates: ResyncRates, size = bi
       ),
     rates: () => r,
     finished: (n) => finished.push(n),
+    localWrites: () => false,
   });
   return { bm, target, requests, acks, finished, writes, rates: r };
 }
