@@ -239,6 +239,11 @@ program
   .description('resume a resync paused by pause-sync')
   .action(daemonVerb('resume-sync', peerOption));
 program
+  .command('resume-io')
+  .argument('<res...>')
+  .description('end suspended I/O (on-no-data-accessible suspend-io): the requests held fail')
+  .action(daemonVerb('resume-io'));
+program
   .command('wait-connect')
   .argument('<res...>')
   .option('--timeout <seconds>', 'give up after this long (exit 5); 0 waits forever', '0')

@@ -120,6 +120,9 @@ export class Daemon {
         return r.serial(() => r.pauseSync(true, peerArg(args)));
       case 'resume-sync':
         return r.serial(() => r.pauseSync(false, peerArg(args)));
+      case 'resume-io':
+        // Not serialised: a command waiting in the queue may be the one suspended I/O holds.
+        return r.resumeIo();
       default:
         throw commandError('EPROTO', `unknown command "${req.cmd}"`);
     }

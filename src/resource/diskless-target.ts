@@ -34,6 +34,8 @@ export class DisklessTarget implements BlockTarget {
   ) {}
 
   read(buf: Buffer, offset: number): Promise<void> {
+    const suspended = this.gate.ioSuspended();
+    if (suspended) return suspended.then(() => this.read(buf, offset));
     const denied = this.gate.ioDenied();
     if (denied !== undefined) return Promise.reject(denied);
     const peer = this.gate.readPeer();
@@ -62,9 +64,13 @@ export class DisklessTarget implements BlockTarget {
     const held = this.gate.ioHeld;
     if (held) await held;
     const tl = this.gate.replicationLog();
-    if (!tl || !(await tl.barrier())) {
-      throw new TargetError('EIO', 'the peer holding the data is gone; the flush is not durable');
+    if (tl && (await tl.barrier())) return;
+    const suspended = this.gate.ioSuspended();
+    if (suspended) {
+      await suspended;
+      return this.flush();
     }
+    throw new TargetError('EIO', 'the peer holding the data is gone; the flush is not durable');
   }
 
   private async change(
@@ -76,6 +82,11 @@ export class DisklessTarget implements BlockTarget {
   ): Promise<void> {
     const held = this.gate.ioHeld;
     if (held) await held;
+    const suspended = this.gate.ioSuspended();
+    if (suspended) {
+      await suspended;
+      return this.change(kind, offset, length, payload, fua);
+    }
     const denied = this.gate.ioDenied();
     if (denied !== undefined) throw denied;
     if (!this.gate.replicationLog()) throw new TargetError('EIO', 'no UpToDate peer to write to');
@@ -94,6 +105,10 @@ export class DisklessTarget implements BlockTarget {
     } finally {
       lock.release(h);
     }
-    if (!ok) throw new TargetError('EIO', 'the peer did not take the write');
+    if (ok) return;
+    const again = this.gate.ioSuspended();
+    if (!again) throw new TargetError('EIO', 'the peer did not take the write');
+    await again;
+    return this.change(kind, offset, length, payload, fua);
   }
 }

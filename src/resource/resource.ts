@@ -628,7 +628,62 @@ export class Resource implements PeerHost {
   }
 
   changed(): void {
+    this.checkSuspension();
     this.opts.onChange(this);
+  }
+
+  // ---- suspended I/O (on-no-data-accessible suspend-io) ---------------------------------
+
+  private suspension: { promise: Promise<void>; release: () => void } | undefined;
+  /** `resume-io` ended a suspension while no data was reachable: fail until it is again. */
+  private ioResumed = false;
+
+  private get dataReachable(): boolean {
+    return this.disk === 'UpToDate' || this.readPeer() !== undefined;
+  }
+
+  /**
+   * drbd.md §1.3 `on-no-data-accessible suspend-io`: a Primary that can reach no UpToDate
+   * data holds every request instead of failing it, until a peer with UpToDate data is back
+   * (the requests then run, changes again from the start), `resume-io` (they fail with EIO)
+   * or a demotion (`secondary --force`: they fail).
+   */
+  ioSuspended(): Promise<void> | undefined {
+    if (this.suspension) return this.suspension.promise;
+    if (
+      this.config.options.onNoDataAccessible !== 'suspend-io' ||
+      this.ioResumed ||
+      this.role !== 'Primary' ||
+      this.dataReachable
+    ) {
+      return undefined;
+    }
+    let release!: () => void;
+    const promise = new Promise<void>((r) => (release = r));
+    this.suspension = { promise, release };
+    this.log.warn('no UpToDate data reachable: I/O suspended (on-no-data-accessible suspend-io)');
+    this.opts.onChange(this);
+    return promise;
+  }
+
+  private checkSuspension(): void {
+    if (this.dataReachable) this.ioResumed = false;
+    const s = this.suspension;
+    if (!s || (this.role === 'Primary' && !this.dataReachable)) return;
+    this.suspension = undefined;
+    this.log.info('I/O resumed: UpToDate data is reachable again, or the resource was demoted');
+    s.release();
+  }
+
+  /** `resume-io`: suspended requests fail now (EIO), and so do new ones until data is back. */
+  resumeIo(): void {
+    const s = this.suspension;
+    if (!s) throw commandError('ERR_IO_NOT_SUSPENDED', `I/O of ${this.name} is not suspended`);
+    this.ioResumed = true;
+    this.suspension = undefined;
+    this.log.warn('resume-io: suspended requests fail with EIO');
+    s.release();
+    this.changed();
   }
 
   status(): ResourceStatus {
@@ -677,7 +732,7 @@ export class Resource implements PeerHost {
       node: this.opts.node,
       nodeId: this.host.nodeId,
       role: this.role,
-      suspended: false,
+      suspended: this.suspension !== undefined,
       device,
       peers,
     };

@@ -20,6 +20,12 @@ export interface IoGate {
    * `on-no-data-accessible io-error`).
    */
   ioDenied(): TargetError | undefined;
+  /**
+   * While I/O is suspended (`on-no-data-accessible suspend-io` and no UpToDate data
+   * reachable), a promise that resolves when requests should be tried again: the data is
+   * reachable again, or `resume-io` / a demotion ended the suspension (they then fail).
+   */
+  ioSuspended(): Promise<void> | undefined;
   /** The metadata could not record an activity-log change; the write was failed. */
   metadataFailed(err: Error): void;
   /** Set while the handshake decides: changes wait for it (drbd.md §6.1). */
@@ -93,6 +99,8 @@ export class ResourceTarget implements BlockTarget {
   }
 
   read(buf: Buffer, offset: number): Promise<void> {
+    const suspended = this.gate.ioSuspended();
+    if (suspended) return suspended.then(() => this.read(buf, offset));
     const denied = this.gate.ioDenied();
     if (denied !== undefined) return Promise.reject(denied);
     if (!this.localUpToDate()) {
@@ -137,16 +145,27 @@ export class ResourceTarget implements BlockTarget {
    * flush) awaited. Stricter than DRBD 8.4, and what a database's fsync needs.
    */
   async flush(): Promise<void> {
-    const held = this.gate.ioHeld;
-    if (held) await held;
-    const denied = this.gate.ioDenied();
-    if (denied !== undefined) throw denied;
-    const tl = this.gate.replicationLog();
-    const [, peerHas] = await Promise.all([this.disk.flush(), tl?.barrier()]);
-    // A peer lost before its barrier ack had every unacked change marked out of sync here:
-    // with UpToDate data of our own the flush is still complete on every node that holds
-    // UpToDate data. Without it, the peer was the only such node.
-    if (peerHas !== true && !this.localUpToDate()) throw noGoodCopy('flush');
+    for (;;) {
+      const held = this.gate.ioHeld;
+      if (held) await held;
+      const suspended = this.gate.ioSuspended();
+      if (suspended) {
+        await suspended;
+        continue;
+      }
+      const denied = this.gate.ioDenied();
+      if (denied !== undefined) throw denied;
+      const tl = this.gate.replicationLog();
+      const [, peerHas] = await Promise.all([this.disk.flush(), tl?.barrier()]);
+      // A peer lost before its barrier ack had every unacked change marked out of sync
+      // here: with UpToDate data of our own the flush is still complete on every node that
+      // holds UpToDate data. Without it, the peer was the only such node.
+      if (peerHas === true || this.localUpToDate()) return;
+      const again = this.gate.ioSuspended();
+      if (!again) throw noGoodCopy('flush');
+      // suspend-io: the flush is tried again once an UpToDate peer is back.
+      await again;
+    }
   }
 
   cache(offset: number, length: number): Promise<void> {
@@ -168,6 +187,8 @@ export class ResourceTarget implements BlockTarget {
   ): Promise<void> {
     const held = this.gate.ioHeld;
     if (held) return held.then(() => this.change(kind, offset, length, payload, fua, io));
+    const suspended = this.gate.ioSuspended();
+    if (suspended) return suspended.then(() => this.change(kind, offset, length, payload, fua, io));
     const denied = this.gate.ioDenied();
     if (denied !== undefined) return Promise.reject(denied);
     const failure = this.meta.failure;
@@ -209,7 +230,7 @@ export class ResourceTarget implements BlockTarget {
         // The peer went away while this change waited for its extent or range.
         lock.release(held);
         this.meta.al.end(offset, length);
-        throw noGoodCopy(kind);
+        return this.retryOnceReachable(kind, offset, length, payload, fua, io);
       }
       try {
         this.meta.markOutOfSync(offset, length);
@@ -256,11 +277,34 @@ export class ResourceTarget implements BlockTarget {
     // source of its blocks. A local copy on a disk that is not UpToDate (a SyncTarget, an
     // Inconsistent Primary) is no such disk: it is marked out of sync and the next resync
     // overwrites it from the peer, so without the peer's copy the change failed.
-    if (!peerOk && !this.localUpToDate()) throw noGoodCopy(kind);
-    // drbd.md §5.1: with UpToDate data here, a change succeeds when either copy succeeded. The
-    // failed local copy is marked out of sync above and comes back from the peer at the next
-    // resync.
-    if (localErr !== undefined && !peerOk) throw localErr;
+    if (!peerOk && !this.localUpToDate()) {
+      return this.retryOnceReachable(kind, offset, length, payload, fua, io);
+    }
+    // drbd.md §5.1 lets a change succeed when either copy succeeded, because DRBD then
+    // detaches the failing disk (on-io-error detach) and reads come from the peer. Until urbd
+    // detaches (issue 12), this node would go on reading its stale block: so a failed local
+    // copy fails the change (on-io-error pass_on). Its blocks stay marked out of sync.
+    if (localErr !== undefined) throw localErr;
+  }
+
+  /**
+   * A change that no disk able to be a source confirmed: it fails (io-error), or with
+   * `suspend-io` waits until an UpToDate peer is reachable and runs again from the start,
+   * local copy included: the resync at that reconnect may have overwritten the first local
+   * copy, whose blocks were marked out of sync.
+   */
+  private async retryOnceReachable(
+    kind: ChangeKind,
+    offset: number,
+    length: number,
+    payload: Payload | undefined,
+    fua: boolean,
+    io: () => Promise<void>,
+  ): Promise<void> {
+    const suspended = this.gate.ioSuspended();
+    if (!suspended) throw noGoodCopy(kind);
+    await suspended;
+    return this.change(kind, offset, length, payload, fua, io);
   }
 }
 

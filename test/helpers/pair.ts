@@ -21,6 +21,8 @@ export interface PairOptions {
   net?: string;
   betaNet?: string;
   disk?: string;
+  /** Statements inside `options { }` (both nodes). */
+  options?: string;
   proxy?: boolean;
   /** Paths to use as the backing disks instead of fresh files. */
   alphaDisk?: string;
@@ -67,6 +69,7 @@ function config(
     betaDisk: string;
     net: string;
     disk: string;
+    options: string;
     protocol: string;
     alphaMeta: string;
     betaMeta: string;
@@ -78,6 +81,7 @@ function config(
   protocol ${o.protocol};
   net { ${netOptions(o.net)} }
   disk { ${o.disk} }
+  options { ${o.options} }
   on alpha {
     node-id 0;
     address 127.0.0.1:${o.alphaAddr};
@@ -116,6 +120,7 @@ export async function startPair(t: Teardown, dir: string, o: PairOptions = {}): 
     betaDisk,
     net: o.net ?? '',
     disk: o.disk ?? '',
+    options: o.options ?? '',
     protocol: o.protocol ?? 'C',
     alphaMeta: o.alphaMeta ?? 'internal',
     betaMeta: o.betaMeta ?? 'internal',

@@ -41,6 +41,7 @@ const FAULTS = [
   'delay',
   'sigstop',
   'switchover',
+  'switchover-in-resync',
   'down-up',
   'pause-resume',
 ] as const;
@@ -178,6 +179,20 @@ class Round {
         else if (!(await this.promote(pri))) throw new Error(`neither node could be promoted`);
         return;
       }
+      case 'switchover-in-resync': {
+        // Issue 13's setting: the secondary misses writes, the resync is held paused, and
+        // the SyncTarget is promoted while it reads through its SyncSource.
+        const pri = this.primary;
+        await p[pri].adm(['pause-sync', 'r0']);
+        p.proxy!.cut();
+        await sleep(this.between(300, 1500));
+        p.proxy!.heal();
+        await waitFor(p[pri], (s) => s.peers[0]!.connection === 'Connected', 'connected', 30000);
+        await this.run('switchover');
+        await sleep(this.between(0, 800));
+        await p[pri].adm(['resume-sync', 'r0']);
+        return;
+      }
       case 'down-up': {
         const r = await p[sec].adm(['down', 'r0']);
         if (r.code !== 0) this.note(`  down on ${sec}: ${r.stderr.trim()}`);
@@ -201,7 +216,8 @@ for (let i = 0; i < ROUNDS; i++) {
   const seed = FIRST_SEED + i;
   t.test(`campaign round, seed ${seed}`, { timeout: ROUND_LIMIT_MS }, async (t) => {
     const rand = seededRandom(seed);
-    const protocol = rand() < 0.6 ? 'C' : rand() < 0.5 ? 'B' : 'A';
+    // Protocol C in half the rounds; CI's seeds 1–3 take B, C and A.
+    const protocol = (['C', 'B', 'C', 'A'] as const)[seed % 4]!;
     const dir = tmpDir(t);
     const p = await startPair(t, dir, {
       sizeBytes: SIZE,
