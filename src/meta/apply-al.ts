@@ -33,6 +33,17 @@ export interface ApplyAlResult {
 /** No options yet (drbdmeta's apply-al has none either). */
 export type ApplyAlOptions = Record<string, never>;
 
+/**
+ * crashed-primary after a crash (K84 `drbd_adm_attach`): set when the node was Primary (or
+ * the peer a diskless Primary), kept when already set.
+ */
+export function crashedPrimaryAfterCrash(flags: {
+  primaryIndicator: boolean;
+  crashedPrimary: boolean;
+}): boolean {
+  return flags.primaryIndicator || flags.crashedPrimary;
+}
+
 export function applyAl(store: MetaStore, _opts: ApplyAlOptions = {}): ApplyAlResult {
   const sb = store.superblock();
   if (sb.clean && sb.flags.alClean) {
@@ -49,7 +60,7 @@ export function applyAl(store: MetaStore, _opts: ApplyAlOptions = {}): ApplyAlRe
     .slots.filter((e): e is number => e !== null)
     .sort((a, b) => a - b);
   const primary = sb.flags.primaryIndicator;
-  const crashedPrimary = primary || sb.flags.crashedPrimary;
+  const crashedPrimary = crashedPrimaryAfterCrash(sb.flags);
   const fullSync = primary && sb.flags.alDisabled;
   let bitsSet = 0;
   store.atomically(() => {
