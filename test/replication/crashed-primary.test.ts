@@ -17,6 +17,9 @@ import {
   waitInSync,
 } from '../helpers/pair.js';
 
+// Two pairs, each with a crash and two or three resyncs: slow on a loaded machine.
+t.setTimeout(480000);
+
 const SIZE = 32 << 20;
 const GI_LINE = /^(?:[0-9A-F]{16}:){4}(?:[01]:){8}[01]$/m;
 
@@ -147,3 +150,40 @@ t.test('crash, resync, flag cleared; identical disks resync nothing; a second cr
   d = await diffBlocks(p.alphaDisk, p.betaDisk, SIZE);
   t.equal(d.count, 0, 'disks identical after the second resync', { first: d.first });
 });
+
+t.test(
+  'a crashed Primary promoted alone: new generation, flag cleared, tail still sent',
+  async (t) => {
+    const dir = tmpDir(t);
+    const p = await startPair(t, dir, { sizeBytes: SIZE });
+    await promoteAndSync(p);
+    const w = await qemuIo(exportUri(p.alpha), ['write -P 0x55 0 1M', 'write -P 0x66 12M 1M']);
+    t.equal(w.code, 0, 'writes on alpha', { output: showRun(w) });
+    await p.alpha.kill9();
+    t.equal((await p.beta.adm(['disconnect', 'r0'])).code, 0, 'beta disconnects');
+    await p.restart('alpha');
+    t.equal((await p.alpha.adm(['up', 'r0'])).code, 0, 'alpha up after the crash');
+    const crashed = await status(p.alpha);
+    t.equal(crashed.device.crashedPrimary, true, 'alpha: crashed-primary');
+    const tail = crashed.device.outOfSync;
+    t.ok(tail >= 2 * (4 << 20), `both hot extents are out of sync (${tail} bytes)`);
+
+    const pri = await p.alpha.adm(['primary', 'r0']);
+    t.equal(pri.code, 0, 'alpha promoted while alone', { output: showRun(pri) });
+    t.equal((await status(p.alpha)).device.crashedPrimary, false, 'flag cleared');
+    t.equal((await gi(p.alpha, 'get-gi')).crashed, '0', 'get-gi: flag cleared');
+    t.ok(
+      messages(p.alpha).includes('crashed-primary cleared: promoted into a new data generation'),
+      'alpha logged why',
+    );
+
+    // The crashed tail is in the bitmap, tracked against the old generation: bitmap-self.
+    t.equal((await p.beta.adm(['connect', 'r0'])).code, 0, 'beta connects');
+    await waitInSync(p);
+    t.equal(handshakes(p.alpha).at(-1), 'handshake: source by rule bitmap-self');
+    const started = p.alpha.logs.filter((l) => l.json?.msg === 'resync started as SyncSource');
+    t.equal(started.at(-1)?.json?.['bytes'], tail, 'the resync sent the whole crashed tail');
+    const d = await diffBlocks(p.alphaDisk, p.betaDisk, SIZE);
+    t.equal(d.count, 0, 'disks identical', { first: d.first });
+  },
+);
