@@ -8,7 +8,10 @@
  *    every bit of every active extent is set in the stored bitmap pages (1024 bits per 4 MiB
  *    extent, clipped to the device);
  *  - al-disabled with primary-indicator means the log was not kept: full-sync is flagged;
- *  - crashed-primary := primary-indicator (K84 `drbd_adm_attach`);
+ *  - crashed-primary is set when primary-indicator is (K84 `drbd_adm_attach`), and a flag
+ *    already set stays: a crashed Primary that crashes again, as Secondary, before its crash
+ *    was dealt with still owes the peer its old tail (the flag is cleared only by the
+ *    daemon, when a connection has both disks UpToDate; states.ts crashDealtWith);
  *  - the log is emptied, al-clean set and the clean marker restored.
  * A store that is clean with al-clean set is left alone.
  */
@@ -30,6 +33,17 @@ export interface ApplyAlResult {
 /** No options yet (drbdmeta's apply-al has none either). */
 export type ApplyAlOptions = Record<string, never>;
 
+/**
+ * crashed-primary after a crash (K84 `drbd_adm_attach`): set when the node was Primary (or
+ * the peer a diskless Primary), kept when already set.
+ */
+export function crashedPrimaryAfterCrash(flags: {
+  primaryIndicator: boolean;
+  crashedPrimary: boolean;
+}): boolean {
+  return flags.primaryIndicator || flags.crashedPrimary;
+}
+
 export function applyAl(store: MetaStore, _opts: ApplyAlOptions = {}): ApplyAlResult {
   const sb = store.superblock();
   if (sb.clean && sb.flags.alClean) {
@@ -46,19 +60,20 @@ export function applyAl(store: MetaStore, _opts: ApplyAlOptions = {}): ApplyAlRe
     .slots.filter((e): e is number => e !== null)
     .sort((a, b) => a - b);
   const primary = sb.flags.primaryIndicator;
+  const crashedPrimary = crashedPrimaryAfterCrash(sb.flags);
   const fullSync = primary && sb.flags.alDisabled;
   let bitsSet = 0;
   store.atomically(() => {
     if (primary) bitsSet = markExtents(store, extents, deviceBits(sb.sizeBytes));
     store.setFlags({
-      crashedPrimary: primary,
+      crashedPrimary,
       alClean: true,
       ...(fullSync ? { fullSync: true } : {}),
     });
     store.resetAl();
     store.markClean();
   });
-  return { applied: true, extents, bitsSet, crashedPrimary: primary, fullSync };
+  return { applied: true, extents, bitsSet, crashedPrimary, fullSync };
 }
 
 /** Sets all bits of `extents` (ascending) in the stored pages; returns how many were 0. */

@@ -19,7 +19,11 @@ export interface MetaFlags {
   wasUpToDate: boolean;
   /** This node is/was Primary (or its peer is a diskless Primary). */
   primaryIndicator: boolean;
-  /** Was Primary and went down uncleanly; cleared once both disks are UpToDate again. */
+  /**
+   * Was Primary and went down uncleanly (set by apply-al), so its last writes may be on this
+   * disk only. Cleared once a connection has both disks UpToDate, or when a promotion starts
+   * a new data generation (resource.ts, states.ts crashDealtWith).
+   */
   crashedPrimary: boolean;
   /** The peer's disk is known Outdated or Inconsistent. */
   peerOutdated: boolean;

@@ -664,6 +664,16 @@ export class Peer {
     return this.dialer ? 'source' : 'target';
   }
 
+  /**
+   * The peer's crash as Primary was dealt with (states.ts crashDealtWith): it clears its own
+   * flag, and the copy of its UUID flags kept from the handshake loses it too, as DRBD's
+   * does, so a re-decision from that copy cannot act on the crash again.
+   */
+  forgetPeerCrash(): void {
+    const u = this.session?.peerUuids;
+    if (u) u.flags &= ~UUID_FLAG_CRASHED_PRIMARY;
+  }
+
   /** After the handshake: the peer's UUIDs changed (forced promotion, new-current-uuid). */
   private onUuidsAfterHandshake(s: Session, u: Uuids): void {
     const meta = this.host.meta;

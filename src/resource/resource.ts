@@ -17,8 +17,10 @@ import {
   decideDemote,
   decideDetach,
   decideOutdate,
+  crashDealtWith,
   decidePromote,
   diskStateOnAttach,
+  keepCrashedPrimary,
   persistentFlags,
 } from './states.js';
 import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
@@ -437,6 +439,13 @@ export class Resource implements PeerHost {
       );
     }
     meta.store.setUuids(uuids);
+    // A crashed-primary flag goes with a new generation: it only ever steers a handshake
+    // between equal current UUIDs, and from here the crashed tail is in the bitmap, tracked
+    // against the old generation (now B), so bitmap-self sends it to a peer still at the old one.
+    if (newGeneration && sb.flags.crashedPrimary) {
+      meta.store.setFlags({ crashedPrimary: false });
+      this.log.info('crashed-primary cleared: promoted into a new data generation');
+    }
     if (decision.forced) this.disk = 'UpToDate';
     this.role = 'Primary';
     this.persistFlags();
@@ -614,21 +623,48 @@ export class Resource implements PeerHost {
 
   /** drbd.md §2.5: the persistent flags follow the state after every change. */
   private persistFlags(): void {
-    if (!this.meta) return;
+    const meta = this.meta;
+    if (!meta) return;
     const peer = this.peers[0];
-    this.meta.store.setFlags(
-      persistentFlags({
+    const wasCrashed = meta.superblock().flags.crashedPrimary;
+    const crashedPrimary = keepCrashedPrimary(wasCrashed, this.disk, this.peers);
+    meta.store.setFlags({
+      ...persistentFlags({
         role: this.role,
         disk: this.disk,
         connected: this.connected,
         peerDisk: peer?.disk ?? 'DUnknown',
         peerRole: peer?.role ?? 'Unknown',
       }),
-    );
+      crashedPrimary,
+    });
+    // The peer clears its own flag on the same facts; our copy of it goes too, or a later
+    // re-decision on the UUIDs it sent at the handshake would act on a crash dealt with.
+    for (const p of this.peers) {
+      if (crashDealtWith({ disk: this.disk, peerDisk: p.disk, replication: p.replication })) {
+        p.forgetPeerCrash();
+      }
+    }
+    if (wasCrashed && !crashedPrimary) {
+      this.log.info(
+        'crashed-primary cleared: connected with both disks UpToDate, nothing left to resync',
+      );
+    }
   }
 
+  /**
+   * Every change of state ends here: the persistent flags follow it (show-gi's connected
+   * flag, crashed-primary clearing at the end of a resync), then it is published. A failing
+   * metadata disk is logged, not thrown: the callers are peer events with no one to tell,
+   * and the flags are written again at the next change.
+   */
   changed(): void {
     this.checkSuspension();
+    try {
+      this.persistFlags();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'writing the metadata flags failed');
+    }
     this.opts.onChange(this);
   }
 

@@ -191,6 +191,43 @@ export function decideDetach(s: {
   return null;
 }
 
+/**
+ * Whether a crashed Primary's possibly-unreplicated blocks have been dealt with on one link
+ * (drbd.md §4.5 step 7): the link is Established (no bitmap exchange or resync pending) and
+ * both disks are UpToDate. A resync in either direction ends there, and a handshake that
+ * found nothing to sync between two good disks starts there; either way the two copies
+ * agree, so no crashed tail is left to push or roll back. DRBD 9 clears its flag on these
+ * same conditions (both disks reaching UpToDate; older versions: the link reaching
+ * Established). Requiring both keeps the flag through a resync that is still running or
+ * ended with failed blocks, and on a link to a diskless, Outdated or Inconsistent peer,
+ * where nothing was compared.
+ */
+export function crashDealtWith(link: {
+  disk: DiskState;
+  peerDisk: DiskState;
+  replication: ReplicationState;
+}): boolean {
+  return (
+    link.replication === 'Established' && link.disk === 'UpToDate' && link.peerDisk === 'UpToDate'
+  );
+}
+
+/**
+ * The crashed-primary flag after a state change. Unlike the flags of persistentFlags it is
+ * not a function of the state: apply-al sets it after a crash as Primary, and it stays,
+ * across restarts and clean stops, until some link has dealt with the crash.
+ */
+export function keepCrashedPrimary(
+  was: boolean,
+  disk: DiskState,
+  peers: ReadonlyArray<{ disk: DiskState; replication: ReplicationState }>,
+): boolean {
+  return (
+    was &&
+    !peers.some((p) => crashDealtWith({ disk, peerDisk: p.disk, replication: p.replication }))
+  );
+}
+
 /** The persistent flags that follow from a state, rewritten after every change (§2.5). */
 export function persistentFlags(s: {
   role: Role;

@@ -1,6 +1,7 @@
 import t from 'tap';
 import {
   DISK_STATES,
+  REPLICATION_STATES,
   type DiskState,
   type Fencing,
   type PeerRole,
@@ -10,7 +11,9 @@ import {
   decideOutdate,
   decidePromote,
   diskRank,
+  crashDealtWith,
   diskStateOnAttach,
+  keepCrashedPrimary,
   persistentFlags,
 } from '../../src/resource/states.js';
 
@@ -182,4 +185,40 @@ t.test('persistent flags follow the state', async (t) => {
               t.fail(ctx);
           }
   t.pass('all combinations checked');
+});
+
+t.test(
+  'a crash as Primary is dealt with only on an Established link of two UpToDate disks',
+  async (t) => {
+    let dealt = 0;
+    for (const disk of DISK_STATES)
+      for (const peerDisk of DISK_STATES)
+        for (const replication of REPLICATION_STATES) {
+          const ctx = `${disk} ${peerDisk} ${replication}`;
+          const r = crashDealtWith({ disk, peerDisk, replication });
+          // A resync running (or paused, or still exchanging bitmaps) has not copied the tail
+          // yet; a diskless, Outdated or Inconsistent side holds nothing it was compared with.
+          const expected =
+            replication === 'Established' && disk === 'UpToDate' && peerDisk === 'UpToDate';
+          if (r !== expected) t.fail(ctx);
+          if (r) dealt++;
+          for (const was of BOOLS) {
+            const kept = keepCrashedPrimary(was, disk, [{ disk: peerDisk, replication }]);
+            if (kept !== (was && !expected)) t.fail(`${was} ${ctx}`);
+          }
+        }
+    t.equal(dealt, 1, 'exactly one combination of the three');
+  },
+);
+
+t.test('crashed-primary: one peer that dealt with it is enough, none keeps it', async (t) => {
+  const inSync = { disk: 'UpToDate', replication: 'Established' } as const;
+  const witness = { disk: 'Diskless', replication: 'Established' } as const;
+  const syncing = { disk: 'Inconsistent', replication: 'SyncSource' } as const;
+  t.equal(keepCrashedPrimary(true, 'UpToDate', []), true, 'no peer at all');
+  t.equal(keepCrashedPrimary(true, 'UpToDate', [witness]), true, 'a diskless witness only');
+  t.equal(keepCrashedPrimary(true, 'UpToDate', [witness, syncing]), true, 'resync running');
+  t.equal(keepCrashedPrimary(true, 'UpToDate', [witness, inSync]), false, 'the data peer in sync');
+  t.equal(keepCrashedPrimary(true, 'Outdated', [inSync]), true, 'this disk not UpToDate');
+  t.equal(keepCrashedPrimary(false, 'UpToDate', [syncing]), false, 'never set by a state');
 });
