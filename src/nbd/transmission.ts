@@ -16,7 +16,14 @@ import {
 } from './constants.js';
 import { isReadOnly } from './exports.js';
 import type { Session } from './handshake.js';
-import { commandName, type ExportView, parseRequest, type Request, validate } from './request.js';
+import {
+  commandName,
+  type ExportView,
+  parseRequest,
+  type Rejection,
+  type Request,
+  validate,
+} from './request.js';
 import type { BlockTarget, Extent, Payload } from './target.js';
 import {
   blockStatusChunk,
@@ -62,6 +69,8 @@ export class Transmission {
   private direct: { req: Request; buf: Buffer; filled: number } | undefined;
   /** Payload bytes of a refused WRITE still to be thrown away. */
   private discard = 0;
+  /** The refused WRITE whose payload is being thrown away: answered once it all has been. */
+  private refusedWrite: { req: Request; why: Rejection } | undefined;
   private stopping = false;
   /** The last request was a large WRITE (see readLimit). */
   private expectLargeWrite = false;
@@ -99,6 +108,9 @@ export class Transmission {
       if (this.discard > 0) {
         this.discard -= q.skip(this.discard);
         if (this.discard > 0) return;
+        const refused = this.refusedWrite!;
+        this.refusedWrite = undefined;
+        this.refuse(refused.req, refused.why.error, refused.why.message);
         continue;
       }
       const direct = this.direct;
@@ -191,8 +203,15 @@ export class Transmission {
   private dispatch(req: Request): void {
     const bad = validate(req, this.view);
     if (bad) {
-      if (req.type === Cmd.WRITE) this.discard = req.length;
-      this.refuse(req, bad.error, bad.message);
+      if (req.type === Cmd.WRITE && req.length > 0) {
+        // The reply waits for the end of the payload: a client matches replies against
+        // requests it has finished sending, and libnbd drops the connection on one that
+        // comes early ("no matching cookie").
+        this.discard = req.length;
+        this.refusedWrite = { req, why: bad };
+      } else {
+        this.refuse(req, bad.error, bad.message);
+      }
       return;
     }
     if (req.type !== Cmd.WRITE) this.expectLargeWrite = false;
