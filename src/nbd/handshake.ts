@@ -33,6 +33,11 @@ export interface Session {
   structuredReplies: boolean;
   /** base:allocation was selected for this export (BLOCK_STATUS allowed). */
   allocationContext: boolean;
+  /**
+   * The client asked for NBD_INFO_BLOCK_SIZE in GO, and so promised to keep within the sizes
+   * we advertise. A client that did not (EXPORT_NAME, the kernel's GO) never heard of them.
+   */
+  blockSizes: boolean;
 }
 
 /** A violation after which the spec lets (or tells) the server hang up. */
@@ -135,7 +140,7 @@ export class Handshake {
     buf.writeBigUInt64BE(BigInt(spec.target.size), 0);
     buf.writeUInt16BE(transmissionFlags(spec, this.structuredReplies), 8);
     this.io.write(buf);
-    return this.session(spec);
+    return this.session(spec, false);
   }
 
   private list(option: number, data: Buffer): void {
@@ -183,7 +188,9 @@ export class Handshake {
       if (body) this.reply(option, Rep.INFO, body);
     }
     this.reply(option, Rep.ACK);
-    return option === Opt.GO ? this.session(spec) : undefined;
+    // INFO may ask for the sizes without committing to them; only GO binds the client.
+    if (option !== Opt.GO) return undefined;
+    return this.session(spec, parsed.requests.includes(Info.BLOCK_SIZE));
   }
 
   private infoBody(type: number, spec: ExportSpec): Buffer | undefined {
@@ -235,13 +242,14 @@ export class Handshake {
     this.reply(option, Rep.ACK);
   }
 
-  private session(spec: ExportSpec): Session {
+  private session(spec: ExportSpec, blockSizes: boolean): Session {
     // A context selected for another export does not carry over (the spec resets it).
     const selected = this.metaExport !== undefined && this.exports.lookup(this.metaExport) === spec;
     return {
       export: spec,
       structuredReplies: this.structuredReplies,
       allocationContext: selected && this.structuredReplies && spec.target.extents !== undefined,
+      blockSizes,
     };
   }
 

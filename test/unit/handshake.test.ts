@@ -417,6 +417,28 @@ t.test('selectsAllocation: LIST and SET query rules', async (t) => {
   }
 });
 
+t.test('only GO with NBD_INFO_BLOCK_SIZE binds the client to the block sizes', async (t) => {
+  const cases: [string, Buffer[], boolean][] = [
+    ['GO with BLOCK_SIZE', [opt(Opt.GO, infoReq('', Info.BLOCK_SIZE))], true],
+    [
+      'GO with BLOCK_SIZE among others',
+      [opt(Opt.GO, infoReq('', Info.NAME, Info.BLOCK_SIZE))],
+      true,
+    ],
+    ['GO without info requests (the kernel)', [opt(Opt.GO, infoReq(''))], false],
+    [
+      'INFO with BLOCK_SIZE, then GO without',
+      [opt(Opt.INFO, infoReq('', Info.BLOCK_SIZE)), opt(Opt.GO, infoReq(''))],
+      false,
+    ],
+    ['EXPORT_NAME', [opt(Opt.EXPORT_NAME, Buffer.from('disk0'))], false],
+  ];
+  for (const [name, options, agreed] of cases) {
+    const s = await handshake(new ScriptIO(u32(3), ...options));
+    t.equal(s.blockSizes, agreed, name);
+  }
+});
+
 t.test('a read-only export advertises no FUA, and still FLUSH', async (t) => {
   const exports = new ExportTable();
   exports.add({ name: 'ro', target: sizedTarget(1 << 20), readOnly: true });
