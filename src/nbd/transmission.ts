@@ -25,6 +25,7 @@ import {
   type Request,
   validate,
 } from './request.js';
+import { readInParts, writeInParts } from './split.js';
 import type { BlockTarget, Extent, Payload } from './target.js';
 import {
   blockStatusChunk,
@@ -299,7 +300,7 @@ export class Transmission {
     const pre = this.sr ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
     const buf = payloadPool.get(pre + len);
     const recycle = (): void => payloadPool.put(buf);
-    this.run(req, len, this.target.read(buf.subarray(pre), req.offset), () => {
+    this.run(req, len, readInParts(this.target, buf.subarray(pre), req.offset), () => {
       if (!this.sr) {
         writeSimpleHeader(buf, 0, 0, req.cookie);
         this.send(buf, recycle);
@@ -333,7 +334,7 @@ export class Transmission {
       this.ok(req);
       return;
     }
-    const op = this.target.write(data, req.offset, fua(req));
+    const op = writeInParts(this.target, data, req.offset, fua(req));
     if (pooled) {
       const back = (): void => payloadPool.put(data as Buffer);
       op.then(back, back);
