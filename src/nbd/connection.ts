@@ -103,6 +103,7 @@ export class Connection implements ReadTarget {
           export: session.export.name,
           structuredReplies: session.structuredReplies,
           blockStatus: session.allocationContext,
+          blockSizes: session.blockSizes,
         },
         'client entered transmission',
       );

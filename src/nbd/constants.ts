@@ -123,6 +123,13 @@ export const STRUCTURED_HEADER_SIZE = 20;
 export const MIN_BLOCK = 1;
 export const PREFERRED_BLOCK = 4096;
 export const MAX_PAYLOAD = 32 * 1024 * 1024;
+/**
+ * The longest READ or WRITE taken from a client that never agreed to the advertised block sizes
+ * (NBD_OPT_EXPORT_NAME, or GO without NBD_INFO_BLOCK_SIZE, as the kernel's nbd-client does).
+ * Such a client may not have heard of our 32 MiB, and nbd-server and nbdkit serve it larger
+ * requests; the bound is what one request may hold in memory, half a connection's in-flight cap.
+ */
+export const MAX_UNNEGOTIATED_PAYLOAD = 64 * 1024 * 1024;
 
 /** Longest option payload we accept; a bigger one is a DoS and ends the connection. */
 export const MAX_OPTION_LENGTH = 64 * 1024;

@@ -58,7 +58,9 @@ export function transmissionFlags(spec: ExportSpec, structuredReplies: boolean):
   let flags = TFlag.HAS_FLAGS;
   if (ro) flags |= TFlag.READ_ONLY;
   if (caps.flush) flags |= TFlag.SEND_FLUSH;
-  if (caps.flush && caps.fua) flags |= TFlag.SEND_FUA;
+  // FUA is about writes, which a read-only export takes none of. FLUSH stays: it is harmless
+  // there, and clients that flush on close (qemu) would otherwise have nothing to call.
+  if (!ro && caps.flush && caps.fua) flags |= TFlag.SEND_FUA;
   if (!ro && caps.trim) flags |= TFlag.SEND_TRIM;
   if (!ro && caps.zero) {
     flags |= TFlag.SEND_WRITE_ZEROES;

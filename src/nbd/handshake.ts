@@ -17,6 +17,7 @@ import {
   Rep,
 } from './constants.js';
 import { type ExportSpec, type ExportTable, transmissionFlags } from './exports.js';
+import { parseMetaRequest, selectsAllocation } from './meta-context.js';
 import { optionReply } from './wire.js';
 
 /** The byte stream of one connection during option haggling. */
@@ -32,6 +33,11 @@ export interface Session {
   structuredReplies: boolean;
   /** base:allocation was selected for this export (BLOCK_STATUS allowed). */
   allocationContext: boolean;
+  /**
+   * The client asked for NBD_INFO_BLOCK_SIZE in GO, and so promised to keep within the sizes
+   * we advertise. A client that did not (EXPORT_NAME, the kernel's GO) never heard of them.
+   */
+  blockSizes: boolean;
 }
 
 /** A violation after which the spec lets (or tells) the server hang up. */
@@ -134,7 +140,7 @@ export class Handshake {
     buf.writeBigUInt64BE(BigInt(spec.target.size), 0);
     buf.writeUInt16BE(transmissionFlags(spec, this.structuredReplies), 8);
     this.io.write(buf);
-    return this.session(spec);
+    return this.session(spec, false);
   }
 
   private list(option: number, data: Buffer): void {
@@ -182,7 +188,9 @@ export class Handshake {
       if (body) this.reply(option, Rep.INFO, body);
     }
     this.reply(option, Rep.ACK);
-    return option === Opt.GO ? this.session(spec) : undefined;
+    // INFO may ask for the sizes without committing to them; only GO binds the client.
+    if (option !== Opt.GO) return undefined;
+    return this.session(spec, parsed.requests.includes(Info.BLOCK_SIZE));
   }
 
   private infoBody(type: number, spec: ExportSpec): Buffer | undefined {
@@ -205,12 +213,16 @@ export class Handshake {
   }
 
   private metaContext(option: number, data: Buffer): void {
+    const set = option === Opt.SET_META_CONTEXT;
+    // A SET replaces the earlier selection even when it fails, so it is dropped before any
+    // error return below.
+    if (set) this.metaExport = undefined;
     const parsed = parseMetaRequest(data);
     if (typeof parsed === 'string') {
       this.error(option, Rep.ERR_INVALID, parsed);
       return;
     }
-    if (option === Opt.SET_META_CONTEXT && !this.structuredReplies) {
+    if (set && !this.structuredReplies) {
       this.error(option, Rep.ERR_INVALID, 'SET_META_CONTEXT needs structured replies first');
       return;
     }
@@ -218,30 +230,26 @@ export class Handshake {
       this.error(option, Rep.ERR_UNKNOWN, `no export named "${parsed.name}"`);
       return;
     }
-    const matches =
-      parsed.queries.length === 0
-        ? option === Opt.LIST_META_CONTEXT
-        : parsed.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
-    if (option === Opt.SET_META_CONTEXT) {
-      this.metaExport = matches ? parsed.name : undefined;
-    }
+    const matches = selectsAllocation(set ? 'set' : 'list', parsed.queries);
+    if (set && matches) this.metaExport = parsed.name;
     if (matches) {
       const name = Buffer.from(BASE_ALLOCATION, 'utf8');
       const body = Buffer.allocUnsafe(4 + name.length);
-      body.writeUInt32BE(option === Opt.SET_META_CONTEXT ? BASE_ALLOCATION_ID : 0, 0);
+      body.writeUInt32BE(set ? BASE_ALLOCATION_ID : 0, 0);
       name.copy(body, 4);
       this.reply(option, Rep.META_CONTEXT, body);
     }
     this.reply(option, Rep.ACK);
   }
 
-  private session(spec: ExportSpec): Session {
+  private session(spec: ExportSpec, blockSizes: boolean): Session {
     // A context selected for another export does not carry over (the spec resets it).
     const selected = this.metaExport !== undefined && this.exports.lookup(this.metaExport) === spec;
     return {
       export: spec,
       structuredReplies: this.structuredReplies,
       allocationContext: selected && this.structuredReplies && spec.target.extents !== undefined,
+      blockSizes,
     };
   }
 
@@ -274,24 +282,4 @@ export function parseInfoRequest(data: Buffer): { name: string; requests: number
   const requests: number[] = [];
   for (let i = 0; i < count; i++) requests.push(data.readUInt16BE(4 + nameLen + 2 + i * 2));
   return { name, requests };
-}
-
-/** LIST/SET_META_CONTEXT payload: u32 name length, name, u32 count, count × (u32 len, query). */
-export function parseMetaRequest(data: Buffer): { name: string; queries: string[] } | string {
-  if (data.length < 8) return 'meta-context data is too short';
-  const nameLen = data.readUInt32BE(0);
-  if (nameLen > MAX_STRING || data.length < 4 + nameLen + 4) return 'bad export name length';
-  const name = data.toString('utf8', 4, 4 + nameLen);
-  const count = data.readUInt32BE(4 + nameLen);
-  const queries: string[] = [];
-  let at = 8 + nameLen;
-  for (let i = 0; i < count; i++) {
-    if (at + 4 > data.length) return 'meta-context query list is truncated';
-    const len = data.readUInt32BE(at);
-    if (len > MAX_STRING || at + 4 + len > data.length) return 'bad meta-context query length';
-    queries.push(data.toString('utf8', at + 4, at + 4 + len));
-    at += 4 + len;
-  }
-  if (at !== data.length) return 'meta-context data has trailing bytes';
-  return { name, queries };
 }

@@ -1,4 +1,11 @@
-import { Cmd, CmdFlag, MAX_PAYLOAD, NbdErr, REQUEST_MAGIC } from './constants.js';
+import {
+  Cmd,
+  CmdFlag,
+  MAX_PAYLOAD,
+  MAX_UNNEGOTIATED_PAYLOAD,
+  NbdErr,
+  REQUEST_MAGIC,
+} from './constants.js';
 import type { TargetCapabilities } from './target.js';
 import type { Cookie } from './wire.js';
 
@@ -30,6 +37,8 @@ export interface ExportView {
   caps: TargetCapabilities;
   structuredReplies: boolean;
   allocationContext: boolean;
+  /** The client agreed to the advertised block sizes (see Session.blockSizes). */
+  blockSizes: boolean;
 }
 
 export interface Rejection {
@@ -104,12 +113,38 @@ export function validate(req: Request, v: ExportView): Rejection | undefined {
     case Cmd.DISC:
       return undefined;
   }
-  if ((req.type === Cmd.READ || req.type === Cmd.WRITE) && req.length > MAX_PAYLOAD) {
-    return reject(NbdErr.EINVAL, `length ${req.length} is over the ${MAX_PAYLOAD}-byte maximum`);
+  if (req.type === Cmd.READ || req.type === Cmd.WRITE) {
+    const tooLong = lengthRule(req, v);
+    if (tooLong) return reject(tooLong.error, tooLong.message);
   }
   if (req.offset + req.length > v.size) {
     const past = req.type === Cmd.WRITE || req.type === Cmd.WRITE_ZEROES;
     return reject(past ? NbdErr.ENOSPC : NbdErr.EINVAL, 'range goes past the end of the export');
   }
   return undefined;
+}
+
+/** The longest READ or WRITE this client may send. */
+export function payloadLimit(v: Pick<ExportView, 'blockSizes'>): number {
+  return v.blockSizes ? MAX_PAYLOAD : MAX_UNNEGOTIATED_PAYLOAD;
+}
+
+/**
+ * Length limits of READ and WRITE. A client that agreed to our block sizes gets the 32 MiB it
+ * was told; one that never heard of them gets more (payloadLimit). An oversized READ answered
+ * with chunks is EOVERFLOW, the spec's hint to retry smaller; without chunks there is only the
+ * traditional EINVAL (the spec keeps EOVERFLOW for chunked reads and payload-less commands).
+ * A "don't fragment" READ must fit one chunk, and chunks stay within the advertised 32 MiB.
+ */
+function lengthRule(req: Request, v: ExportView): Rejection | undefined {
+  const limit = payloadLimit(v);
+  const over = (error: number, max: number): Rejection => ({
+    error,
+    message: `length ${req.length} is over the ${max}-byte maximum`,
+  });
+  if (req.type === Cmd.WRITE) return req.length > limit ? over(NbdErr.EINVAL, limit) : undefined;
+  if (!v.structuredReplies) return req.length > limit ? over(NbdErr.EINVAL, limit) : undefined;
+  if (req.flags & CmdFlag.DF && req.length > MAX_PAYLOAD)
+    return over(NbdErr.EOVERFLOW, MAX_PAYLOAD);
+  return req.length > limit ? over(NbdErr.EOVERFLOW, limit) : undefined;
 }

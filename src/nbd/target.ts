@@ -12,11 +12,12 @@ export interface BlockTarget {
   readonly size: number;
   readonly capabilities: TargetCapabilities;
 
-  /** Fill `buf` entirely with the bytes at `offset`. */
+  /** Fill `buf` entirely with the bytes at `offset`. Never more than MAX_PAYLOAD bytes. */
   read(buf: Buffer, offset: number): Promise<void>;
   /**
    * Write all of `data` at `offset`; with `fua` it is durable before this resolves. The
    * target must not touch `data` once the promise settles: the server reuses that memory.
+   * Never more than MAX_PAYLOAD bytes: a longer NBD request arrives in parts (split.ts).
    */
   write(data: Payload, offset: number, fua: boolean): Promise<void>;
   /** Every write that completed before this call is durable when it resolves. */

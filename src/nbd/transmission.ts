@@ -6,6 +6,7 @@ import {
   BASE_ALLOCATION_ID,
   Cmd,
   CmdFlag,
+  MAX_PAYLOAD,
   REPLY_FLAG_DONE,
   REQUEST_HEADER_SIZE,
   ReplyType,
@@ -16,7 +17,15 @@ import {
 } from './constants.js';
 import { isReadOnly } from './exports.js';
 import type { Session } from './handshake.js';
-import { commandName, type ExportView, parseRequest, type Request, validate } from './request.js';
+import {
+  commandName,
+  type ExportView,
+  parseRequest,
+  type Rejection,
+  type Request,
+  validate,
+} from './request.js';
+import { readInParts, writeInParts } from './split.js';
 import type { BlockTarget, Extent, Payload } from './target.js';
 import {
   blockStatusChunk,
@@ -30,7 +39,12 @@ import {
 
 /** Requests one connection may have in flight; the kernel queues up to 128 per socket. */
 const MAX_INFLIGHT = 256;
-/** Payload bytes one connection may hold in flight (write data and read buffers). */
+/**
+ * Payload bytes one connection may hold (write data and read buffers), from the moment a
+ * READ or WRITE is taken until it settles. A request that would go past it waits, unread
+ * input and all, until enough has settled; one alone always runs (none is longer than
+ * MAX_UNNEGOTIATED_PAYLOAD, half of this).
+ */
 const MAX_INFLIGHT_BYTES = 128 * 1024 * 1024;
 /** Reply bytes waiting in the socket before we stop taking new requests. */
 const MAX_QUEUED_REPLY_BYTES = 16 * 1024 * 1024;
@@ -62,6 +76,10 @@ export class Transmission {
   private direct: { req: Request; buf: Buffer; filled: number } | undefined;
   /** Payload bytes of a refused WRITE still to be thrown away. */
   private discard = 0;
+  /** The refused WRITE whose payload is being thrown away: answered once it all has been. */
+  private refusedWrite: { req: Request; why: Rejection } | undefined;
+  /** A READ or WRITE waiting for in-flight payload bytes to settle before it may start. */
+  private parked: Request | undefined;
   private stopping = false;
   /** The last request was a large WRITE (see readLimit). */
   private expectLargeWrite = false;
@@ -89,6 +107,7 @@ export class Transmission {
       caps: this.target.capabilities,
       structuredReplies: session.structuredReplies,
       allocationContext: session.allocationContext,
+      blockSizes: session.blockSizes,
     };
   }
 
@@ -99,6 +118,9 @@ export class Transmission {
       if (this.discard > 0) {
         this.discard -= q.skip(this.discard);
         if (this.discard > 0) return;
+        const refused = this.refusedWrite!;
+        this.refusedWrite = undefined;
+        this.refuse(refused.req, refused.why.error, refused.why.message);
         continue;
       }
       const direct = this.direct;
@@ -191,21 +213,26 @@ export class Transmission {
   private dispatch(req: Request): void {
     const bad = validate(req, this.view);
     if (bad) {
-      if (req.type === Cmd.WRITE) this.discard = req.length;
-      this.refuse(req, bad.error, bad.message);
+      if (req.type === Cmd.WRITE && req.length > 0) {
+        // The reply waits for the end of the payload: a client matches replies against
+        // requests it has finished sending, and libnbd drops the connection on one that
+        // comes early ("no matching cookie").
+        this.discard = req.length;
+        this.refusedWrite = { req, why: bad };
+      } else {
+        this.refuse(req, bad.error, bad.message);
+      }
       return;
     }
     if (req.type !== Cmd.WRITE) this.expectLargeWrite = false;
     switch (req.type) {
       case Cmd.READ:
-        this.startRead(req);
-        return;
       case Cmd.WRITE:
-        this.expectLargeWrite = req.length > JOIN_MAX;
-        if (req.length > JOIN_MAX && this.queue.length < req.length) {
-          this.direct = { req, buf: payloadPool.get(req.length), filled: 0 };
+        if (this.fits(req.length)) {
+          this.admit(req);
         } else {
-          this.awaitingPayload = req;
+          this.parked = req;
+          this.pauseInput();
         }
         return;
       case Cmd.DISC:
@@ -240,6 +267,29 @@ export class Transmission {
     }
   }
 
+  /** Whether a READ or WRITE of `bytes` may start now without passing the in-flight cap. */
+  private fits(bytes: number): boolean {
+    return this.inflightBytes === 0 || this.inflightBytes + bytes <= MAX_INFLIGHT_BYTES;
+  }
+
+  /**
+   * Start a READ or WRITE: its bytes count as held from here (a WRITE's buffer is taken
+   * before its payload arrives) until the target settles it.
+   */
+  private admit(req: Request): void {
+    this.inflightBytes += req.length;
+    if (req.type === Cmd.READ) {
+      this.startRead(req);
+      return;
+    }
+    this.expectLargeWrite = req.length > JOIN_MAX;
+    if (req.length > JOIN_MAX && this.queue.length < req.length) {
+      this.direct = { req, buf: payloadPool.get(req.length), filled: 0 };
+    } else {
+      this.awaitingPayload = req;
+    }
+  }
+
   private startRead(req: Request): void {
     const len = req.length;
     if (len === 0) {
@@ -250,15 +300,31 @@ export class Transmission {
     const pre = this.sr ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE;
     const buf = payloadPool.get(pre + len);
     const recycle = (): void => payloadPool.put(buf);
-    this.run(req, len, this.target.read(buf.subarray(pre), req.offset), () => {
-      if (this.sr) {
-        writeChunkHeader(buf, 0, REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, req.cookie, 8 + len);
-        buf.writeUInt32BE(Math.floor(req.offset / 0x100000000), STRUCTURED_HEADER_SIZE);
-        buf.writeUInt32BE(req.offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
-      } else {
+    this.run(req, len, readInParts(this.target, buf.subarray(pre), req.offset), () => {
+      if (!this.sr) {
         writeSimpleHeader(buf, 0, 0, req.cookie);
+        this.send(buf, recycle);
+        return;
       }
-      this.send(buf, recycle);
+      // A read longer than the advertised maximum (from a client that never agreed to it)
+      // goes out in chunks of at most that size: the first one's header sits in front of
+      // the data, the others' headers are written separately before their slice of it.
+      for (let at = 0; at < len; at += MAX_PAYLOAD) {
+        const n = Math.min(MAX_PAYLOAD, len - at);
+        const last = at + n === len;
+        const hdr = at === 0 ? buf : Buffer.allocUnsafe(pre);
+        const flags = last ? REPLY_FLAG_DONE : 0;
+        writeChunkHeader(hdr, 0, flags, ReplyType.OFFSET_DATA, req.cookie, 8 + n);
+        const offset = req.offset + at;
+        hdr.writeUInt32BE(Math.floor(offset / 0x100000000), STRUCTURED_HEADER_SIZE);
+        hdr.writeUInt32BE(offset >>> 0, STRUCTURED_HEADER_SIZE + 4);
+        if (at === 0) {
+          this.send(buf.subarray(0, pre + n), last ? recycle : undefined);
+        } else {
+          this.send(hdr);
+          this.send(buf.subarray(pre + at, pre + at + n), last ? recycle : undefined);
+        }
+      }
     });
   }
 
@@ -268,7 +334,7 @@ export class Transmission {
       this.ok(req);
       return;
     }
-    const op = this.target.write(data, req.offset, fua(req));
+    const op = writeInParts(this.target, data, req.offset, fua(req));
     if (pooled) {
       const back = (): void => payloadPool.put(data as Buffer);
       op.then(back, back);
@@ -276,13 +342,13 @@ export class Transmission {
     this.run(req, req.length, op, () => this.ok(req));
   }
 
-  /** Track one target operation and reply when it settles. */
+  /**
+   * Track one target operation and reply when it settles; `bytes` were counted as held when
+   * the request was admitted, and are given back then.
+   */
   private run<T>(req: Request, bytes: number, op: Promise<T>, reply: (value: T) => void): void {
     this.inflight++;
-    this.inflightBytes += bytes;
-    if (this.inflight >= MAX_INFLIGHT || this.inflightBytes >= MAX_INFLIGHT_BYTES) {
-      this.pauseInput();
-    }
+    if (this.inflight >= MAX_INFLIGHT) this.pauseInput();
     // The reply is queued before the request stops counting as in flight: a DISC waiting
     // for the last request must not close the socket ahead of its reply.
     op.then(
@@ -307,7 +373,7 @@ export class Transmission {
   private settle(bytes: number): void {
     this.inflight--;
     this.inflightBytes -= bytes;
-    if (this.inputPaused && this.inflight < MAX_INFLIGHT / 2) this.resumeIfRoom();
+    if (this.inputPaused) this.resumeIfRoom();
     this.checkIdle();
   }
 
@@ -361,9 +427,15 @@ export class Transmission {
   }
 
   private resumeIfRoom(): void {
-    if (!this.inputPaused || this.closed) return;
-    if (this.inflight >= MAX_INFLIGHT / 2 || this.inflightBytes >= MAX_INFLIGHT_BYTES / 2) return;
-    if (this.waitingDrain) return;
+    if (!this.inputPaused || this.closed || this.waitingDrain) return;
+    if (this.inflight >= MAX_INFLIGHT / 2) return;
+    const parked = this.parked;
+    if (parked) {
+      // Once stopping, nothing new starts (a parked WRITE's payload would never be read).
+      if (this.stopping || !this.fits(parked.length)) return;
+      this.parked = undefined;
+      this.admit(parked);
+    }
     this.inputPaused = false;
     this.socket.resume();
     this.pump();

@@ -15,10 +15,10 @@ import {
   Handshake,
   type HandshakeIO,
   parseInfoRequest,
-  parseMetaRequest,
   ProtocolError,
   type Session,
 } from '../../src/nbd/handshake.js';
+import { parseMetaRequest, selectsAllocation } from '../../src/nbd/meta-context.js';
 import type { BlockTarget } from '../../src/nbd/target.js';
 
 /** A target that only has a size: the handshake never does I/O. */
@@ -277,7 +277,7 @@ t.test(
         u32(3),
         opt(Opt.STRUCTURED_REPLY),
         opt(Opt.LIST_META_CONTEXT, metaReq('disk0')),
-        opt(Opt.SET_META_CONTEXT, metaReq('disk0', 'qemu:dirty-bitmap:x', 'base:')),
+        opt(Opt.SET_META_CONTEXT, metaReq('disk0', 'qemu:dirty-bitmap:x', BASE_ALLOCATION)),
         opt(Opt.GO, infoReq('disk0')),
       );
       const s = await handshake(io);
@@ -315,6 +315,147 @@ t.test(
     }
   },
 );
+
+t.test('SET_META_CONTEXT ignores "base:", and every SET replaces the selection', async (t) => {
+  const setReplies = (io: ScriptIO) =>
+    io.replies().filter((x) => x.option === Opt.SET_META_CONTEXT);
+  const cases: { name: string; sets: Buffer[]; selected: boolean; last: number }[] = [
+    {
+      name: 'base:allocation',
+      sets: [metaReq('disk0', BASE_ALLOCATION)],
+      selected: true,
+      last: Rep.ACK,
+    },
+    { name: '"base:" alone', sets: [metaReq('disk0', 'base:')], selected: false, last: Rep.ACK },
+    {
+      name: 'no query',
+      sets: [metaReq('disk0', BASE_ALLOCATION), metaReq('disk0')],
+      selected: false,
+      last: Rep.ACK,
+    },
+    {
+      name: 'then "base:" alone',
+      sets: [metaReq('disk0', BASE_ALLOCATION), metaReq('disk0', 'base:')],
+      selected: false,
+      last: Rep.ACK,
+    },
+    {
+      name: 'then an unknown export',
+      sets: [metaReq('disk0', BASE_ALLOCATION), metaReq('nope', BASE_ALLOCATION)],
+      selected: false,
+      last: Rep.ERR_UNKNOWN,
+    },
+    {
+      name: 'then a malformed request',
+      sets: [metaReq('disk0', BASE_ALLOCATION), Buffer.from([0, 0, 0, 9])],
+      selected: false,
+      last: Rep.ERR_INVALID,
+    },
+    {
+      name: 'a failure, then base:allocation again',
+      sets: [metaReq('nope', BASE_ALLOCATION), metaReq('disk0', BASE_ALLOCATION)],
+      selected: true,
+      last: Rep.ACK,
+    },
+  ];
+  for (const c of cases) {
+    const io = new ScriptIO(
+      u32(3),
+      opt(Opt.STRUCTURED_REPLY),
+      ...c.sets.map((d) => opt(Opt.SET_META_CONTEXT, d)),
+      opt(Opt.GO, infoReq('disk0')),
+    );
+    const s = await handshake(io);
+    t.equal(s.allocationContext, c.selected, `${c.name}: selected=${c.selected}`);
+    // the replies to the last SET: what follows the previous SET's final reply
+    const r = setReplies(io);
+    const finals = r.flatMap((x, i) => (x.type === Rep.META_CONTEXT ? [] : [i]));
+    const last = r.slice(finals.length > 1 ? finals.at(-2)! + 1 : 0);
+    t.same(
+      last.map((x) => x.type),
+      c.selected ? [Rep.META_CONTEXT, Rep.ACK] : [c.last],
+      `${c.name}: the last SET's replies`,
+    );
+  }
+  // LIST still takes "base:" as a wildcard
+  const io = new ScriptIO(
+    u32(3),
+    opt(Opt.STRUCTURED_REPLY),
+    opt(Opt.LIST_META_CONTEXT, metaReq('disk0', 'base:')),
+    opt(Opt.SET_META_CONTEXT, metaReq('disk0', 'base:')),
+    opt(Opt.GO, infoReq('disk0')),
+  );
+  await handshake(io);
+  const listed = io.replies().filter((x) => x.option === Opt.LIST_META_CONTEXT);
+  t.same(
+    listed.map((x) => x.type),
+    [Rep.META_CONTEXT, Rep.ACK],
+    'LIST "base:" lists base:allocation',
+  );
+  t.same(
+    setReplies(io).map((x) => x.type),
+    [Rep.ACK],
+    'SET "base:" names no context, just ACK',
+  );
+});
+
+t.test('selectsAllocation: LIST and SET query rules', async (t) => {
+  const rows: [string[], boolean, boolean][] = [
+    // queries, LIST matches, SET selects
+    [[], true, false],
+    [['base:'], true, false],
+    [[BASE_ALLOCATION], true, true],
+    [['base:', BASE_ALLOCATION], true, true],
+    [['base:nosuch'], false, false],
+    [['qemu:dirty-bitmap:x'], false, false],
+    [['qemu:dirty-bitmap:x', BASE_ALLOCATION], true, true],
+    [['BASE:allocation'], false, false],
+  ];
+  for (const [queries, list, set] of rows) {
+    t.equal(selectsAllocation('list', queries), list, `LIST ${JSON.stringify(queries)}`);
+    t.equal(selectsAllocation('set', queries), set, `SET ${JSON.stringify(queries)}`);
+  }
+});
+
+t.test('only GO with NBD_INFO_BLOCK_SIZE binds the client to the block sizes', async (t) => {
+  const cases: [string, Buffer[], boolean][] = [
+    ['GO with BLOCK_SIZE', [opt(Opt.GO, infoReq('', Info.BLOCK_SIZE))], true],
+    [
+      'GO with BLOCK_SIZE among others',
+      [opt(Opt.GO, infoReq('', Info.NAME, Info.BLOCK_SIZE))],
+      true,
+    ],
+    ['GO without info requests (the kernel)', [opt(Opt.GO, infoReq(''))], false],
+    [
+      'INFO with BLOCK_SIZE, then GO without',
+      [opt(Opt.INFO, infoReq('', Info.BLOCK_SIZE)), opt(Opt.GO, infoReq(''))],
+      false,
+    ],
+    ['EXPORT_NAME', [opt(Opt.EXPORT_NAME, Buffer.from('disk0'))], false],
+  ];
+  for (const [name, options, agreed] of cases) {
+    const s = await handshake(new ScriptIO(u32(3), ...options));
+    t.equal(s.blockSizes, agreed, name);
+  }
+});
+
+t.test('a read-only export advertises no FUA, and still FLUSH', async (t) => {
+  const exports = new ExportTable();
+  exports.add({ name: 'ro', target: sizedTarget(1 << 20), readOnly: true });
+  exports.add({ name: 'rw', target: sizedTarget(1 << 20) });
+  for (const [name, ro] of [
+    ['ro', true],
+    ['rw', false],
+  ] as const) {
+    const io = new ScriptIO(u32(3), opt(Opt.GO, infoReq(name)));
+    await handshake(io, exports);
+    const flags = io.replies()[0]!.data.readUInt16BE(10);
+    t.equal(Boolean(flags & TFlag.READ_ONLY), ro, `${name}: READ_ONLY`);
+    t.equal(Boolean(flags & TFlag.SEND_FUA), !ro, `${name}: SEND_FUA`);
+    t.ok(flags & TFlag.SEND_FLUSH, `${name}: SEND_FLUSH`);
+    t.equal(Boolean(flags & TFlag.SEND_TRIM), !ro, `${name}: SEND_TRIM`);
+  }
+});
 
 t.test('payload parsers refuse inconsistent lengths', async (t) => {
   t.type(parseInfoRequest(Buffer.alloc(3)), 'string');

@@ -1,6 +1,19 @@
 import t from 'tap';
-import { Cmd, CmdFlag, MAX_PAYLOAD, NbdErr, REQUEST_MAGIC } from '../../src/nbd/constants.js';
-import { type ExportView, parseRequest, type Request, validate } from '../../src/nbd/request.js';
+import {
+  Cmd,
+  CmdFlag,
+  MAX_PAYLOAD,
+  MAX_UNNEGOTIATED_PAYLOAD,
+  NbdErr,
+  REQUEST_MAGIC,
+} from '../../src/nbd/constants.js';
+import {
+  type ExportView,
+  parseRequest,
+  payloadLimit,
+  type Request,
+  validate,
+} from '../../src/nbd/request.js';
 import type { TargetCapabilities } from '../../src/nbd/target.js';
 
 const caps: TargetCapabilities = {
@@ -20,6 +33,7 @@ const view = (over: Partial<ExportView> = {}): ExportView => ({
   caps,
   structuredReplies: true,
   allocationContext: true,
+  blockSizes: true,
   ...over,
 });
 const req = (type: number, offset = 0, length = 4096, flags = 0): Request => ({
@@ -89,12 +103,70 @@ t.test('past the end: ENOSPC for writes, EINVAL for the rest', async (t) => {
 });
 
 t.test('length limits', async (t) => {
-  const big = view({ size: 2 * MAX_PAYLOAD });
+  const big = view({ size: 2 * MAX_PAYLOAD, structuredReplies: false });
   t.equal(validate(req(Cmd.READ, 0, MAX_PAYLOAD), big), undefined);
   t.equal(validate(req(Cmd.READ, 0, MAX_PAYLOAD + 1), big)?.error, NbdErr.EINVAL);
   t.equal(validate(req(Cmd.WRITE, 0, MAX_PAYLOAD + 1), big)?.error, NbdErr.EINVAL);
   t.equal(validate(req(Cmd.TRIM, 0, MAX_PAYLOAD + 1), big), undefined, 'TRIM has no payload');
   t.equal(validate(req(Cmd.WRITE_ZEROES, 0, MAX_PAYLOAD + 1), big), undefined);
+});
+
+t.test('READ/WRITE length rule, every combination', async (t) => {
+  t.equal(payloadLimit({ blockSizes: true }), MAX_PAYLOAD, 'agreed: the advertised 32 MiB');
+  t.equal(payloadLimit({ blockSizes: false }), MAX_UNNEGOTIATED_PAYLOAD, 'not agreed: more');
+  t.ok(MAX_UNNEGOTIATED_PAYLOAD > 49 * 1000 * 1000, "room for integrityhuge's 49 MB requests");
+  const size = 2 * MAX_UNNEGOTIATED_PAYLOAD;
+  const lengths = [
+    MAX_PAYLOAD,
+    MAX_PAYLOAD + 1,
+    MAX_UNNEGOTIATED_PAYLOAD,
+    MAX_UNNEGOTIATED_PAYLOAD + 1,
+  ];
+  // expected error per [blockSizes][structuredReplies][type/DF][length index]; 0 = accepted
+  const E = NbdErr.EINVAL;
+  const O = NbdErr.EOVERFLOW;
+  const expected: Record<string, number[]> = {
+    'agreed simple READ': [0, E, E, E],
+    'agreed simple WRITE': [0, E, E, E],
+    'agreed chunked READ': [0, O, O, O],
+    'agreed chunked READ+DF': [0, O, O, O],
+    'agreed chunked WRITE': [0, E, E, E],
+    'unagreed simple READ': [0, 0, 0, E],
+    'unagreed simple WRITE': [0, 0, 0, E],
+    'unagreed chunked READ': [0, 0, 0, O],
+    'unagreed chunked READ+DF': [0, O, O, O],
+    'unagreed chunked WRITE': [0, 0, 0, E],
+  };
+  for (const blockSizes of [true, false]) {
+    for (const structuredReplies of [false, true]) {
+      const kinds: [string, number, number][] = [
+        ['READ', Cmd.READ, 0],
+        ['WRITE', Cmd.WRITE, 0],
+      ];
+      if (structuredReplies) kinds.splice(1, 0, ['READ+DF', Cmd.READ, CmdFlag.DF]);
+      for (const [name, type, flags] of kinds) {
+        const key = `${blockSizes ? 'agreed' : 'unagreed'} ${structuredReplies ? 'chunked' : 'simple'} ${name}`;
+        const got = lengths.map(
+          (len) =>
+            validate(req(type, 0, len, flags), view({ size, blockSizes, structuredReplies }))
+              ?.error ?? 0,
+        );
+        t.same(got, expected[key], key);
+      }
+    }
+  }
+  const ro = view({ size, blockSizes: false, readOnly: true });
+  t.equal(
+    validate(req(Cmd.WRITE, 0, MAX_UNNEGOTIATED_PAYLOAD + 1), ro)?.error,
+    NbdErr.EPERM,
+    'read-only says so first, whatever the length',
+  );
+  t.equal(
+    validate(req(Cmd.WRITE, size - 4096, MAX_PAYLOAD + 1), view({ size, blockSizes: false }))
+      ?.error,
+    NbdErr.ENOSPC,
+    'a long unagreed WRITE past the end is still ENOSPC',
+  );
 });
 
 t.test('unknown commands and flags are EINVAL', async (t) => {
