@@ -24,7 +24,7 @@ export const FRAME_MAGIC = 0x55524244;
 export const FRAME_HEADER_BYTES = 12;
 /** Largest control message (a bitmap chunk is the biggest we send). */
 export const MAX_CONTROL_BYTES = 1024 * 1024;
-/** Largest data part: the largest NBD request the server accepts. */
+/** Largest data part: the largest single call the NBD server makes to its target (requests over it reach the target in pieces, src/nbd/split.ts). */
 export const MAX_DATA_BYTES = MAX_PAYLOAD;
 
 /** One decoded frame; `payload` is undefined when the frame carried no data bytes. */
