@@ -8,6 +8,7 @@ import { dumpConfig } from '../config/index.js';
 import { formatGi, showGi } from '../meta/uuid.js';
 import type { ResourceStatus } from '../resource/status.js';
 import { AdmContext, AdmError, Exit, type GlobalOptions } from './adm-context.js';
+import { addOptionVerbs } from './adm-options.js';
 import {
   applyAlVerb,
   createMd,
@@ -361,6 +362,8 @@ program
       process.exitCode = report(err, 'dump');
     }
   });
+
+addOptionVerbs(program, perResource);
 
 function peerOption(o: Record<string, unknown>): Record<string, unknown> {
   return typeof o.peer === 'string' ? { peer: o.peer } : {};

@@ -9,7 +9,9 @@ import {
   resourceFor,
 } from '../config/index.js';
 import { commandError, Resource } from '../resource/resource.js';
+import { reconfigure } from '../resource/reconfigure.js';
 import { EventHub } from './events.js';
+import { OPTION_VERBS, optionVerb } from './option-verbs.js';
 import { controlSocketPath, type ControlRequest } from './protocol.js';
 import { ControlServer } from './server.js';
 import { notifySystemd } from './systemd.js';
@@ -96,8 +98,11 @@ export class Daemon {
         return this.attach(this.name(req));
       case 'down':
         return this.down(this.name(req));
+      case 'adjust':
+        return this.adjust(this.name(req), args.dryRun === true);
     }
     const r = this.get(this.name(req));
+    if (OPTION_VERBS.has(req.cmd)) return r.serial(() => optionVerb(req.cmd, r, args));
     const force = args.force === true;
     switch (req.cmd) {
       case 'detach':
@@ -186,6 +191,30 @@ export class Daemon {
     const existing = this.resources.get(name);
     if (existing) return existing.serial(() => existing.attach());
     return this.up(name);
+  }
+
+  /**
+   * drbdadm adjust: a resource that is down is brought up; one that is up takes the file's
+   * options as far as they can change while it runs (option-changes.ts says which).
+   */
+  private async adjust(name: string, dryRun: boolean): Promise<string[]> {
+    const r = this.resources.get(name);
+    if (!r) {
+      if (dryRun) {
+        this.lookup(name);
+        return [`${name}: up`];
+      }
+      await this.up(name);
+      return [];
+    }
+    const wanted = this.lookup(name);
+    return r.serial(() =>
+      reconfigure(
+        r,
+        { config: wanted.config, host: wanted.host },
+        { dryRun, connectStandAlone: true },
+      ),
+    );
   }
 
   private async down(name: string): Promise<void> {

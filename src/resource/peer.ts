@@ -129,7 +129,8 @@ export class Peer {
     private readonly host: PeerHost,
     readonly name: string,
     readonly nodeId: number | undefined,
-    readonly address: Address | undefined,
+    /** Where the peer is dialled; adjust changes it (the session is then renewed). */
+    public address: Address | undefined,
     log: Logger,
   ) {
     this.log = log.child({ peer: name });

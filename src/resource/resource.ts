@@ -74,11 +74,12 @@ export class Resource implements PeerHost {
   disk: DiskState = 'Diskless';
   readonly peers: Peer[];
   readonly exportSocket: string;
-  readonly config: ResourceConfig;
-  readonly host: HostConfig;
+  /** The running configuration: the file as it was at `up`, then adjust / *-options. */
+  config: ResourceConfig;
+  host: HostConfig;
   readonly node: string;
   readonly changeLock = new IntervalLock();
-  private readonly log: Logger;
+  readonly log: Logger;
   backing: FileDisk | undefined;
   meta: DiskMeta | undefined;
   private appIo = 0;
