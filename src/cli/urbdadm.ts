@@ -280,12 +280,17 @@ program
   .argument('[res...]')
   .option('--json', 'machine-readable output')
   .option('--verbose', 'node ids, sizes, out-of-sync amounts and the export')
+  .option('--statistics', 'counters: read, written, al-writes, bm-writes, sent, received, ...')
   .description('show roles, disk states and connections, like drbdadm status')
-  .action(async (names: string[], o: { json?: boolean; verbose?: boolean }) => {
-    await withStatus(names, (list) =>
-      o.json === true ? toJsonLine(list) : renderStatus(list, { verbose: o.verbose === true }),
-    );
-  });
+  .action(
+    async (names: string[], o: { json?: boolean; verbose?: boolean; statistics?: boolean }) => {
+      await withStatus(names, (list) =>
+        o.json === true
+          ? toJsonLine(list)
+          : renderStatus(list, { verbose: o.verbose === true, statistics: o.statistics === true }),
+      );
+    },
+  );
 
 program
   .command('role')
@@ -321,11 +326,12 @@ program
   .option('--json', 'one JSON object per line')
   .option('--now', 'print the current state and exit')
   .option('--timestamps', 'prefix each line with its time')
+  .option('--statistics', 'add the counters of status --statistics, and resync progress')
   .description('stream state changes, like drbdsetup events2')
   .action(
     async (
       name: string | undefined,
-      o: { json?: boolean; now?: boolean; timestamps?: boolean },
+      o: { json?: boolean; now?: boolean; timestamps?: boolean; statistics?: boolean },
     ) => {
       const ctx = new AdmContext(program.opts<GlobalOptions>());
       try {
@@ -338,6 +344,7 @@ program
               o.json === true ? toJsonLine(e) : formatEventText(e, o.timestamps === true) + '\n',
             ),
           o.now === true,
+          o.statistics === true,
         );
       } catch (err) {
         process.exitCode = report(err, 'events');

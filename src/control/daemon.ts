@@ -34,6 +34,11 @@ export class Daemon {
   private readonly resources = new Map<string, Resource>();
   private readonly control: ControlServer;
   private stopping = false;
+  /** Resync progress for `events --statistics` listeners, once a second. */
+  private readonly progressTimer = setInterval(() => {
+    if (!this.events.wantsProgress) return;
+    for (const r of this.resources.values()) this.events.progress(r.status());
+  }, 1000).unref();
 
   constructor(private readonly opts: DaemonOptions) {
     this.control = new ControlServer((req) => this.handle(req), this.events, opts.log);
@@ -59,6 +64,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.progressTimer);
     notifySystemd('STOPPING=1', this.opts.log);
     await this.control.close();
     for (const r of this.resources.values()) {

@@ -613,6 +613,13 @@ export class Resource implements PeerHost {
       alExtents: this.config.disk.alExtents,
       alStats: meta ? { ...meta.al.stats } : undefined,
       crashedPrimary: sb?.flags.crashedPrimary ?? false,
+      statistics: {
+        read: this.backing?.io.readBytes ?? 0,
+        written: this.backing?.io.writtenBytes ?? 0,
+        alWrites: meta?.al.stats.transactions ?? 0,
+        bmWrites: meta?.bmWrites ?? 0,
+        lowerPending: this.backing?.pending ?? 0,
+      },
       disk: this.diskPath,
       metaDisk: this.metaPath,
       export: {
@@ -634,6 +641,7 @@ export class Resource implements PeerHost {
       sync: p.progress(),
       lastError: p.lastError,
       paused: p.userPaused || p.peerPaused,
+      statistics: p.statistics(),
     }));
     return {
       name: this.name,

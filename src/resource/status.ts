@@ -28,6 +28,7 @@ export interface DeviceStatus {
   alExtents: number;
   alStats: AlStats | undefined;
   crashedPrimary: boolean;
+  statistics: DeviceStatistics;
   disk: string | undefined;
   metaDisk: string | undefined;
   export: {
@@ -55,4 +56,28 @@ export interface PeerStatus {
   lastError: string | undefined;
   /** The resync is paused (pause-sync here or on the peer). */
   paused: boolean;
+  statistics: PeerStatistics;
+}
+
+/** drbdsetup status --statistics' device counters, since the disk was attached; bytes. */
+export interface DeviceStatistics {
+  read: number;
+  written: number;
+  /** Activity-log transactions. */
+  alWrites: number;
+  /** Bitmap transactions. */
+  bmWrites: number;
+  /** Requests at the backing disk, not yet completed. */
+  lowerPending: number;
+}
+
+/** drbdsetup status --statistics' peer-device counters, since the resource came up. */
+export interface PeerStatistics {
+  /** Data bytes sent to / received from the peer: writes, resync, remote reads. */
+  sent: number;
+  received: number;
+  /** Changes sent to the peer and not yet confirmed by its barrier ack. */
+  pending: number;
+  /** Changes received from the peer and not yet acknowledged. */
+  unacked: number;
 }
