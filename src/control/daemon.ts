@@ -215,11 +215,7 @@ export class Daemon {
     }
     const wanted = this.lookup(name);
     return r.serial(() =>
-      reconfigure(
-        r,
-        { config: wanted.config, host: wanted.host },
-        { dryRun, connectStandAlone: true },
-      ),
+      reconfigure(r, { config: wanted.config, host: wanted.host }, { dryRun, adjust: true }),
     );
   }
 

@@ -30,7 +30,7 @@ export async function optionVerb(
     if (err instanceof OptionArgError) throw commandError('ERR_OPTION', err.message);
     throw err;
   }
-  return reconfigure(r, { config, host: r.host }, { dryRun: false, connectStandAlone: false });
+  return reconfigure(r, { config, host: r.host }, { dryRun: false, adjust: false });
 }
 
 function settingsArg(v: unknown): Setting[] {

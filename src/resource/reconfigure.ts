@@ -3,7 +3,7 @@
  * configuration is replaced (the peers, the resync controller and the state rules read it
  * where they use it), peers whose session was built on a changed option are dropped and
  * connected again, and — for `adjust`, which brings the resource to what the file says, as
- * drbdadm's does — a peer left StandAlone is connected.
+ * drbdadm's does — a detached disk is attached and a peer left StandAlone is connected.
  */
 import type { Resource } from './resource.js';
 import { commandError } from './resource.js';
@@ -12,8 +12,8 @@ import { describePlan, planChanges, type RunningConfig } from './option-changes.
 export interface ReconfigureOptions {
   /** Only say what would be done (`adjust --dry-run`, drbdadm's `-d`). */
   dryRun: boolean;
-  /** Connect peers that are StandAlone (adjust; not net-options). */
-  connectStandAlone: boolean;
+  /** Attach a detached disk and connect StandAlone peers (adjust; not net-options). */
+  adjust: boolean;
 }
 
 /** Applies `wanted`; returns one line per change (and per reconnect). Refusals are exit 10. */
@@ -24,15 +24,18 @@ export async function reconfigure(
 ): Promise<string[]> {
   const plan = planChanges({ config: r.config, host: r.host }, wanted, r.attached);
   if ('refused' in plan) throw commandError('ERR_ADJUST', plan.refused);
-  const lines = describePlan(r.name, plan);
-  const reconnect = new Map(plan.reconnect.map((x) => [x.peer, x.why]));
-  const toConnect = opts.connectStandAlone
+  const disk = wanted.host.disk;
+  const attach = opts.adjust && !r.attached && disk !== undefined && disk !== 'none';
+  const standAlone = (name: string): boolean =>
+    r.peers.find((p) => p.name === name)?.connection === 'StandAlone';
+  // Attaching renews every live session itself; a StandAlone peer has none to renew.
+  const reconnect = attach ? [] : plan.reconnect.filter((x) => !standAlone(x.peer));
+  const toConnect = opts.adjust
     ? r.peers.filter((p) => p.connection === 'StandAlone' && addressOf(wanted, p.name))
     : [];
-  for (const p of toConnect) {
-    reconnect.delete(p.name);
-    lines.push(`${r.name}: connect to ${p.name}`);
-  }
+  const lines = describePlan(r.name, { changes: plan.changes, reconnect });
+  if (attach) lines.push(`${r.name}: attach ${disk}`);
+  for (const p of toConnect) lines.push(`${r.name}: connect to ${p.name}`);
   if (opts.dryRun) return lines;
 
   r.config = wanted.config;
@@ -41,9 +44,9 @@ export async function reconfigure(
   if (plan.changes.length > 0) {
     r.log.info({ changes: plan.changes.map((c) => c.keyword) }, 'running options changed');
   }
-  for (const p of r.peers) {
-    const why = reconnect.get(p.name);
-    if (why === undefined || p.connection === 'StandAlone') continue;
+  if (attach) await r.attach();
+  for (const { peer, why } of reconnect) {
+    const p = r.peers.find((x) => x.name === peer)!;
     await p.disconnect(why);
     try {
       await p.connect(false);

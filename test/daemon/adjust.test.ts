@@ -28,6 +28,9 @@ t.test('adjust: up when down, options applied, reconnects as needed, refusals na
   const dir = tmpDir(t);
   const p = await startPair(t, dir, { sizeBytes: 16 << 20, up: ['beta'] });
 
+  const dryUp = await p.alpha.adm(['adjust', '-d', 'r0']);
+  t.equal(dryUp.stdout, 'r0: up\n', 'adjust -d of a resource that is down');
+  t.equal((await p.alpha.adm(['status', 'r0'])).code, 10, '-d did not bring it up');
   const up = await p.alpha.adm(['adjust', 'r0']);
   t.equal(up.code, 0, 'adjust of a resource that is down brings it up', { output: showRun(up) });
   await waitFor(p.alpha, connected, 'connected after adjust-as-up', 30000);
@@ -166,6 +169,20 @@ t.test('net-options and disk-options change running values, not the file', async
   running = await show(p.alpha);
   t.match(running, /ping-int\s+1;/);
   t.match(running, /c-max-rate\s+1G;/);
+
+  // adjust attaches a detached disk, as drbdadm's does.
+  t.equal((await p.alpha.adm(['detach', 'r0'])).code, 0, 'detach');
+  await waitFor(p.alpha, (s) => s.device.diskState === 'Diskless', 'Diskless');
+  const dryAttach = await p.alpha.adm(['adjust', '-d', 'r0']);
+  t.equal(dryAttach.stdout, `r0: attach ${p.alphaDisk}\n`);
+  const attach = await p.alpha.adm(['adjust', 'r0']);
+  t.equal(attach.code, 0, 'adjust attaches', { output: showRun(attach) });
+  await waitFor(
+    p.alpha,
+    (s) => s.device.diskState === 'Inconsistent' && connected(s),
+    'attached and connected',
+  );
+
   const down = await p.beta.adm(['down', 'r0']);
   t.equal(down.code, 0);
   const gone = await p.beta.adm(['net-options', 'r0', '--ping-int', '5']);
