@@ -638,10 +638,10 @@ export class Resource implements PeerHost {
       peerDisk: p.disk,
       replication: p.replication,
       outOfSync,
+      statistics: p.statistics(),
       sync: p.progress(),
       lastError: p.lastError,
       paused: p.userPaused || p.peerPaused,
-      statistics: p.statistics(),
     }));
     return {
       name: this.name,

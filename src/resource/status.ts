@@ -50,13 +50,13 @@ export interface PeerStatus {
   replication: ReplicationState;
   /** Bytes this node knows the peer lacks. */
   outOfSync: number;
+  statistics: PeerStatistics;
   /** While a resync runs: how far it is. */
   sync: SyncProgress | undefined;
   /** Why the connection last failed or was refused. */
   lastError: string | undefined;
   /** The resync is paused (pause-sync here or on the peer). */
   paused: boolean;
-  statistics: PeerStatistics;
 }
 
 /** drbdsetup status --statistics' device counters, since the disk was attached; bytes. */
