@@ -6,7 +6,8 @@ import { EventHub, formatEventText, type UrbdEvent } from '../../src/control/eve
 import type { PeerStatus, ResourceStatus } from '../../src/resource/status.js';
 
 function status(o: { sent?: number; done?: number; replication?: string } = {}): ResourceStatus {
-  const peer: PeerStatus = {
+  // Asserted, not annotated: fields the hub does not read may come and go.
+  const peer = {
     name: 'beta',
     nodeId: 1,
     connection: 'Connected',
@@ -22,7 +23,7 @@ function status(o: { sent?: number; done?: number; replication?: string } = {}):
     lastError: undefined,
     paused: false,
     statistics: { sent: o.sent ?? 0, received: 0, pending: 1, unacked: 0 },
-  };
+  } as PeerStatus;
   return {
     name: 'r0',
     node: 'alpha',
@@ -52,7 +53,7 @@ function status(o: { sent?: number; done?: number; replication?: string } = {}):
       },
     },
     peers: [peer],
-  };
+  } as ResourceStatus;
 }
 
 function listen(hub: EventHub, statistics: boolean): string[] {
