@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { dumpConfig, type ResourceConfig } from '../config/index.js';
 import { toJsonLine } from '../control/protocol.js';
-import { OptionArgError, parseSettingArgs } from '../resource/running-options.js';
+import { OptionArgError, parseSettingArgs, runtimeSpecs } from '../resource/running-options.js';
 import { type AdmContext, AdmError, Exit } from './adm-context.js';
 
 type VerbFn = (
@@ -53,7 +53,18 @@ export function addOptionVerbs(program: Command, perResource: PerResource): void
       .description(
         `change ${what} options of a running resource, e.g. ${verb === 'net-options' ? '--ping-int 3' : '--c-max-rate 200M'} (the file is untouched; adjust restores it)`,
       )
-      .action(async (words: string[]) => {
+      .addHelpText(
+        'after',
+        `\n${what} options (as in the resource file's ${verb.split('-')[0]} section):\n` +
+          wrap(
+            [...runtimeSpecs(verb === 'net-options' ? 'net' : 'disk').keys()].map((k) => `--${k}`),
+          ),
+      )
+      .action(async (words: string[], _o: unknown, cmd: Command) => {
+        if (words.includes('--help') || words.includes('-h')) {
+          cmd.outputHelp();
+          return;
+        }
         let parsed: ReturnType<typeof splitResource>;
         try {
           parsed = splitResource(words);
@@ -85,6 +96,20 @@ export function addOptionVerbs(program: Command, perResource: PerResource): void
         });
       }),
     );
+}
+
+/** Words as indented lines of at most 80 columns, for help text. */
+function wrap(words: string[]): string {
+  const lines: string[] = [];
+  let line = ' ';
+  for (const w of words) {
+    if (line.length + w.length + 1 > 80) {
+      lines.push(line);
+      line = ' ';
+    }
+    line += ` ${w}`;
+  }
+  return [...lines, line].join('\n');
 }
 
 /**

@@ -157,6 +157,9 @@ t.test('net-options and disk-options change running values, not the file', async
   t.match(range.stderr, /c-max-rate/);
   const usage = await p.alpha.adm(['net-options', 'r0']);
   t.equal(usage.code, 1, 'no option: usage');
+  const help = await p.alpha.adm(['net-options', '--help']);
+  t.equal(help.code, 0, 'net-options --help');
+  t.match(help.stdout, /network options .*\n.*--ping-int/);
   const json = JSON.parse((await p.alpha.adm(['show', '--json', 'r0'])).stdout) as {
     net: { pingIntMs: number };
   };
