@@ -3,12 +3,12 @@ import { Command, CommanderError } from 'commander';
 import { RemoteError } from '../control/client.js';
 import { formatEventText, type UrbdEvent } from '../control/events.js';
 import { toJsonLine } from '../control/protocol.js';
-import { renderStatus } from '../control/status-text.js';
+import { renderStatistics, renderStatus } from '../control/status-text.js';
 import { dumpConfig } from '../config/index.js';
 import { formatGi, showGi } from '../meta/uuid.js';
+import { addOptionVerbs } from './adm-options.js';
 import type { ResourceStatus } from '../resource/status.js';
 import { AdmContext, AdmError, Exit, type GlobalOptions } from './adm-context.js';
-import { addOptionVerbs } from './adm-options.js';
 import {
   applyAlVerb,
   createMd,
@@ -287,7 +287,9 @@ program
       await withStatus(names, (list) =>
         o.json === true
           ? toJsonLine(list)
-          : renderStatus(list, { verbose: o.verbose === true, statistics: o.statistics === true }),
+          : (o.statistics === true ? renderStatistics : renderStatus)(list, {
+              verbose: o.verbose === true,
+            }),
       );
     },
   );

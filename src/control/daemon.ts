@@ -98,14 +98,14 @@ export class Daemon {
             : [...this.resources.values()];
         return list.map((r) => r.status());
       }
+      case 'adjust':
+        return this.adjust(this.name(req), args.dryRun === true);
       case 'up':
         return this.up(this.name(req));
       case 'attach':
         return this.attach(this.name(req));
       case 'down':
         return this.down(this.name(req));
-      case 'adjust':
-        return this.adjust(this.name(req), args.dryRun === true);
     }
     const r = this.get(this.name(req));
     if (OPTION_VERBS.has(req.cmd)) return r.serial(() => optionVerb(req.cmd, r, args));
@@ -177,6 +177,26 @@ export class Daemon {
     });
   }
 
+  /**
+   * drbdadm adjust: a resource that is down is brought up; one that is up takes the file's
+   * options as far as they can change while it runs (option-changes.ts says which).
+   */
+  private async adjust(name: string, dryRun: boolean): Promise<string[]> {
+    const r = this.resources.get(name);
+    if (!r) {
+      if (dryRun) {
+        this.lookup(name);
+        return [`${name}: up`];
+      }
+      await this.up(name);
+      return [];
+    }
+    const wanted = this.lookup(name);
+    return r.serial(() =>
+      reconfigure(r, { config: wanted.config, host: wanted.host }, { dryRun, adjust: true }),
+    );
+  }
+
   private async up(name: string): Promise<void> {
     if (this.resources.has(name)) {
       throw commandError('ERR_RES_IN_USE', `${name} is already up on ${this.opts.node}`);
@@ -197,26 +217,6 @@ export class Daemon {
     const existing = this.resources.get(name);
     if (existing) return existing.serial(() => existing.attach());
     return this.up(name);
-  }
-
-  /**
-   * drbdadm adjust: a resource that is down is brought up; one that is up takes the file's
-   * options as far as they can change while it runs (option-changes.ts says which).
-   */
-  private async adjust(name: string, dryRun: boolean): Promise<string[]> {
-    const r = this.resources.get(name);
-    if (!r) {
-      if (dryRun) {
-        this.lookup(name);
-        return [`${name}: up`];
-      }
-      await this.up(name);
-      return [];
-    }
-    const wanted = this.lookup(name);
-    return r.serial(() =>
-      reconfigure(r, { config: wanted.config, host: wanted.host }, { dryRun, adjust: true }),
-    );
   }
 
   private async down(name: string): Promise<void> {

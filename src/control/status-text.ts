@@ -3,17 +3,13 @@ import type { ResourceStatus } from '../resource/status.js';
 /**
  * `urbdadm status` as `drbdadm status` prints it (DRBD 9 layout): the resource and role,
  * the local disk indented once, each peer with its connection. --verbose adds node ids,
- * volumes, sizes, out-of-sync amounts and where the NBD export is served; --statistics
- * adds drbdsetup's counters under the device and under each peer.
+ * volumes, sizes, out-of-sync amounts and where the NBD export is served.
  */
-export function renderStatus(
-  list: ResourceStatus[],
-  opts: { verbose?: boolean; statistics?: boolean } = {},
-): string {
-  return list.map((s) => renderOne(s, opts.verbose === true, opts.statistics === true)).join('\n');
+export function renderStatus(list: ResourceStatus[], opts: { verbose?: boolean } = {}): string {
+  return list.map((s) => renderOne(s, opts.verbose === true)).join('\n');
 }
 
-function renderOne(s: ResourceStatus, verbose: boolean, statistics: boolean): string {
+function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): string {
   const lines: string[] = [];
   const d = s.device;
   if (verbose) {
@@ -69,6 +65,14 @@ function syncText(p: ResourceStatus['peers'][number]): string {
   const rate = `${(y.rate / (1 << 20)).toFixed(1)}MiB/s`;
   const eta = y.etaSeconds === undefined ? '' : ` eta:${y.etaSeconds}s`;
   return ` done:${y.done.toFixed(2)} rate:${rate}${eta}`;
+}
+
+/**
+ * `status --statistics`: the same layout with drbdsetup's counters under the device and
+ * under each peer.
+ */
+export function renderStatistics(list: ResourceStatus[], opts: { verbose?: boolean } = {}): string {
+  return list.map((s) => renderOne(s, opts.verbose === true, true)).join('\n');
 }
 
 /** drbdsetup's device counters (sizes in KiB, as it prints them). */
