@@ -141,6 +141,26 @@ export class Daemon {
     return req.resource;
   }
 
+  /**
+   * drbdadm adjust: a resource that is down is brought up; one that is up takes the file's
+   * options as far as they can change while it runs (option-changes.ts says which).
+   */
+  private async adjust(name: string, dryRun: boolean): Promise<string[]> {
+    const r = this.resources.get(name);
+    if (!r) {
+      if (dryRun) {
+        this.lookup(name);
+        return [`${name}: up`];
+      }
+      await this.up(name);
+      return [];
+    }
+    const wanted = this.lookup(name);
+    return r.serial(() =>
+      reconfigure(r, { config: wanted.config, host: wanted.host }, { dryRun, adjust: true }),
+    );
+  }
+
   private get(name: string): Resource {
     const r = this.resources.get(name);
     if (!r)
@@ -175,26 +195,6 @@ export class Daemon {
       log: this.opts.log,
       onChange: (r) => this.events.publish(r.status()),
     });
-  }
-
-  /**
-   * drbdadm adjust: a resource that is down is brought up; one that is up takes the file's
-   * options as far as they can change while it runs (option-changes.ts says which).
-   */
-  private async adjust(name: string, dryRun: boolean): Promise<string[]> {
-    const r = this.resources.get(name);
-    if (!r) {
-      if (dryRun) {
-        this.lookup(name);
-        return [`${name}: up`];
-      }
-      await this.up(name);
-      return [];
-    }
-    const wanted = this.lookup(name);
-    return r.serial(() =>
-      reconfigure(r, { config: wanted.config, host: wanted.host }, { dryRun, adjust: true }),
-    );
   }
 
   private async up(name: string): Promise<void> {
