@@ -3,9 +3,10 @@ import { Command, CommanderError } from 'commander';
 import { RemoteError } from '../control/client.js';
 import { formatEventText, type UrbdEvent } from '../control/events.js';
 import { toJsonLine } from '../control/protocol.js';
-import { renderStatus } from '../control/status-text.js';
+import { renderStatistics, renderStatus } from '../control/status-text.js';
 import { dumpConfig } from '../config/index.js';
 import { formatGi, showGi } from '../meta/uuid.js';
+import { addOptionVerbs } from './adm-options.js';
 import type { ResourceStatus } from '../resource/status.js';
 import { AdmContext, AdmError, Exit, type GlobalOptions } from './adm-context.js';
 import {
@@ -284,12 +285,19 @@ program
   .argument('[res...]')
   .option('--json', 'machine-readable output')
   .option('--verbose', 'node ids, sizes, out-of-sync amounts and the export')
+  .option('--statistics', 'counters: read, written, al-writes, bm-writes, sent, received, ...')
   .description('show roles, disk states and connections, like drbdadm status')
-  .action(async (names: string[], o: { json?: boolean; verbose?: boolean }) => {
-    await withStatus(names, (list) =>
-      o.json === true ? toJsonLine(list) : renderStatus(list, { verbose: o.verbose === true }),
-    );
-  });
+  .action(
+    async (names: string[], o: { json?: boolean; verbose?: boolean; statistics?: boolean }) => {
+      await withStatus(names, (list) =>
+        o.json === true
+          ? toJsonLine(list)
+          : (o.statistics === true ? renderStatistics : renderStatus)(list, {
+              verbose: o.verbose === true,
+            }),
+      );
+    },
+  );
 
 program
   .command('role')
@@ -325,11 +333,12 @@ program
   .option('--json', 'one JSON object per line')
   .option('--now', 'print the current state and exit')
   .option('--timestamps', 'prefix each line with its time')
+  .option('--statistics', 'add the counters of status --statistics, and resync progress')
   .description('stream state changes, like drbdsetup events2')
   .action(
     async (
       name: string | undefined,
-      o: { json?: boolean; now?: boolean; timestamps?: boolean },
+      o: { json?: boolean; now?: boolean; timestamps?: boolean; statistics?: boolean },
     ) => {
       const ctx = new AdmContext(program.opts<GlobalOptions>());
       try {
@@ -342,6 +351,7 @@ program
               o.json === true ? toJsonLine(e) : formatEventText(e, o.timestamps === true) + '\n',
             ),
           o.now === true,
+          o.statistics === true,
         );
       } catch (err) {
         process.exitCode = report(err, 'events');
@@ -366,6 +376,8 @@ program
       process.exitCode = report(err, 'dump');
     }
   });
+
+addOptionVerbs(program, perResource);
 
 function peerOption(o: Record<string, unknown>): Record<string, unknown> {
   return typeof o.peer === 'string' ? { peer: o.peer } : {};

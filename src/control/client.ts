@@ -90,9 +90,10 @@ export class ControlClient {
     resource: string | undefined,
     fn: (e: UrbdEvent) => void,
     now: boolean,
+    statistics = false,
   ): Promise<void> {
     this.onEvent = fn;
-    await this.request('events', resource, { now });
+    await this.request('events', resource, { now, statistics });
     await this.ended;
   }
 

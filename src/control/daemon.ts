@@ -9,7 +9,9 @@ import {
   resourceFor,
 } from '../config/index.js';
 import { commandError, Resource } from '../resource/resource.js';
+import { reconfigure } from '../resource/reconfigure.js';
 import { EventHub } from './events.js';
+import { OPTION_VERBS, optionVerb } from './option-verbs.js';
 import { controlSocketPath, type ControlRequest } from './protocol.js';
 import { ControlServer } from './server.js';
 import { notifySystemd } from './systemd.js';
@@ -32,6 +34,11 @@ export class Daemon {
   private readonly resources = new Map<string, Resource>();
   private readonly control: ControlServer;
   private stopping = false;
+  /** Resync progress for `events --statistics` listeners, once a second. */
+  private readonly progressTimer = setInterval(() => {
+    if (!this.events.wantsProgress) return;
+    for (const r of this.resources.values()) this.events.progress(r.status());
+  }, 1000).unref();
 
   constructor(private readonly opts: DaemonOptions) {
     this.control = new ControlServer((req) => this.handle(req), this.events, opts.log);
@@ -57,6 +64,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.progressTimer);
     notifySystemd('STOPPING=1', this.opts.log);
     await this.control.close();
     for (const r of this.resources.values()) {
@@ -90,6 +98,8 @@ export class Daemon {
             : [...this.resources.values()];
         return list.map((r) => r.status());
       }
+      case 'adjust':
+        return this.adjust(this.name(req), args.dryRun === true);
       case 'up':
         return this.up(this.name(req));
       case 'attach':
@@ -98,6 +108,7 @@ export class Daemon {
         return this.down(this.name(req));
     }
     const r = this.get(this.name(req));
+    if (OPTION_VERBS.has(req.cmd)) return r.serial(() => optionVerb(req.cmd, r, args));
     const force = args.force === true;
     switch (req.cmd) {
       case 'detach':
@@ -131,6 +142,26 @@ export class Daemon {
   private name(req: ControlRequest): string {
     if (!req.resource) throw commandError('EPROTO', `${req.cmd} needs a resource name`);
     return req.resource;
+  }
+
+  /**
+   * drbdadm adjust: a resource that is down is brought up; one that is up takes the file's
+   * options as far as they can change while it runs (option-changes.ts says which).
+   */
+  private async adjust(name: string, dryRun: boolean): Promise<string[]> {
+    const r = this.resources.get(name);
+    if (!r) {
+      if (dryRun) {
+        this.lookup(name);
+        return [`${name}: up`];
+      }
+      await this.up(name);
+      return [];
+    }
+    const wanted = this.lookup(name);
+    return r.serial(() =>
+      reconfigure(r, { config: wanted.config, host: wanted.host }, { dryRun, adjust: true }),
+    );
   }
 
   private get(name: string): Resource {

@@ -100,8 +100,9 @@ export class ControlServer {
       if (only !== undefined && only !== 'all' && e.fields.name !== only) return;
       write(socket, { event: e });
     };
+    const statistics = req.args?.statistics === true;
     write(socket, { id: req.id, ok: true, result: 'streaming' });
-    for (const e of this.events.snapshot()) send(e);
+    for (const e of this.events.snapshot(statistics)) send(e);
     // drbdsetup events2 marks the end of the initial state with "exists -".
     write(socket, {
       event: { kind: 'exists', object: '-', fields: {}, time: new Date().toISOString() },
@@ -110,7 +111,7 @@ export class ControlServer {
       socket.end();
       return;
     }
-    const unsubscribe = this.events.subscribe(send);
+    const unsubscribe = this.events.subscribe(send, statistics);
     socket.on('close', unsubscribe);
   }
 }

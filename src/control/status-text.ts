@@ -9,7 +9,7 @@ export function renderStatus(list: ResourceStatus[], opts: { verbose?: boolean }
   return list.map((s) => renderOne(s, opts.verbose === true)).join('\n');
 }
 
-function renderOne(s: ResourceStatus, verbose: boolean): string {
+function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): string {
   const lines: string[] = [];
   const d = s.device;
   if (verbose) {
@@ -32,6 +32,7 @@ function renderOne(s: ResourceStatus, verbose: boolean): string {
     lines.push(`${s.name} role:${s.role}${s.suspended ? ' suspended:yes' : ''}`);
     lines.push(`  disk:${d.diskState}`);
   }
+  if (statistics) lines.push(deviceStatistics(s));
   for (const p of s.peers) {
     const sync = syncText(p);
     if (verbose) {
@@ -49,6 +50,7 @@ function renderOne(s: ResourceStatus, verbose: boolean): string {
     } else {
       lines.push(`  ${p.name} connection:${p.connection}`);
     }
+    if (statistics) lines.push(peerStatistics(p));
     if (p.connection !== 'Connected' && p.lastError !== undefined) {
       lines.push(`    last-error:${JSON.stringify(p.lastError)}`);
     }
@@ -69,6 +71,33 @@ function syncText(p: ResourceStatus['peers'][number]): string {
   const rate = `${(y.rate / (1 << 20)).toFixed(1)}MiB/s`;
   const eta = y.etaSeconds === undefined ? '' : ` eta:${y.etaSeconds}s`;
   return ` done:${y.done.toFixed(2)} rate:${rate}${eta}`;
+}
+
+/**
+ * `status --statistics`: the same layout with drbdsetup's counters under the device and
+ * under each peer.
+ */
+export function renderStatistics(list: ResourceStatus[], opts: { verbose?: boolean } = {}): string {
+  return list.map((s) => renderOne(s, opts.verbose === true, true)).join('\n');
+}
+
+/** drbdsetup's device counters (sizes in KiB, as it prints them). */
+function deviceStatistics(s: ResourceStatus): string {
+  const d = s.device;
+  const x = d.statistics;
+  return (
+    `      size:${kib(d.size)} read:${kib(x.read)} written:${kib(x.written)}` +
+    ` al-writes:${x.alWrites} bm-writes:${x.bmWrites} lower-pending:${x.lowerPending}`
+  );
+}
+
+function peerStatistics(p: ResourceStatus['peers'][number]): string {
+  const x = p.statistics;
+  const sync = p.sync ? ` rs-total:${kib(p.sync.total)} dbdt1:${kib(p.sync.rate)}` : '';
+  return (
+    `        received:${kib(x.received)} sent:${kib(x.sent)} out-of-sync:${kib(p.outOfSync)}` +
+    ` pending:${x.pending} unacked:${x.unacked}${sync}`
+  );
 }
 
 function kv(key: string, value: number | undefined): string {

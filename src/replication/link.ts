@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 
-import type { Payload } from '../nbd/target.js';
+import { type Payload, payloadLength } from '../nbd/target.js';
 import { checkHmacAlg, DEFAULT_HMAC_ALG, LINK_ID_BYTES } from './auth.js';
 import { FrameChannel } from './channel.js';
 import { encodeFrame, type Frame } from './frame.js';
@@ -350,6 +350,8 @@ export class PeerLink extends EventEmitter {
   private pingTimer: NodeJS.Timeout | undefined;
   private pingSeq = 0;
   private pingOut = 0;
+  /** Data bytes (writes, resync, reads) sent and received on this link. */
+  readonly traffic = { sentBytes: 0, receivedBytes: 0 };
 
   /** Made by dialPeer() and PeerListener only. */
   constructor(
@@ -416,6 +418,7 @@ export class PeerLink extends EventEmitter {
     onSent?: (err?: Error) => void,
   ): void {
     const ch = META_MESSAGES.has(type) ? this.meta : this.data;
+    if (payload !== undefined) this.traffic.sentBytes += payloadLength(payload);
     ch.send(encodeFrame(type, body, payload), onSent);
   }
 
@@ -493,6 +496,7 @@ export class PeerLink extends EventEmitter {
       this.close(`${msg.type} arrived on the ${channel} socket`, 'ProtocolError');
       return;
     }
+    if (f.payload !== undefined) this.traffic.receivedBytes += f.payload.length;
     this.emit('message', msg, f.payload, channel);
   }
 

@@ -185,6 +185,11 @@ export class Receiver {
     this.closed = true;
   }
 
+  /** Changes received and not yet acknowledged (status --statistics' unacked). */
+  get unacked(): number {
+    return this.inflight;
+  }
+
   private apply(d: Data, payload: Buffer | undefined): Promise<void> {
     const fua = (d.flags & DATA_FLAG_FUA) !== 0;
     // A trim zeroes here as on the primary (write-path.ts `trim`): replicas must not differ

@@ -37,6 +37,8 @@ export interface AttachReport {
  */
 export class DiskMeta {
   readonly al: ActivityLog;
+  /** Bitmap transactions written (status --statistics' bm-writes). */
+  bmWrites = 0;
   /**
    * Set when an AL commit failed in a way that leaves its outcome unknown (an I/O error:
    * the commit may still reach the disk). The log in memory was rolled back, so it may
@@ -156,6 +158,7 @@ export class DiskMeta {
     const pages = this.bitmap.dirtyPages();
     if (pages.length === 0) return 0;
     this.store.writeBitmapPages(pages.map((page) => this.pageRecord(page)));
+    this.bmWrites++;
     this.bitmap.markPagesClean(pages);
     return pages.length;
   }

@@ -43,6 +43,7 @@ import {
 import { decideHandshake, type HandshakeSide } from './resync-decision.js';
 import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
 import { diskRank } from './states.js';
+import type { PeerStatistics } from './status.js';
 
 const BITMAP_CHUNK_BYTES = 256 * 1024;
 const BITMAP_PERSIST_MS = 2000;
@@ -126,12 +127,15 @@ export class Peer {
   private dialAbort: AbortController | undefined;
   private wanted = false;
   private readonly log: Logger;
+  /** Data bytes of the sessions that ended (statistics are totals since up). */
+  private readonly traffic = { sentBytes: 0, receivedBytes: 0 };
 
   constructor(
     private readonly host: PeerHost,
     readonly name: string,
     readonly nodeId: number | undefined,
-    readonly address: Address | undefined,
+    /** Where the peer is dialled; adjust changes it (the session is then renewed). */
+    public address: Address | undefined,
     log: Logger,
   ) {
     this.log = log.child({ peer: name });
@@ -1077,6 +1081,17 @@ export class Peer {
     };
   }
 
+  /** Counters for status --statistics. */
+  statistics(): PeerStatistics {
+    const s = this.session;
+    return {
+      sent: this.traffic.sentBytes + (s?.link.traffic.sentBytes ?? 0),
+      received: this.traffic.receivedBytes + (s?.link.traffic.receivedBytes ?? 0),
+      pending: s?.tl.size ?? 0,
+      unacked: s?.receiver?.unacked ?? 0,
+    };
+  }
+
   // ---- the secondary's receiver and remote reads --------------------------------------------
 
   private makeReceiver(s: Session): Receiver {
@@ -1157,6 +1172,8 @@ export class Peer {
     const wasReplicating = this.replicating !== undefined;
     this.session = undefined;
     const peerWasUpToDate = s.peerWasUpToDate || this.disk === 'UpToDate';
+    this.traffic.sentBytes += s.link.traffic.sentBytes;
+    this.traffic.receivedBytes += s.link.traffic.receivedBytes;
     s.link.close(reason, kind);
     // Every change not covered by a barrier ack is marked out of sync here (settle(false)).
     s.tl.fail(reason);

@@ -76,11 +76,12 @@ export class Resource implements PeerHost {
   disk: DiskState = 'Diskless';
   readonly peers: Peer[];
   readonly exportSocket: string;
-  readonly config: ResourceConfig;
-  readonly host: HostConfig;
+  /** The running configuration: the file as it was at `up`, then adjust / *-options. */
+  config: ResourceConfig;
+  host: HostConfig;
   readonly node: string;
   readonly changeLock = new IntervalLock();
-  private readonly log: Logger;
+  readonly log: Logger;
   backing: FileDisk | undefined;
   meta: DiskMeta | undefined;
   private appIo = 0;
@@ -737,6 +738,13 @@ export class Resource implements PeerHost {
       alExtents: this.config.disk.alExtents,
       alStats: meta ? { ...meta.al.stats } : undefined,
       crashedPrimary: sb?.flags.crashedPrimary ?? false,
+      statistics: {
+        read: this.backing?.io.readBytes ?? 0,
+        written: this.backing?.io.writtenBytes ?? 0,
+        alWrites: meta?.al.stats.transactions ?? 0,
+        bmWrites: meta?.bmWrites ?? 0,
+        lowerPending: this.backing?.pending ?? 0,
+      },
       disk: this.diskPath,
       metaDisk: this.metaPath,
       export: {
@@ -755,6 +763,7 @@ export class Resource implements PeerHost {
       peerDisk: p.disk,
       replication: p.replication,
       outOfSync,
+      statistics: p.statistics(),
       sync: p.progress(),
       lastError: p.lastError,
       paused: p.userPaused || p.peerPaused,

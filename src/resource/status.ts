@@ -28,6 +28,7 @@ export interface DeviceStatus {
   alExtents: number;
   alStats: AlStats | undefined;
   crashedPrimary: boolean;
+  statistics: DeviceStatistics;
   disk: string | undefined;
   metaDisk: string | undefined;
   export: {
@@ -49,6 +50,7 @@ export interface PeerStatus {
   replication: ReplicationState;
   /** Bytes this node knows the peer lacks. */
   outOfSync: number;
+  statistics: PeerStatistics;
   /** While a resync runs: how far it is. */
   sync: SyncProgress | undefined;
   /** Why the connection last failed or was refused. */
@@ -60,4 +62,27 @@ export interface PeerStatus {
    * for one on the peer. Each node holds its own pause; resume-sync lifts only its own.
    */
   resyncSuspended: Array<'user' | 'peer'>;
+}
+
+/** drbdsetup status --statistics' device counters, since the disk was attached; bytes. */
+export interface DeviceStatistics {
+  read: number;
+  written: number;
+  /** Activity-log transactions. */
+  alWrites: number;
+  /** Bitmap transactions. */
+  bmWrites: number;
+  /** Requests at the backing disk, not yet completed. */
+  lowerPending: number;
+}
+
+/** drbdsetup status --statistics' peer-device counters, since the resource came up. */
+export interface PeerStatistics {
+  /** Data bytes sent to / received from the peer: writes, resync, remote reads. */
+  sent: number;
+  received: number;
+  /** Changes sent to the peer and not yet confirmed by its barrier ack. */
+  pending: number;
+  /** Changes received from the peer and not yet acknowledged. */
+  unacked: number;
 }

@@ -4,6 +4,7 @@ import {
   TargetError,
   type BlockTarget,
   type Payload,
+  payloadLength,
   type Extent,
   type TargetCapabilities,
   type ZeroOptions,
@@ -80,6 +81,8 @@ export class FileDisk implements BlockTarget {
   readonly capabilities: TargetCapabilities;
   /** Whether the C++ addon backs this disk; false means every path is the pure-TS one. */
   readonly nativeInUse: boolean;
+  /** Bytes asked of the disk since it was opened (status --statistics' read and written). */
+  readonly io = { readBytes: 0, writtenBytes: 0 };
 
   private readonly fd: number;
   private readonly syncFd: number;
@@ -166,6 +169,7 @@ export class FileDisk implements BlockTarget {
 
   read(buf: Buffer, offset: number): Promise<void> {
     if (this.closed) return Promise.reject(this.closedError());
+    this.io.readBytes += buf.length;
     // Cached data is copied out right here: no thread-pool round trip for the common case.
     let got = 0;
     if (this.native !== null && this.nowaitOp.available && buf.length <= NOWAIT_MAX) {
@@ -206,6 +210,7 @@ export class FileDisk implements BlockTarget {
       if (this.closed) return reject(this.closedError());
       if (fua && this.syncFailure !== undefined) return reject(this.syncFailedError());
       this.inflight++;
+      this.io.writtenBytes += payloadLength(data);
       // Through the O_DSYNC fd each write(2) is durable on return, which is cheaper than an
       // fdatasync that would also flush every other dirty page of the disk.
       const settle = this.settle(resolve, reject);
@@ -352,6 +357,11 @@ export class FileDisk implements BlockTarget {
       if (err === null) resolve();
       else reject(err);
     };
+  }
+
+  /** Requests handed to the kernel and not yet completed (lower-pending). */
+  get pending(): number {
+    return this.inflight;
   }
 
   private leave(): void {
