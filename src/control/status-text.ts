@@ -1,12 +1,18 @@
 import type { ResourceStatus } from '../resource/status.js';
+import { colourStatus } from './status-colour.js';
 
 /**
  * `urbdadm status` as `drbdadm status` prints it (DRBD 9 layout): the resource and role,
  * the local disk indented once, each peer with its connection. --verbose adds node ids,
- * volumes, sizes, out-of-sync amounts and where the NBD export is served.
+ * volumes, sizes, out-of-sync amounts and where the NBD export is served. With `colour`,
+ * states that need attention stand out (status-colour.ts).
  */
-export function renderStatus(list: ResourceStatus[], opts: { verbose?: boolean } = {}): string {
-  return list.map((s) => renderOne(s, opts.verbose === true)).join('\n');
+export function renderStatus(
+  list: ResourceStatus[],
+  opts: { verbose?: boolean; colour?: boolean } = {},
+): string {
+  const text = list.map((s) => renderOne(s, opts.verbose === true)).join('\n');
+  return opts.colour === true ? colourStatus(text) : text;
 }
 
 function renderOne(s: ResourceStatus, verbose: boolean): string {
@@ -22,11 +28,11 @@ function renderOne(s: ResourceStatus, verbose: boolean): string {
         (d.crashedPrimary ? ' crashed-primary:yes' : ''),
     );
     const exp = d.export;
+    // The same words as the JSON: `serving` is whether clients get the device now.
     lines.push(
-      `    export:${exp.serving ? exp.socket : 'none'}` +
+      `    export:${exp.listening ? exp.socket : 'none'}` +
         (exp.tcp.length > 0 ? ` tcp:${exp.tcp.join(',')}` : '') +
-        ` clients:${exp.clients}` +
-        (exp.serving && exp.refusal ? ' serving:no' : exp.serving ? ' serving:yes' : ''),
+        ` clients:${exp.clients} serving:${exp.serving ? 'yes' : 'no'}`,
     );
   } else {
     lines.push(`${s.name} role:${s.role}${s.suspended ? ' suspended:yes' : ''}`);
