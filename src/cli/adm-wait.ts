@@ -90,12 +90,12 @@ class SyncBar {
       peer: s.peer,
       state: s.state,
       rate: formatRate(s.rate),
-      eta: formatEta(s.eta),
+      etaText: formatEta(s.eta),
     };
     if (!this.bar) {
       this.bar = new cliProgress.SingleBar(
         {
-          format: '{res} {peer} {state} |{bar}| {percentage}% | {rate} | eta {eta}',
+          format: '{res} {peer} {state} |{bar}| {percentage}% | {rate} | eta {etaText}',
           stream: process.stderr,
           hideCursor: true,
           gracefulExit: true,
@@ -111,7 +111,7 @@ class SyncBar {
 
   /** The resync finished: the bar ends full, on its own line. */
   finish(): void {
-    this.bar?.update(100, { state: 'Established', eta: '0:00' });
+    this.bar?.update(100, { state: 'Established', etaText: '0:00' });
     this.stop();
   }
 
