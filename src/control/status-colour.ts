@@ -1,4 +1,3 @@
-import { styleText } from 'node:util';
 import type { ConnectionState, DiskState, ReplicationState } from '../resource/states.js';
 
 /**
@@ -73,9 +72,25 @@ export function toneOf(key: string, value: string): Tone | undefined {
   }
 }
 
-const STYLE: Record<Tone, Parameters<typeof styleText>[0]> = {
-  good: 'green',
-  busy: 'yellow',
+/**
+ * ANSI SGR codes, set and reset. Our own, so that wantColour() alone decides: Node's
+ * util.styleText consults the environment too, differently from one 20.x release to the next.
+ */
+const SGR = { bold: [1, 22], red: [31, 39], green: [32, 39], yellow: [33, 39] } as const;
+type Style = keyof typeof SGR;
+
+function paint(styles: readonly Style[], text: string): string {
+  const on = styles.map((st) => `\x1b[${SGR[st][0]}m`).join('');
+  const off = [...styles]
+    .reverse()
+    .map((st) => `\x1b[${SGR[st][1]}m`)
+    .join('');
+  return on + text + off;
+}
+
+const STYLE: Record<Tone, readonly Style[]> = {
+  good: ['green'],
+  busy: ['yellow'],
   bad: ['bold', 'red'],
 };
 
@@ -84,9 +99,9 @@ export function colourStatus(text: string): string {
   return text.replace(
     /\b(disk|peer-disk|connection|replication|suspended|last-error|role):("(?:[^"\\\n]|\\.)*"|\S+)/g,
     (whole, key: string, value: string) => {
-      if (key === 'role') return value === 'Primary' ? styleText('bold', whole) : whole;
+      if (key === 'role') return value === 'Primary' ? paint(['bold'], whole) : whole;
       const tone = toneOf(key, value);
-      return tone === undefined ? whole : `${key}:${styleText(STYLE[tone], value)}`;
+      return tone === undefined ? whole : `${key}:${paint(STYLE[tone], value)}`;
     },
   );
 }
