@@ -82,6 +82,18 @@ class SyncBar {
 
   constructor(private readonly name: string) {}
 
+  /**
+   * Ctrl-C while the bar is up: give the terminal back its cursor and line wrapping, then
+   * end as a shell expects of an interrupted command (128 + the signal number).
+   */
+  private readonly onSigint = (): void => this.interrupted(130);
+  private readonly onSigterm = (): void => this.interrupted(143);
+
+  private interrupted(code: number): void {
+    this.stop();
+    process.exit(code);
+  }
+
   show(st: ResourceStatus): void {
     const s = syncShown(st);
     if (!s) return;
@@ -98,11 +110,12 @@ class SyncBar {
           format: '{res} {peer} {state} |{bar}| {percentage}% | {rate} | eta {etaText}',
           stream: process.stderr,
           hideCursor: true,
-          gracefulExit: true,
           barsize: 30,
         },
         cliProgress.Presets.shades_classic,
       );
+      process.once('SIGINT', this.onSigint);
+      process.once('SIGTERM', this.onSigterm);
       this.bar.start(100, s.done, payload);
     } else {
       this.bar.update(s.done, payload);
@@ -116,7 +129,10 @@ class SyncBar {
   }
 
   stop(): void {
-    this.bar?.stop();
+    if (!this.bar) return;
+    process.off('SIGINT', this.onSigint);
+    process.off('SIGTERM', this.onSigterm);
+    this.bar.stop();
     this.bar = undefined;
   }
 }

@@ -76,26 +76,41 @@ t.test('a dialer refused while its peer was down connects once the peer is up', 
 
 t.test('wait-sync draws a progress bar on a terminal, nothing into a pipe', async (t) => {
   const dir = tmpDir(t);
-  // 16 MiB at a fixed 2 MiB/s: a resync of about 8 s, long enough to be drawn.
+  // 24 MiB at a fixed 2 MiB/s: a resync of about 12 s, drawn many times at 10 polls a second.
   const p = await startPair(t, dir, {
-    sizeBytes: 16 << 20,
+    sizeBytes: 24 << 20,
     disk: 'c-plan-ahead 0; resync-rate 2M;',
   });
   t.equal((await p.alpha.adm(['wait-connect', '--timeout', '30', 'r0'])).code, 0);
-  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0, 'primary --force');
-  await waitFor(p.alpha, (s) => s.peers[0]!.replication === 'SyncSource', 'syncing');
-  const [tty, piped] = await Promise.all([
-    runInPty(process.execPath, admArgv(p.alpha, ['wait-sync', '--timeout', '120', 'r0']), {
+  // The waiters start while both disks are still Inconsistent, so each sees the resync
+  // from its start, however slowly it starts itself.
+  const ws = ['wait-sync', '--timeout', '120', 'r0'];
+  const waiting = Promise.all([
+    runInPty(process.execPath, admArgv(p.alpha, ws), { timeoutMs: 150000 }),
+    // Ctrl-C while the bar is drawn: the terminal gets its cursor and line wrap back.
+    runInPty(process.execPath, admArgv(p.alpha, ws), {
       timeoutMs: 150000,
+      interruptOn: 'SyncSource |',
     }),
-    p.beta.adm(['wait-sync', '--timeout', '120', 'r0'], { timeoutMs: 150000 }),
+    p.beta.adm(ws, { timeoutMs: 150000 }),
   ]);
+  t.equal((await p.alpha.adm(['primary', '--force', 'r0'])).code, 0, 'primary --force');
+  const [tty, ctrlC, piped] = await waiting;
+
   t.equal(tty.code, 0, 'wait-sync on a terminal: done', { output: showRun(tty) });
   t.match(
     tty.stdout,
     /r0 beta SyncSource \|[█░]{30}\| \d+% \| \d+\.\d MiB\/s \| eta (\d+:\d\d|\?)/,
+    'the bar: state, percentage, rate, ETA',
   );
   t.match(tty.stdout, /r0 beta Established \|█{30}\| 100% \| [^|]+ \| eta 0:00/, 'ends full');
+
+  t.equal(ctrlC.code, 130, 'Ctrl-C: exit 130, as an interrupted command', {
+    output: showRun(ctrlC),
+  });
+  t.match(ctrlC.stdout, `${ESC}[?25l`, 'the bar hid the cursor');
+  t.match(ctrlC.stdout, new RegExp(`${ESC}\\[\\?25h[^]*${ESC}\\[\\?7h`), 'and gave it back');
+
   t.equal(piped.code, 0, 'wait-sync into a pipe: done', { output: showRun(piped) });
   t.equal(piped.stdout + piped.stderr, '', 'and silent');
 });
