@@ -41,6 +41,16 @@ export function hopeless(st: ResourceStatus): string | undefined {
   return `${st.name}: ${p.name} is StandAlone${why}; it stays so until "urbdadm connect ${st.name}"`;
 }
 
+/**
+ * What is in the way while still waiting: each peer not connected that has a last error
+ * (a dial refused, a peer turned away), as "peer: error".
+ */
+export function obstacles(st: ResourceStatus): string[] {
+  return st.peers
+    .filter((p) => p.connection !== 'Connected' && p.lastError !== undefined)
+    .map((p) => `${p.name}: ${p.lastError!}`);
+}
+
 /** What a progress bar shows of a resync: the first peer syncing, or undefined. */
 export function syncShown(
   st: ResourceStatus,
@@ -157,7 +167,11 @@ export async function waitFor(
   }
   const c = await ctx.requireDaemon();
   const until = timeoutS > 0 ? Date.now() + timeoutS * 1000 : Infinity;
-  const bar = progress && process.stderr.isTTY === true ? new SyncBar(name) : undefined;
+  const tty = process.stderr.isTTY === true;
+  const bar = progress && tty ? new SyncBar(name) : undefined;
+  // On a terminal, say once what stands in the way each time it changes, so a wait that
+  // will be long is not a silent one. Scripts (no terminal) get only the result.
+  const told = new Set<string>();
   try {
     for (;;) {
       const [st] = (await c.request('status', name)) as ResourceStatus[];
@@ -170,6 +184,13 @@ export async function waitFor(
       if (why !== undefined) throw new AdmError(why, Exit.FAILED);
       if (Date.now() >= until) {
         throw new AdmError(`${name}: not ${goal.what} after ${timeoutS} s`, Exit.TIMEOUT);
+      }
+      if (tty) {
+        for (const o of obstacles(st)) {
+          if (told.has(o)) continue;
+          told.add(o);
+          process.stderr.write(`urbdadm: ${name}: still waiting: ${o}\n`);
+        }
       }
       bar?.show(st);
       await new Promise((r) => setTimeout(r, 100));

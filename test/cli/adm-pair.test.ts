@@ -40,6 +40,26 @@ t.test('wait-connect on a node left StandAlone by a wrong secret returns with wh
   t.equal(ws.code, 10, 'wait-sync says the same', { output: showRun(ws) });
   t.match(ws.stderr, /beta is StandAlone/);
 
+  // beta, which listens, keeps listening for a right peer; on a terminal, its wait says
+  // what it turned away while waiting.
+  const bw = await runInPty(
+    process.execPath,
+    admArgv(p.beta, ['wait-connect', '--timeout', '3', 'r0']),
+  );
+  t.equal(bw.code, 5, 'beta: wait-connect times out (exit 5)', { output: showRun(bw) });
+  t.match(
+    bw.stdout,
+    /urbdadm: r0: still waiting: alpha: refused a connection from .*(secret|auth)/,
+  );
+  t.match(bw.stdout, /not connected after 3 s/);
+  const bp = await p.beta.adm(['wait-connect', '--timeout', '1', 'r0']);
+  t.equal(bp.code, 5);
+  t.equal(
+    bp.stderr,
+    'urbdadm: wait-connect r0: r0: not connected after 1 s\n',
+    'a script gets one line',
+  );
+
   // On a terminal the StandAlone state and its error stand out.
   const tty = await runInPty(process.execPath, admArgv(p.alpha, ['status', 'r0']), {
     env: { NO_COLOR: undefined },

@@ -7,6 +7,7 @@ import {
   formatRate,
   hopeless,
   IN_SYNC,
+  obstacles,
   syncShown,
 } from '../../src/cli/adm-wait.js';
 import { CONNECTION_STATES } from '../../src/resource/states.js';
@@ -59,6 +60,21 @@ t.test('hopeless: exactly when a peer is StandAlone, saying why and what to run'
     'the StandAlone one of two peers',
   );
   t.equal(hopeless(res([])), undefined, 'no peers: nothing to be stuck on');
+});
+
+t.test('obstacles: peers not connected, with their last error', async (t) => {
+  t.same(obstacles(res([{}])), []);
+  t.same(obstacles(res([{ connection: 'Connecting' }])), [], 'no error yet: nothing to say');
+  t.same(
+    obstacles(
+      res([
+        { connection: 'Connecting', lastError: 'cannot connect to 10.0.0.2:7789: ECONNREFUSED' },
+        { lastError: 'old news' },
+        { connection: 'StandAlone', lastError: 'authentication failed' },
+      ]),
+    ),
+    ['peer0: cannot connect to 10.0.0.2:7789: ECONNREFUSED', 'peer2: authentication failed'],
+  );
 });
 
 t.test('the goals', async (t) => {
