@@ -14,10 +14,10 @@ import { DEFAULT_RUN_DIR } from '../control/protocol.js';
 import type { ResourceStatus } from '../resource/status.js';
 
 /**
- * urbdadm's exit codes, drbdadm's: 0 done; 1 usage; 10 the command failed (bad
- * configuration, metadata, disk); 11 the daemon refused a state change; 20 no daemon.
+ * urbdadm's exit codes, drbdadm's: 0 done; 1 usage; 5 a wait-connect / wait-sync --timeout
+ * ran out; 10 the command failed (bad configuration, metadata, disk); 11 the daemon refused
+ * a state change; 20 no daemon.
  */
-/** drbdadm's exit codes, and 5: a wait-connect / wait-sync --timeout ran out. */
 export const Exit = {
   OK: 0,
   USAGE: 1,
@@ -108,7 +108,7 @@ export class AdmContext {
     const c = await this.daemon();
     if (c) return c;
     throw new AdmError(
-      `${this.unreachable} (start it with: urbd --node ${this.node} --run-dir ${this.runDir})`,
+      `${this.unreachable} (start it with: urbd --node ${this.node} --config ${this.configFile} --run-dir ${this.runDir})`,
       Exit.NO_DAEMON,
     );
   }

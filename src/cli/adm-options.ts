@@ -36,6 +36,8 @@ export function addOptionVerbs(program: Command, perResource: PerResource): void
           await ctx.requireDaemon()
         ).request('adjust', name, {
           dryRun,
+          // The daemon reads the file this command names, as for up (drbdadm passes its own).
+          config: ctx.configFile,
         })) as string[];
         if (dryRun) return lines.length > 0 ? lines.join('\n') : `${name}: nothing to change`;
       }),

@@ -3,12 +3,14 @@ import { Command, CommanderError } from 'commander';
 import { RemoteError } from '../control/client.js';
 import { formatEventText, type UrbdEvent } from '../control/events.js';
 import { toJsonLine } from '../control/protocol.js';
-import { renderStatistics, renderStatus } from '../control/status-text.js';
+import { wantColour } from '../control/status-colour.js';
+import { renderStatus } from '../control/status-text.js';
 import { dumpConfig } from '../config/index.js';
 import { formatGi, showGi } from '../meta/uuid.js';
 import { addOptionVerbs } from './adm-options.js';
 import type { ResourceStatus } from '../resource/status.js';
 import { AdmContext, AdmError, Exit, type GlobalOptions } from './adm-context.js';
+import { CONNECTED, IN_SYNC, waitFor } from './adm-wait.js';
 import {
   applyAlVerb,
   createMd,
@@ -27,7 +29,8 @@ import {
 const program = new Command('urbdadm')
   .description(
     "administer urbd resources with drbdadm's verbs.\n" +
-      'RES is a resource name or "all". Exit codes: 0 done, 1 usage, 10 failed, 11 state change refused, 20 no daemon.',
+      'RES is a resource name or "all". Exit codes: 0 done, 1 usage, 5 a wait-* --timeout ran ' +
+      'out, 10 failed, 11 state change refused, 20 no daemon.',
   )
   .version('0.1.0')
   .option('--node <name>', 'this node (default: URBD_NODE or the host name)')
@@ -78,13 +81,18 @@ function report(err: unknown, what: string): number {
 /** A verb the daemon carries out: the resource must be up there. */
 function daemonVerb(
   cmd: string,
-  args: (opts: Record<string, unknown>) => Record<string, unknown> = () => ({}),
+  args: (opts: Record<string, unknown>, ctx: AdmContext) => Record<string, unknown> = () => ({}),
 ) {
   return perResource(cmd, async (ctx, name, opts) => {
     const c = await ctx.requireDaemon();
-    await c.request(cmd, name, args(opts));
+    await c.request(cmd, name, args(opts, ctx));
   });
 }
+
+/** Verbs that read the resource file hand the daemon the one urbdadm read, as drbdadm does. */
+const withConfig = (_o: Record<string, unknown>, ctx: AdmContext): Record<string, unknown> => ({
+  config: ctx.configFile,
+});
 
 program
   .command('create-md')
@@ -180,17 +188,18 @@ program
   .command('up')
   .argument('<res...>')
   .description('apply the activity log, attach the disk and serve the export (Secondary)')
-  .action(daemonVerb('up'));
+  .action(daemonVerb('up', withConfig));
 program
   .command('down')
   .argument('<res...>')
+  .option('--force', 'go down even while NBD clients are attached (they are cut off)')
   .description('demote, stop serving, detach')
-  .action(daemonVerb('down'));
+  .action(daemonVerb('down', (o, ctx) => ({ ...withConfig(o, ctx), force: o.force === true })));
 program
   .command('attach')
   .argument('<res...>')
   .description('attach the backing disk')
-  .action(daemonVerb('attach'));
+  .action(daemonVerb('attach', withConfig));
 program
   .command('detach')
   .argument('<res...>')
@@ -248,35 +257,21 @@ program
   .command('wait-connect')
   .argument('<res...>')
   .option('--timeout <seconds>', 'give up after this long (exit 5); 0 waits forever', '0')
-  .description('wait until every peer of the resource is connected')
+  .description('wait until every peer of the resource is connected (exit 10 if one is StandAlone)')
   .action(
-    perResource('wait-connect', (ctx, name, o) =>
-      waitFor(ctx, name, Number(o.timeout), 'connected', (st) =>
-        st.peers.every((p) => p.connection === 'Connected'),
-      ),
-    ),
+    perResource('wait-connect', (ctx, name, o) => waitFor(ctx, name, Number(o.timeout), CONNECTED)),
   );
 program
   .command('wait-sync')
   .argument('<res...>')
   .option('--timeout <seconds>', 'give up after this long (exit 5); 0 waits forever', '0')
-  .description('wait until connected and no resync is running (both disks UpToDate)')
+  .description(
+    'wait until connected and no resync is running (both disks UpToDate); on a terminal, ' +
+      'a progress bar shows the resync',
+  )
   .action(
     perResource('wait-sync', (ctx, name, o) =>
-      waitFor(
-        ctx,
-        name,
-        Number(o.timeout),
-        'in sync',
-        (st) =>
-          st.device.diskState === 'UpToDate' &&
-          st.peers.every(
-            (p) =>
-              p.connection === 'Connected' &&
-              p.replication === 'Established' &&
-              p.peerDisk === 'UpToDate',
-          ),
-      ),
+      waitFor(ctx, name, Number(o.timeout), IN_SYNC, true),
     ),
   );
 
@@ -286,14 +281,19 @@ program
   .option('--json', 'machine-readable output')
   .option('--verbose', 'node ids, sizes, out-of-sync amounts and the export')
   .option('--statistics', 'counters: read, written, al-writes, bm-writes, sent, received, ...')
-  .description('show roles, disk states and connections, like drbdadm status')
+  .description(
+    'show roles, disk states and connections, like drbdadm status (in colour on a terminal, ' +
+      'unless NO_COLOR is set)',
+  )
   .action(
     async (names: string[], o: { json?: boolean; verbose?: boolean; statistics?: boolean }) => {
       await withStatus(names, (list) =>
         o.json === true
           ? toJsonLine(list)
-          : (o.statistics === true ? renderStatistics : renderStatus)(list, {
+          : renderStatus(list, {
               verbose: o.verbose === true,
+              statistics: o.statistics === true,
+              colour: wantColour(process.stdout.isTTY, process.env),
             }),
       );
     },
@@ -343,6 +343,12 @@ program
       const ctx = new AdmContext(program.opts<GlobalOptions>());
       try {
         const c = await ctx.requireDaemon();
+        // A resource that is neither up nor in the file would never produce an event: exit
+        // 10 saying so, as every other verb does. One that is configured but down may be
+        // watched until it comes up.
+        if (name !== undefined && name !== 'all' && !(await ctx.upStatus(name))) {
+          ctx.resource(name);
+        }
         process.on('SIGINT', () => c.close());
         await c.events(
           name,
@@ -354,7 +360,7 @@ program
           o.statistics === true,
         );
       } catch (err) {
-        process.exitCode = report(err, 'events');
+        process.exitCode = report(err, name !== undefined ? `events ${name}` : 'events');
       } finally {
         ctx.close();
       }
@@ -381,36 +387,6 @@ addOptionVerbs(program, perResource);
 
 function peerOption(o: Record<string, unknown>): Record<string, unknown> {
   return typeof o.peer === 'string' ? { peer: o.peer } : {};
-}
-
-/**
- * wait-connect / wait-sync: polls the daemon's status until `done` holds. Bounded by
- * --timeout (drbdadm's wfc-timeout; 0 waits until the condition or a signal).
- */
-async function waitFor(
-  ctx: AdmContext,
-  name: string,
-  timeoutS: number,
-  what: string,
-  done: (st: ResourceStatus) => boolean,
-): Promise<void> {
-  if (!Number.isFinite(timeoutS) || timeoutS < 0) {
-    throw new AdmError(
-      `--timeout must be a number of seconds, got ${String(timeoutS)}`,
-      Exit.USAGE,
-    );
-  }
-  const c = await ctx.requireDaemon();
-  const until = timeoutS > 0 ? Date.now() + timeoutS * 1000 : Infinity;
-  for (;;) {
-    const [st] = (await c.request('status', name)) as ResourceStatus[];
-    if (!st) throw new AdmError(`${name}: no such resource is up on ${ctx.node}`, Exit.FAILED);
-    if (done(st)) return;
-    if (Date.now() >= until) {
-      throw new AdmError(`${name}: not ${what} after ${timeoutS} s`, Exit.TIMEOUT);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** status/role/dstate/cstate: the named resources (or every one that is up) from the daemon. */

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import {
   ConfigError,
@@ -28,6 +29,8 @@ export interface DaemonOptions {
  * control socket and publishes events. State lives here and nowhere else; urbdadm only
  * asks. The configuration is read afresh at every `up`/`attach`, as drbdadm reads it at
  * every command, so an edited resource file takes effect the next time it is brought up.
+ * urbdadm sends the file it read (its --config), so the file the admin named is the one
+ * that applies; the daemon's own --config serves requests that name none.
  */
 export class Daemon {
   readonly events = new EventHub();
@@ -99,13 +102,13 @@ export class Daemon {
         return list.map((r) => r.status());
       }
       case 'adjust':
-        return this.adjust(this.name(req), args.dryRun === true);
+        return this.adjust(this.name(req), args.dryRun === true, configArg(args));
       case 'up':
-        return this.up(this.name(req));
+        return this.up(this.name(req), configArg(args));
       case 'attach':
-        return this.attach(this.name(req));
+        return this.attach(this.name(req), configArg(args));
       case 'down':
-        return this.down(this.name(req));
+        return this.down(this.name(req), args.force === true, configArg(args));
     }
     const r = this.get(this.name(req));
     if (OPTION_VERBS.has(req.cmd)) return r.serial(() => optionVerb(req.cmd, r, args));
@@ -148,17 +151,17 @@ export class Daemon {
    * drbdadm adjust: a resource that is down is brought up; one that is up takes the file's
    * options as far as they can change while it runs (option-changes.ts says which).
    */
-  private async adjust(name: string, dryRun: boolean): Promise<string[]> {
+  private async adjust(name: string, dryRun: boolean, file: string | undefined): Promise<string[]> {
     const r = this.resources.get(name);
     if (!r) {
       if (dryRun) {
-        this.lookup(name);
+        this.lookup(name, file);
         return [`${name}: up`];
       }
-      await this.up(name);
+      await this.up(name, file);
       return [];
     }
-    const wanted = this.lookup(name);
+    const wanted = this.lookup(name, file);
     return r.serial(() =>
       reconfigure(r, { config: wanted.config, host: wanted.host }, { dryRun, adjust: true }),
     );
@@ -174,10 +177,17 @@ export class Daemon {
     return r;
   }
 
-  /** The resource's configuration on this node, read afresh; exit 10 when there is none. */
-  private lookup(name: string): { config: ResourceConfig; host: HostConfig } {
+  /**
+   * The resource's configuration on this node, read afresh from the file urbdadm named (as
+   * drbdadm hands its configuration to the kernel), else from the daemon's own; exit 10
+   * when there is none.
+   */
+  private lookup(
+    name: string,
+    file = this.opts.configPath,
+  ): { config: ResourceConfig; host: HostConfig } {
     try {
-      const config = resourceFor(loadConfig(this.opts.configPath), name);
+      const config = resourceFor(loadConfig(file), name);
       return { config, host: hostFor(config, this.opts.node) };
     } catch (err) {
       const e = err as Error;
@@ -188,8 +198,8 @@ export class Daemon {
     }
   }
 
-  private create(name: string): Resource {
-    const { config, host } = this.lookup(name);
+  private create(name: string, file: string | undefined): Resource {
+    const { config, host } = this.lookup(name, file);
     return new Resource({
       config,
       host,
@@ -200,11 +210,11 @@ export class Daemon {
     });
   }
 
-  private async up(name: string): Promise<void> {
+  private async up(name: string, file: string | undefined): Promise<void> {
     if (this.resources.has(name)) {
       throw commandError('ERR_RES_IN_USE', `${name} is already up on ${this.opts.node}`);
     }
-    const r = this.create(name);
+    const r = this.create(name, file);
     this.resources.set(name, r);
     try {
       await r.serial(() => r.up());
@@ -216,25 +226,36 @@ export class Daemon {
     }
   }
 
-  private async attach(name: string): Promise<void> {
+  private async attach(name: string, file: string | undefined): Promise<void> {
     const existing = this.resources.get(name);
     if (existing) return existing.serial(() => existing.attach());
-    return this.up(name);
+    return this.up(name, file);
   }
 
-  private async down(name: string): Promise<void> {
+  /** With `force`, NBD clients still attached are cut off (as `secondary --force` does). */
+  private async down(name: string, force: boolean, file: string | undefined): Promise<void> {
     const r = this.resources.get(name);
     if (!r) {
       // drbdsetup's down is missing-ok: a configured resource that is not up is already
       // down, so `down all` and a unit's ExecStop succeed after a manual down. A name the
       // configuration does not know is still an error.
-      this.lookup(name);
+      this.lookup(name, file);
       return;
     }
-    await r.serial(() => r.down());
+    await r.serial(() => r.down(force));
     this.resources.delete(name);
     this.events.destroy(name);
   }
+}
+
+/** The configuration file urbdadm read (an absolute path), when it named one. */
+function configArg(args: Record<string, unknown>): string | undefined {
+  const f = args.config;
+  if (f === undefined) return undefined;
+  if (typeof f !== 'string' || !path.isAbsolute(f)) {
+    throw commandError('EPROTO', '"config" must be an absolute path');
+  }
+  return f;
 }
 
 function peerArg(args: Record<string, unknown>): string | undefined {

@@ -1,12 +1,21 @@
 import type { ResourceStatus } from '../resource/status.js';
+import { colourStatus } from './status-colour.js';
 
 /**
  * `urbdadm status` as `drbdadm status` prints it (DRBD 9 layout): the resource and role,
  * the local disk indented once, each peer with its connection. --verbose adds node ids,
- * volumes, sizes, out-of-sync amounts and where the NBD export is served.
+ * volumes, sizes, out-of-sync amounts and where the NBD export is served; --statistics
+ * drbdsetup's counters under the device and under each peer. With `colour`, states that need
+ * attention stand out (status-colour.ts).
  */
-export function renderStatus(list: ResourceStatus[], opts: { verbose?: boolean } = {}): string {
-  return list.map((s) => renderOne(s, opts.verbose === true)).join('\n');
+export function renderStatus(
+  list: ResourceStatus[],
+  opts: { verbose?: boolean; colour?: boolean; statistics?: boolean } = {},
+): string {
+  const text = list
+    .map((s) => renderOne(s, opts.verbose === true, opts.statistics === true))
+    .join('\n');
+  return opts.colour === true ? colourStatus(text) : text;
 }
 
 function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): string {
@@ -22,11 +31,11 @@ function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): str
         (d.crashedPrimary ? ' crashed-primary:yes' : ''),
     );
     const exp = d.export;
+    // The same words as the JSON: `serving` is whether clients get the device now.
     lines.push(
-      `    export:${exp.serving ? exp.socket : 'none'}` +
+      `    export:${exp.listening ? exp.socket : 'none'}` +
         (exp.tcp.length > 0 ? ` tcp:${exp.tcp.join(',')}` : '') +
-        ` clients:${exp.clients}` +
-        (exp.serving && exp.refusal ? ' serving:no' : exp.serving ? ' serving:yes' : ''),
+        ` clients:${exp.clients} serving:${exp.serving ? 'yes' : 'no'}`,
     );
   } else {
     lines.push(`${s.name} role:${s.role}${s.suspended ? ' suspended:yes' : ''}`);
@@ -71,14 +80,6 @@ function syncText(p: ResourceStatus['peers'][number]): string {
   const rate = `${(y.rate / (1 << 20)).toFixed(1)}MiB/s`;
   const eta = y.etaSeconds === undefined ? '' : ` eta:${y.etaSeconds}s`;
   return ` done:${y.done.toFixed(2)} rate:${rate}${eta}`;
-}
-
-/**
- * `status --statistics`: the same layout with drbdsetup's counters under the device and
- * under each peer.
- */
-export function renderStatistics(list: ResourceStatus[], opts: { verbose?: boolean } = {}): string {
-  return list.map((s) => renderOne(s, opts.verbose === true, true)).join('\n');
 }
 
 /** drbdsetup's device counters (sizes in KiB, as it prints them). */

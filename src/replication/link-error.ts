@@ -15,6 +15,8 @@ export class LinkError extends Error {
   constructor(
     message: string,
     readonly kind: CloseKind,
+    /** The socket error's code (ECONNREFUSED, ...) when the TCP connect itself failed. */
+    readonly errno?: string,
   ) {
     super(message);
     this.name = 'LinkError';

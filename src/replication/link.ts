@@ -148,7 +148,11 @@ function connectChannel(
     };
     const onError = (err: NodeJS.ErrnoException): void =>
       done(
-        new LinkError(`cannot connect to ${where}: ${err.code ?? err.message}`, 'NetworkFailure'),
+        new LinkError(
+          `cannot connect to ${where}: ${err.code ?? err.message}`,
+          'NetworkFailure',
+          err.code,
+        ),
       );
     const onAbort = (): void => done(new LinkError('dial aborted', 'TearDown'));
     const timer = setTimeout(

@@ -20,7 +20,14 @@ import {
   startSyncSource,
   startSyncTarget,
 } from '../meta/uuid.js';
-import { dialPeer, PeerListener, type PeerLink, type CloseKind } from '../replication/link.js';
+import {
+  dialPeer,
+  LinkError,
+  PeerListener,
+  type PeerLink,
+  type CloseKind,
+} from '../replication/link.js';
+import { redialDelayMs } from '../replication/redial.js';
 import { encodeBitmapRle, orBitmapRle } from '../replication/rle.js';
 import { IntervalLock } from '../replication/interval-lock.js';
 import { TransferLog } from '../replication/transfer-log.js';
@@ -125,6 +132,8 @@ export class Peer {
   private listener: PeerListener | undefined;
   private dialTimer: NodeJS.Timeout | undefined;
   private dialAbort: AbortController | undefined;
+  /** Dials refused (ECONNREFUSED) since the last connect or link: the redial backoff. */
+  private refusedDials = 0;
   private wanted = false;
   private readonly log: Logger;
   /** Data bytes of the sessions that ended (statistics are totals since up). */
@@ -185,6 +194,7 @@ export class Peer {
     this.discardMyData = discardMyData;
     this.wanted = true;
     this.lastError = undefined;
+    this.refusedDials = 0;
     this.setConnection('Connecting');
     if (this.dialer) {
       this.dialSoon(0);
@@ -281,10 +291,12 @@ export class Peer {
       }
       if (this.lastError !== e.message) {
         this.lastError = e.message;
-        this.log.info({ err: e.message }, 'peer not reachable; retrying every connect-int');
+        this.log.info({ err: e.message }, 'peer not reachable; retrying');
         this.host.changed();
       }
-      this.dialSoon(this.host.config.net.connectIntMs);
+      const errno = e instanceof LinkError ? e.errno : undefined;
+      this.dialSoon(redialDelayMs(errno, this.refusedDials, this.host.config.net.connectIntMs));
+      this.refusedDials = errno === 'ECONNREFUSED' ? this.refusedDials + 1 : 0;
     } finally {
       if (this.dialAbort === abort) this.dialAbort = undefined;
     }
@@ -328,6 +340,7 @@ export class Peer {
     };
     this.session = s;
     this.lastError = undefined;
+    this.refusedDials = 0;
     this.host.holdIo(true);
     this.setConnection('Connected');
     this.replication = 'Off';

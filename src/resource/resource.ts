@@ -258,9 +258,9 @@ export class Resource implements PeerHost {
     for (const p of this.peers) if (p.address !== undefined) await this.connect(false, p.name);
   }
 
-  /** `down`: demote (refused while clients are attached), stop serving, detach. */
-  async down(): Promise<void> {
-    await this.secondary(false);
+  /** `down`: demote (refused while clients are attached, unless forced), stop serving, detach. */
+  async down(force = false): Promise<void> {
+    await this.secondary(force);
     for (const p of this.peers) await p.disconnect('resource going down');
     await this.stopExport();
     if (this.attached) await this.detach();
@@ -727,6 +727,7 @@ export class Resource implements PeerHost {
     const meta = this.meta;
     const sb = meta?.superblock();
     const outOfSync = meta ? meta.outOfSyncBytes() : 0;
+    const refusal = this.ioRefusal();
     const device: DeviceStatus = {
       volume: 0,
       minor: this.host.device.minor,
@@ -750,9 +751,10 @@ export class Resource implements PeerHost {
       export: {
         socket: this.exportSocket,
         tcp: this.tcpListeners.map(formatAddress),
-        serving: this.nbd !== undefined,
+        listening: this.nbd !== undefined,
+        serving: this.nbd !== undefined && refusal === undefined,
         clients: this.clientCount(),
-        refusal: this.ioRefusal(),
+        refusal,
       },
     };
     const peers: PeerStatus[] = this.peers.map((p) => ({

@@ -34,6 +34,9 @@ export interface DeviceStatus {
   export: {
     socket: string;
     tcp: string[];
+    /** The export's sockets are open (a Secondary listens too, to say why it refuses). */
+    listening: boolean;
+    /** Clients get the device now: listening and no refusal (a Primary with usable data). */
     serving: boolean;
     clients: number;
     /** Why clients are refused right now, if they are. */

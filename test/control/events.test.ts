@@ -47,6 +47,7 @@ function status(o: { sent?: number; done?: number; replication?: string } = {}):
       export: {
         socket: '/run/urbd/r0.nbd',
         tcp: [],
+        listening: true,
         serving: true,
         clients: 0,
         refusal: undefined,

@@ -684,10 +684,19 @@ t.test('events --now --json: one object per line, exists, then the - marker', as
     t.same(Object.keys(e), ['kind', 'object', 'fields', 'time']);
     t.ok(!Number.isNaN(Date.parse(String(e.time))), 'an ISO time');
   }
-  r = await adm(d, ['events', '--now', '--json', 'r9']);
+  // A resource the configuration does not know is exit 10, as for every other verb.
+  failsWith(
+    t,
+    await adm(d, ['events', '--now', '--json', 'r9']),
+    10,
+    /^urbdadm: events r9: no resource "r9" in /,
+    'events r9',
+  );
+  ok(t, await adm(d, ['down', 'r0']), 'down');
+  r = await adm(d, ['events', '--now', '--json', 'r0']);
   t.same(
     parse(r.stdout).map((e) => e.object),
     ['-'],
-    'filtered by resource',
+    'a configured resource that is down: only the marker',
   );
 });
