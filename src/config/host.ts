@@ -214,9 +214,19 @@ export function readHostStatement(
       return true;
     }
     case 'meta-disk':
-    case 'flexible-meta-disk':
-      set(fields, 'metaDisk', field(s, readMetaDisk(s)));
+    case 'flexible-meta-disk': {
+      const md = readMetaDisk(s);
+      set(fields, 'metaDisk', field(s, md));
+      if (md.index !== undefined) {
+        recordIgnored(
+          ctx,
+          s,
+          where,
+          `only the index is ignored: the metadata is the file ${md.path}, one per resource`,
+        );
+      }
       return true;
+    }
     case 'nbd-listen':
       fields.nbdListen.push(field(s, readAddress(s)));
       return true;

@@ -186,18 +186,17 @@ function checkSharedResources(all: Resolved[]): void {
       for (const u of uses) {
         const key = `${host}\0${u.path}`;
         const prev = paths.get(key);
-        // Indexed external meta-data may share a device: each index is its own 128 MiB slot.
-        const clash =
-          prev !== undefined &&
-          (prev.kind === 'disk' ||
-            u.kind === 'disk' ||
-            prev.index === undefined ||
-            u.index === undefined ||
-            prev.index === u.index);
-        if (prev !== undefined && clash) {
+        if (prev !== undefined) {
+          // DRBD gives each index its own 128 MiB slot of a device; urbd's metadata is one SQLite
+          // file, so two indexes of one file would silently share (and overwrite) one metadata.
+          const indexed = prev.index !== undefined || u.index !== undefined;
+          const slot = (i?: number): string => (i === undefined ? '' : ` [${i}]`);
           throw errorAt(
             u.at,
-            `${u.kind} ${u.path} on host ${q(host)} is already used by resource ${prev.res} (${prev.kind} at ${posText(prev.at)})`,
+            `${u.kind} ${u.path}${slot(u.index)} on host ${q(host)} is already used by resource ${prev.res} (${prev.kind}${slot(prev.index)} at ${posText(prev.at)})` +
+              (indexed && prev.kind === 'meta-disk' && u.kind === 'meta-disk'
+                ? "; urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file"
+                : ''),
           );
         }
         paths.set(key, { res, ...u });

@@ -5,7 +5,7 @@ import { errorAt, posText, q } from './errors.js';
 import type { Token } from './lexer.js';
 import { defaults, type SettingKey } from './schema.js';
 import type { Scope, Setting } from './sections.js';
-import type { Field, RawHost, RawResource } from './host.js';
+import type { Field, MetaDiskValue, RawHost, RawResource } from './host.js';
 import type { Address, HostConfig, ResourceConfig } from './types.js';
 import { addressKey } from './values.js';
 
@@ -47,13 +47,9 @@ function resolveHost(raw: RawResource, h: RawHost, many: boolean): ResolvedHost 
       `${where} has no disk; add "disk PATH;" (or "disk none;" for a diskless node) to "on ${h.name}" or to the resource`,
     );
   }
-  const metaDisk = own.metaDisk ?? base.metaDisk;
-  if (metaDisk === undefined && disk.value !== 'none') {
-    throw errorAt(
-      h.stmt.keyword,
-      `${where} has no meta-disk; add "meta-disk internal;" or "meta-disk PATH;" to "on ${h.name}" or to the resource`,
-    );
-  }
+  // DRBD's default is internal meta-data, so an omitted meta-disk means the same here.
+  const metaDisk: Field<MetaDiskValue> = own.metaDisk ??
+    base.metaDisk ?? { value: { path: 'internal' }, keyword: h.stmt.keyword, args: [] };
   if (own.address === undefined && many) {
     throw errorAt(
       h.stmt.keyword,
@@ -71,7 +67,7 @@ function resolveHost(raw: RawResource, h: RawHost, many: boolean): ResolvedHost 
   if (own.nodeId !== undefined) config.nodeId = own.nodeId.value;
   if (own.address !== undefined) config.address = { ...own.address.value };
   const diskless = disk.value === 'none';
-  if (metaDisk !== undefined && !diskless) {
+  if (!diskless) {
     config.metaDisk = metaDisk.value.path;
     if (metaDisk.value.index !== undefined) config.metaDiskIndex = metaDisk.value.index;
   }

@@ -361,11 +361,6 @@ check([
     `${F}:6:3: host "alpha" of resource r0 has no disk; add "disk PATH;" (or "disk none;" for a diskless node) to "on alpha" or to the resource`,
   ],
   [
-    'host without meta-disk',
-    twoHosts().replace('  meta-disk internal;', ''),
-    `${F}:6:3: host "alpha" of resource r0 has no meta-disk; add "meta-disk internal;" or "meta-disk PATH;" to "on alpha" or to the resource`,
-  ],
-  [
     'host without address',
     twoHosts().replace('address 10.0.0.2:7789;', ''),
     `${F}:7:3: host "beta" of resource r0 has no address; with more than one host, every "on" section needs "address IP:PORT;"`,
@@ -532,7 +527,24 @@ check([
       'meta-disk internal;',
       'meta-disk /dev/md [1];',
     ),
-    `${F}:10:34: meta-disk /dev/md on host "alpha" is already used by resource r0 (meta-disk at ${F}:4:3)`,
+    `${F}:10:34: meta-disk /dev/md [1] on host "alpha" is already used by resource r0 (meta-disk [1] at ${F}:4:3); urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file`,
+  ],
+  [
+    // DRBD would give each index its own slot; urbd's metadata is one file, so both would share it.
+    'external meta-disk shared under two indexes',
+    second('  device minor 1; disk /dev/sdc; meta-disk /srv/x.md [1];').replace(
+      'meta-disk internal;',
+      'meta-disk /srv/x.md [0];',
+    ),
+    `${F}:10:34: meta-disk /srv/x.md [1] on host "alpha" is already used by resource r0 (meta-disk [0] at ${F}:4:3); urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file`,
+  ],
+  [
+    'external meta-disk shared, one indexed',
+    second('  device minor 1; disk /dev/sdc; meta-disk /srv/x.md;').replace(
+      'meta-disk internal;',
+      'meta-disk /srv/x.md[0];',
+    ),
+    `${F}:10:34: meta-disk /srv/x.md on host "alpha" is already used by resource r0 (meta-disk [0] at ${F}:4:3); urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file`,
   ],
   [
     'resync-after an unknown resource',
