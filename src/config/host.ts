@@ -51,6 +51,8 @@ export interface RawHost {
   name: string;
   stmt: Statement;
   fields: HostFields;
+  /** Options from the host's own disk/net sections, before hoist(). */
+  scope: Scope;
 }
 
 export interface RawResource {
@@ -59,6 +61,8 @@ export interface RawResource {
   scope: Scope;
   defaults: HostFields;
   hosts: RawHost[];
+  /** Options from each connection or connection-mesh section, before hoist(). */
+  connections: Scope[];
   /** The first `volume N` seen; urbd serves one volume per resource. */
   volume?: Token;
 }

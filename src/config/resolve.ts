@@ -2,6 +2,7 @@
 // resource-level device/disk/meta-disk/nbd-listen, then the host's. Checks that need the whole
 // resource (hosts named in options, node-ids, addresses) happen here.
 import { errorAt, posText, q } from './errors.js';
+import { findByHostName } from './hostname.js';
 import type { Token } from './lexer.js';
 import { defaults, type SettingKey } from './schema.js';
 import type { Scope, Setting } from './sections.js';
@@ -173,18 +174,23 @@ export function resolveResource(raw: RawResource, common: Scope | undefined): Re
   const hostList = names.join(', ');
   const sb0 = settings.get('net.afterSb0pri' satisfies SettingKey);
   const victim = /^discard-node-(.*)$/.exec(typed.net.afterSb0pri);
-  if (victim !== null && sb0 !== undefined && !names.includes(victim[1])) {
-    throw errorAt(
-      sb0.args[0],
-      `after-sb-0pri ${typed.net.afterSb0pri} names no host of resource ${raw.name} (hosts: ${hostList})`,
-    );
+  if (victim !== null && sb0 !== undefined) {
+    const host = findByHostName(raw.hosts, victim[1]);
+    if (host === undefined) {
+      throw errorAt(
+        sb0.args[0],
+        `after-sb-0pri ${typed.net.afterSb0pri} names no host of resource ${raw.name} (hosts: ${hostList})`,
+      );
+    }
+    typed.net.afterSb0pri = `discard-node-${host.name}`;
   }
   const bpo = settings.get('startup.becomePrimaryOn' satisfies SettingKey);
   if (bpo !== undefined) {
     const out: string[] = [];
     for (const tok of bpo.args) {
-      const add = tok.text === 'both' ? names : [tok.text];
-      if (tok.text !== 'both' && !names.includes(tok.text)) {
+      const host = findByHostName(raw.hosts, tok.text);
+      const add = tok.text === 'both' ? names : host === undefined ? [] : [host.name];
+      if (tok.text !== 'both' && host === undefined) {
         throw errorAt(
           tok,
           `become-primary-on names ${q(tok.text)}, which is not a host of resource ${raw.name} (hosts: ${hostList})`,

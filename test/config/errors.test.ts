@@ -27,7 +27,7 @@ check([
   [
     'no suggestion when nothing is close',
     twoHosts('  disk { frobnicate 1; }'),
-    `${F}:5:10: unknown keyword "frobnicate" in disk section`,
+    `${F}:5:10: unknown keyword "frobnicate" in disk section; expected "size", "on-io-error", "fencing", "al-extents", "al-updates", "resync-rate", "resync-after", "c-plan-ahead", "c-delay-target", "c-fill-target", "c-max-rate", "c-min-rate", "max-buffers", "disk-barrier", "disk-flushes", "disk-drain", "md-flushes", "no-disk-barrier", "no-disk-flushes", "no-disk-drain", "no-md-flushes", "disk-timeout", "read-balancing", "rs-discard-granularity", "discard-zeroes-if-aligned", "disable-write-same", "max-bio-bvecs", "use-bmbv", "unplug-watermark", "bitmap", "block-size", "discard-granularity", "resync-without-replication" or "peer-tiebreaker"`,
   ],
   [
     'a keyword known in another section says where it belongs',
@@ -77,7 +77,7 @@ check([
   [
     'unknown keyword in a volume',
     twoHosts('  volume 0 { adress 1; }'),
-    `${F}:5:14: unknown keyword "adress" in volume section`,
+    `${F}:5:14: unknown keyword "adress" in volume section; expected "device", "disk", "meta-disk" or "flexible-meta-disk"`,
   ],
 ]);
 
@@ -157,7 +157,7 @@ check([
   [
     'after-sb-0pri',
     twoHosts('  net { after-sb-0pri discard-node-; }'),
-    `${F}:5:23: after-sb-0pri must be disconnect, discard-younger-primary, discard-older-primary, discard-zero-changes, discard-least-changes or discard-node-NAME, not "discard-node-"`,
+    `${F}:5:23: after-sb-0pri must be disconnect, discard-younger-primary, discard-older-primary, discard-zero-changes, discard-least-changes or discard-node-NAME, not "discard-node-"; did you mean "discard-node-NAME"?`,
   ],
   [
     'discard-node names no host',
@@ -416,14 +416,19 @@ check([
   ],
   ['on without a name', twoHosts('  on { }'), `${F}:5:6: expected a host name after "on"`],
   [
-    'per-host disk options',
+    'a per-host disk option only one host gives',
     twoHosts('', ' disk { al-extents 100; }'),
-    `${F}:6:37: "disk" sections are not allowed inside "on alpha"; urbd applies options to the whole resource, so put it at resource level`,
+    `${F}:6:44: "al-extents" is given in "on alpha" but not in "on beta"; urbd uses one value per resource: give it at resource level, or the same in each such section`,
   ],
   [
-    'per-host net options',
-    twoHosts('', ' net { }'),
-    `${F}:6:37: "net" sections are not allowed inside "on alpha"; urbd applies options to the whole resource, so put it at resource level`,
+    'per-host net options that disagree with the resource',
+    twoHosts('  net { ping-int 3; }', ' net { ping-int 4; }'),
+    `${F}:6:52: "ping-int" is 4 in "on alpha" but 3 in resource r0 (at ${F}:5:9); urbd uses one value per resource`,
+  ],
+  [
+    'per-host options sections other than disk and net',
+    twoHosts('', ' options { }'),
+    `${F}:6:37: "options" sections are not allowed inside "on alpha"; urbd applies options to the whole resource, so put it at resource level`,
   ],
   [
     'on inside on',
