@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ConfigError } from '../../src/config/index.js';
-import { tokenize } from '../../src/config/lexer.js';
+import { lex, tokenize } from '../../src/config/lexer.js';
 import { configError } from './helpers.js';
 
 const kinds = (text: string): string[] =>
@@ -69,4 +69,31 @@ t.test('unterminated strings are reported where they open', async (t) => {
 
 t.test('empty input is just end of file', async (t) => {
   t.same(kinds(''), ['eof:@1:1']);
+});
+
+t.test(
+  'a skip block becomes "{" and its closing "}", unread; skip as a value is a word',
+  async (t) => {
+    t.same(kinds('skip {\n "x { # }\n}\nskip a;\ndisk skip;'), [
+      'word:skip@1:1',
+      '{:{@1:6',
+      '}:}@3:1',
+      'word:skip@4:1',
+      'word:a@4:6',
+      ';:;@4:7',
+      'word:disk@5:1',
+      'word:skip@5:6',
+      ';:;@5:10',
+      'eof:@5:11',
+    ]);
+  },
+);
+
+t.test('lex is lazy: tokens before a bad string come out before the error', async (t) => {
+  const it = lex('a b\n"open', 'f');
+  t.equal(it.next().value.text, 'a');
+  t.equal(it.next().value.text, 'b');
+  t.throws(() => it.next(), {
+    message: 'f:2:1: unterminated string; expected a closing " on the same line',
+  });
 });
