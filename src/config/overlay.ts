@@ -21,8 +21,16 @@ function shown(s: Setting): string {
   return s.args.map((a) => a.text).join(' ');
 }
 
-/** Moves the values of `overlays` (all hosts, or all connections) into the resource's scope. */
-export function hoist(resource: Scope, overlays: readonly Overlay[]): void {
+/**
+ * Moves the values of `overlays` (all hosts, or all connections) into the resource's scope.
+ * `inherited(key)` is what a section that does not give the key gets (from common, or DRBD's
+ * default): a value equal to it means the same everywhere, as `protocol C;` in one connection.
+ */
+export function hoist(
+  resource: Scope,
+  overlays: readonly Overlay[],
+  inherited: (key: string) => unknown,
+): void {
   const keys = new Set(overlays.flatMap((o) => [...o.scope.settings.keys()]));
   for (const key of keys) {
     const own = resource.settings.get(key);
@@ -42,7 +50,8 @@ export function hoist(resource: Scope, overlays: readonly Overlay[]): void {
     }
     if (own !== undefined) continue;
     const missing = overlays.find((o) => !o.scope.settings.has(key) && (o.concerns?.(key) ?? true));
-    if (missing !== undefined) {
+    const fallback = JSON.stringify(inherited(key));
+    if (missing !== undefined && JSON.stringify(firstSetting.value) !== fallback) {
       throw errorAt(
         firstSetting.keyword,
         `${q(firstSetting.keyword.text)} is given in ${first.scope.label} but not in ${missing.scope.label}; urbd uses one value per resource: give it at resource level, or the same in each such section`,

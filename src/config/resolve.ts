@@ -8,6 +8,7 @@ import { defaults, type SettingKey } from './schema.js';
 import type { Scope, Setting } from './sections.js';
 import type { Field, MetaDiskValue, RawHost, RawResource } from './host.js';
 import type { Address, HostConfig, ResourceConfig } from './types.js';
+import { hoist } from './overlay.js';
 import { addressKey } from './values.js';
 
 /** A host with the positions of the values it ended up with, for checks across resources. */
@@ -139,6 +140,33 @@ function mergedSettings(common: Scope | undefined, own: Scope): Map<string, Sett
   return new Map<string, Setting>([...(common?.settings ?? []), ...own.settings]);
 }
 
+/** Per-connection and per-host options become the resource's (see overlay.ts). */
+function hoistSubsections(raw: RawResource, common: Scope | undefined): void {
+  const base = defaults();
+  const inherited = (key: string): unknown => {
+    const c = common?.settings.get(key as SettingKey);
+    if (c !== undefined) return c.value;
+    const [group, name] = key.split('.');
+    if (group === 'top') return base.protocol;
+    return (base as unknown as Record<string, Record<string, unknown>>)[group]?.[name];
+  };
+  hoist(
+    raw.scope,
+    raw.connections.map((scope) => ({ scope })),
+    inherited,
+  );
+  hoist(
+    raw.scope,
+    raw.hosts.map((h) => ({
+      scope: h.scope,
+      // A diskless host has no disk for disk options to concern.
+      concerns: (key: string) =>
+        !key.startsWith('disk.') || (h.fields.disk ?? raw.defaults.disk)?.value !== 'none',
+    })),
+    inherited,
+  );
+}
+
 export function resolveResource(raw: RawResource, common: Scope | undefined): Resolved {
   if (raw.hosts.length === 0) {
     throw errorAt(
@@ -146,6 +174,7 @@ export function resolveResource(raw: RawResource, common: Scope | undefined): Re
       `resource ${raw.name} has no "on HOST" section; every node that holds it needs one`,
     );
   }
+  hoistSubsections(raw, common);
   const many = raw.hosts.length > 1;
   const hosts = raw.hosts.map((h) => resolveHost(raw, h, many));
   checkNodeIds(raw, hosts);

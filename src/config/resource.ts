@@ -10,7 +10,6 @@ import {
   unsupported,
 } from './host.js';
 import { findByHostName } from './hostname.js';
-import { hoist } from './overlay.js';
 import type { Token } from './lexer.js';
 import { SECTIONS } from './schema.js';
 import {
@@ -233,18 +232,5 @@ export function readResource(s: Statement, ctx: LoadContext): RawResource {
     if (c.keyword.text === 'connection') readConnection(c, res, ctx, pairs);
     else readConnectionMesh(c, res, ctx);
   }
-  hoist(
-    res.scope,
-    res.connections.map((scope) => ({ scope })),
-  );
-  hoist(
-    res.scope,
-    res.hosts.map((h) => ({
-      scope: h.scope,
-      // A diskless host has no disk for disk options to concern.
-      concerns: (key: string) =>
-        !key.startsWith('disk.') || (h.fields.disk ?? res.defaults.disk)?.value !== 'none',
-    })),
-  );
   return res;
 }

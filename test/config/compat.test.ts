@@ -245,3 +245,30 @@ t.test('a 5 MB file of junk is reported at its first offending token', async (t)
     `${file}:2:328: expected ";" after value of "junk" (too many words)`,
   );
 });
+
+t.test('the DRBD 9 guide shape: connection paths, peer-device options, a tiebreaker', async (t) => {
+  const cfg = loadConfig(join(FIXTURES, 'guide9/r0.res'));
+  const r = resourceFor(cfg, 'r0');
+  t.equal(r.disk.cMaxRateKiB, 400 * 1024, 'the same c-max-rate in every connection');
+  t.equal(r.protocol, 'C', 'protocol C in one connection is what the others get by default');
+  t.equal(r.options.quorum, 'majority');
+  t.equal(r.net.fencing, 'resource-only');
+  t.equal(r.handlers['quorum-lost'], 'echo b > /proc/sysrq-trigger');
+  t.same(
+    r.hosts.map((h) => [h.name, h.nodeId, h.disk, h.device.minor]),
+    [
+      ['alice', 0, '/dev/vg0/r0', 1],
+      ['bob', 1, '/dev/vg0/r0', 1],
+      ['charlie', 2, 'none', 1],
+    ],
+  );
+  t.same(
+    cfg.ignored.map((i) => `${i.where}: ${i.text}`),
+    ['resource r0 on charlie: tiebreaker yes', 'resource r0 on charlie: skip { ... }'],
+  );
+  t.same(
+    withoutSources(parseConfigText(dumpConfig(cfg), '/tmp/dumped.conf').resources),
+    withoutSources(cfg.resources),
+    'dump parses back to the same configuration',
+  );
+});
