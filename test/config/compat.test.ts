@@ -55,6 +55,12 @@ t.test(
       ],
     );
 
+    t.same(
+      withoutSources(parseConfigText(dumpConfig(cfg), '/tmp/dumped.conf').resources),
+      withoutSources(cfg.resources),
+      'dump parses back to the same configuration',
+    );
+
     // Each .res file can also be read on its own: it pulls in the common part itself.
     const alone = loadConfig(join(FIXTURES, 'shipped/drbd.d/mysql.res'));
     t.equal(resourceFor(alone, 'mysql').net.maxBuffers, 36 * 1024);
