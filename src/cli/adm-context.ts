@@ -5,6 +5,7 @@ import {
   hostFor,
   loadConfig,
   resourceFor,
+  sameHost,
   type HostConfig,
   type ResourceConfig,
   type UrbdConfig,
@@ -86,7 +87,7 @@ export class AdmContext {
     if (names.length === 0) throw new AdmError('no resource named (give RES or "all")', Exit.USAGE);
     if (!names.includes('all')) return names;
     return this.config()
-      .resources.filter((r) => r.hosts.some((h) => h.name === this.node))
+      .resources.filter((r) => r.hosts.some((h) => sameHost(h.name, this.node)))
       .map((r) => r.name);
   }
 

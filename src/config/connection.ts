@@ -3,6 +3,7 @@
 // and contribute net/disk options to the resource.
 import { errorAt, posText, q } from './errors.js';
 import { type RawHost, type RawResource, unsupported } from './host.js';
+import { findByHostName } from './hostname.js';
 import type { Token } from './lexer.js';
 import {
   convert,
@@ -13,6 +14,7 @@ import {
   requireBlock,
   requireNoArgs,
   requireValues,
+  Scope,
   unknownKeyword,
 } from './sections.js';
 import { headText, type Statement } from './syntax.js';
@@ -28,7 +30,7 @@ interface HostClaim {
 }
 
 function findHost(res: RawResource, tok: Token, where: string): RawHost {
-  const host = res.hosts.find((h) => h.name === tok.text);
+  const host = findByHostName(res.hosts, tok.text);
   if (host === undefined) {
     throw errorAt(
       tok,
@@ -40,6 +42,9 @@ function findHost(res: RawResource, tok: Token, where: string): RawHost {
 
 /** DRBD 9's `host NAME [address [AF] IP:PORT] [port N];` inside a connection or path. */
 function readHostClaim(s: Statement, res: RawResource): HostClaim {
+  // `host A address IP:PORT via proxy on P { ... }` has more words and a block: say why first.
+  const via = s.args.find((a) => a.text === 'via' && a.kind === 'word');
+  if (via !== undefined) throw unsupported({ ...s, keyword: via });
   const args = requireValues(s, 1, 5, 'a host name');
   const claim: HostClaim = { host: findHost(res, args[0], 'connection'), tok: args[0] };
   let i = 1;
@@ -99,11 +104,13 @@ function applyClaim(claim: HostClaim, res: RawResource): void {
 export function readConnectionMesh(s: Statement, res: RawResource, ctx: LoadContext): void {
   requireNoArgs(s);
   const body = requireBlock(s);
+  const scope = new Scope('connection-mesh');
+  res.connections.push(scope);
   let hosts: Statement | undefined;
   for (const c of body) {
     const kw = c.keyword.text;
     if (kw === 'skip') recordIgnored(ctx, c, `resource ${res.name}`);
-    else if (kw === 'net') readOptionSection(c, 'net', res.scope, ctx, `resource ${res.name}`);
+    else if (kw === 'net') readOptionSection(c, 'net', scope, ctx, `resource ${res.name}`);
     else if (kw === 'hosts') {
       if (hosts !== undefined) throw givenTwice(c.keyword, hosts.keyword, 'connection-mesh');
       hosts = c;
@@ -131,14 +138,16 @@ export function readConnection(
   if (s.args.length > 1)
     throw errorAt(s.args[1], `expected "{" after ${q(headText(s.keyword, s.args.slice(0, 1)))}`);
   const body = requireBlock(s);
+  const scope = new Scope(`the connection at ${posText(s.keyword)}`);
+  res.connections.push(scope);
   const claims: HostClaim[] = [];
   let path: Statement | undefined;
   for (const c of body) {
     const kw = c.keyword.text;
     if (kw === 'skip') recordIgnored(ctx, c, `resource ${res.name}`);
-    else if (kw === 'net') readOptionSection(c, 'net', res.scope, ctx, `resource ${res.name}`);
+    else if (kw === 'net') readOptionSection(c, 'net', scope, ctx, `resource ${res.name}`);
     else if (kw === 'disk' && c.block !== undefined) {
-      readOptionSection(c, 'disk', res.scope, ctx, `resource ${res.name}`);
+      readOptionSection(c, 'disk', scope, ctx, `resource ${res.name}`);
     } else if (kw === 'host') claims.push(readHostClaim(c, res));
     else if (kw === 'path') {
       if (path !== undefined) {

@@ -1,6 +1,7 @@
 // `urbdadm dump`: the effective configuration in drbd.conf syntax, like `drbdadm dump`, with
 // includes expanded, `common` folded into each resource and every default written out, so an
 // admin sees exactly what the daemon will use. Parsing the output gives the same typed result.
+import { HANDLERS_INERT, inertReason } from './inert.js';
 import { resourceFor } from './lookup.js';
 import { DUMP_SECTIONS, quote, quoteIfNeeded } from './schema.js';
 import type { HostConfig, IgnoredOption, ResourceConfig, UrbdConfig } from './types.js';
@@ -18,6 +19,11 @@ function valueOf(res: ResourceConfig, key: string): unknown {
 function ignoredLine(e: IgnoredOption, indent: string): string {
   const note = e.note === undefined ? '' : ` (${e.note})`;
   return `${indent}# ignored by urbd (${e.where}): ${e.text};${note}`;
+}
+
+/** An option urbd reads but does not act on keeps its value (dump parses back the same) and says so. */
+function inert(line: string, reason: string | undefined): string {
+  return reason === undefined ? line : `${line} # ignored by urbd: ${reason}`;
 }
 
 function dumpHost(h: HostConfig): string[] {
@@ -46,14 +52,16 @@ function dumpResource(res: ResourceConfig, ignored: IgnoredOption[]): string[] {
     for (const spec of specs) {
       const v = valueOf(res, spec.key);
       if (v === undefined || (Array.isArray(v) && v.length === 0)) continue;
-      body.push(`${I}${I}${spec.keyword} ${spec.format(v)};`);
+      body.push(inert(`${I}${I}${spec.keyword} ${spec.format(v)};`, inertReason(spec.key)));
     }
     lines.push(`${I}${section} {`, ...body, `${I}}`);
     if (section === 'disk') {
       const names = Object.keys(res.handlers);
       if (names.length > 0) {
         lines.push(`${I}handlers {`);
-        for (const n of names) lines.push(`${I}${I}${n} ${quote(res.handlers[n])};`);
+        for (const n of names) {
+          lines.push(inert(`${I}${I}${n} ${quote(res.handlers[n])};`, HANDLERS_INERT));
+        }
         lines.push(`${I}}`);
       }
     }

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, errorAt, q } from './errors.js';
 import { glob, hasWildcard } from './glob.js';
-import { tokenize } from './lexer.js';
+import { lex, type Token } from './lexer.js';
 import { requireValues } from './sections.js';
 import { parseStatements, type Statement } from './syntax.js';
 
@@ -43,27 +43,61 @@ export function readConfigFile(file: string): string {
   }
 }
 
+interface IncludeState {
+  /** Resolved paths of every file read so far: drbdadm reads a file only once. */
+  read: Set<string>;
+  checkTopKeyword?: (keyword: Token) => void;
+}
+
 /**
  * Parses `text` (the contents of `file`) and replaces every `include` statement, wherever it
- * appears, by the statements of the files it names. `chain` holds the resolved paths of the files
- * being included, outermost first, to catch cycles.
+ * appears, by the statements of the files it names. A file already read is not read again, as
+ * with drbdadm: DRBD's shipped layout includes global_common.conf from drbd.conf and again from
+ * each .res file. `checkTopKeyword` sees each keyword of the top level as soon as it is read.
  */
 export function parseWithIncludes(
   text: string,
   file: string,
-  chain: readonly string[],
+  checkTopKeyword?: (keyword: Token) => void,
 ): Statement[] {
-  return expand(parseStatements(tokenize(text, file)), file, chain);
+  const abs = resolve(file);
+  const state: IncludeState = {
+    read: new Set([abs]),
+    ...(checkTopKeyword === undefined ? {} : { checkTopKeyword }),
+  };
+  return parseFile(text, file, [abs], state, true);
 }
 
-function expand(list: Statement[], file: string, chain: readonly string[]): Statement[] {
+/** `chain` holds the resolved paths of the files being included, outermost first, to catch cycles. */
+function parseFile(
+  text: string,
+  file: string,
+  chain: readonly string[],
+  state: IncludeState,
+  topLevel: boolean,
+): Statement[] {
+  const check = topLevel ? state.checkTopKeyword : undefined;
+  const statements = parseStatements(
+    lex(text, file),
+    check === undefined ? {} : { checkTopKeyword: check },
+  );
+  return expand(statements, file, chain, state, topLevel);
+}
+
+function expand(
+  list: Statement[],
+  file: string,
+  chain: readonly string[],
+  state: IncludeState,
+  topLevel: boolean,
+): Statement[] {
   const out: Statement[] = [];
   for (const s of list) {
     if (s.keyword.text === 'include') {
-      out.push(...include(s, file, chain));
+      out.push(...include(s, file, chain, state, topLevel));
       continue;
     }
-    if (s.block !== undefined) s.block = expand(s.block, file, chain);
+    if (s.block !== undefined) s.block = expand(s.block, file, chain, state, false);
     out.push(s);
   }
   return out;
@@ -73,7 +107,13 @@ function expand(list: Statement[], file: string, chain: readonly string[]): Stat
  * A pattern with wildcards may match nothing, as in DRBD: a fresh install has an empty drbd.d/.
  * A plain file name must exist, since naming a missing file is always a mistake.
  */
-function include(stmt: Statement, file: string, chain: readonly string[]): Statement[] {
+function include(
+  stmt: Statement,
+  file: string,
+  chain: readonly string[],
+  state: IncludeState,
+  topLevel: boolean,
+): Statement[] {
   const [arg] = requireValues(stmt, 1, 1, 'a file name or pattern, such as "urbd.d/*.res"');
   const pattern = arg.text;
   if (pattern === '') throw errorAt(arg, 'include needs a file name or pattern, not ""');
@@ -86,6 +126,7 @@ function include(stmt: Statement, file: string, chain: readonly string[]): State
     if (at >= 0) {
       throw errorAt(stmt.keyword, `include cycle: ${[...chain.slice(at), abs].join(' -> ')}`);
     }
+    if (state.read.has(abs)) continue;
     let text: string;
     try {
       const st = statSync(f);
@@ -100,7 +141,8 @@ function include(stmt: Statement, file: string, chain: readonly string[]): State
         e instanceof Error && e.message === 'not a regular file' ? e.message : describeErrno(e);
       throw errorAt(arg, `include ${q(pattern)}: cannot read ${f}: ${why}`);
     }
-    out.push(...parseWithIncludes(text, f, [...chain, abs]));
+    state.read.add(abs);
+    out.push(...parseFile(text, f, [...chain, abs], state, topLevel));
   }
   return out;
 }

@@ -51,6 +51,8 @@ export interface RawHost {
   name: string;
   stmt: Statement;
   fields: HostFields;
+  /** Options from the host's own disk/net sections, before hoist(). */
+  scope: Scope;
 }
 
 export interface RawResource {
@@ -59,6 +61,8 @@ export interface RawResource {
   scope: Scope;
   defaults: HostFields;
   hosts: RawHost[];
+  /** Options from each connection or connection-mesh section, before hoist(). */
+  connections: Scope[];
   /** The first `volume N` seen; urbd serves one volume per resource. */
   volume?: Token;
 }
@@ -214,9 +218,19 @@ export function readHostStatement(
       return true;
     }
     case 'meta-disk':
-    case 'flexible-meta-disk':
-      set(fields, 'metaDisk', field(s, readMetaDisk(s)));
+    case 'flexible-meta-disk': {
+      const md = readMetaDisk(s);
+      set(fields, 'metaDisk', field(s, md));
+      if (md.index !== undefined) {
+        recordIgnored(
+          ctx,
+          s,
+          where,
+          `only the index is ignored: the metadata is the file ${md.path}, one per resource`,
+        );
+      }
       return true;
+    }
     case 'nbd-listen':
       fields.nbdListen.push(field(s, readAddress(s)));
       return true;

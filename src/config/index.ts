@@ -1,6 +1,7 @@
 export { ConfigError } from './errors.js';
 export { configPath, DEFAULT_CONFIG_PATH, hostFor, resourceFor } from './lookup.js';
 export { loadConfig, parseConfigText } from './load.js';
+export { sameHost } from './hostname.js';
 export { dumpConfig } from './dump.js';
 export type {
   Address,

@@ -1,8 +1,8 @@
 // Entry points: read the file (and its includes), interpret the top level, resolve every
 // resource, then check what can only be checked across resources.
-import { resolve } from 'node:path';
 import { errorAt, posText, q } from './errors.js';
 import { parseWithIncludes, readConfigFile } from './files.js';
+import { shortHostName } from './hostname.js';
 import type { Token } from './lexer.js';
 import type { RawResource } from './host.js';
 import { readResource } from './resource.js';
@@ -13,6 +13,7 @@ import {
   readOptionSection,
   recordIgnored,
   requireNoArgs,
+  requireValues,
   Scope,
   unknownKeyword,
 } from './sections.js';
@@ -26,11 +27,27 @@ export function loadConfig(file: string): UrbdConfig {
 
 /** Parses `text` as the contents of `file`; includes are resolved relative to dirname(file). */
 export function parseConfigText(text: string, file: string): UrbdConfig {
-  const statements = parseWithIncludes(text, file, [resolve(file)]);
+  const statements = parseWithIncludes(text, file, checkTopKeyword);
   return interpret(statements, file);
 }
 
-const TOP_KEYWORDS = ['global', 'common', 'resource', 'include'];
+const TOP_KEYWORDS = ['global', 'common', 'resource', 'include', 'skip'];
+/** drbd-utils 9 checks the kernel module's version against these; urbd has no module to check. */
+const MODULE_VERSION = ['require-drbd-module-version-eq', 'require-drbd-module-version-ge'];
+
+/** Reports a top-level keyword as soon as it is read (see ParseOptions.checkTopKeyword). */
+function checkTopKeyword(tok: Token): void {
+  const kw = tok.text;
+  if (TOP_KEYWORDS.includes(kw) || MODULE_VERSION.includes(kw)) return;
+  const home = homeOf(kw);
+  if (home !== undefined) {
+    throw errorAt(
+      tok,
+      `${q(kw)} must be inside a resource or common section (it belongs in ${home})`,
+    );
+  }
+  throw unknownKeyword(tok, 'the top level', [...TOP_KEYWORDS, ...MODULE_VERSION]);
+}
 const COMMON_SECTIONS = ['net', 'disk', 'startup', 'options', 'handlers', 'syncer'] as const;
 
 function readCommon(s: Statement, scope: Scope, ctx: LoadContext): void {
@@ -95,16 +112,15 @@ function interpret(statements: Statement[], file: string): UrbdConfig {
       case 'skip':
         recordIgnored(ctx, s, 'top level');
         break;
-      default: {
-        const home = homeOf(kw);
-        if (home !== undefined) {
-          throw errorAt(
-            s.keyword,
-            `${q(kw)} must be inside a resource or common section (it belongs in ${home})`,
-          );
+      default:
+        if (MODULE_VERSION.includes(kw)) {
+          requireValues(s, 1, 1, 'a DRBD version such as 9.1.0');
+          recordIgnored(ctx, s, 'top level');
+          break;
         }
+        // Statements that did not come through the parser's check (none today) fail the same way.
+        checkTopKeyword(s.keyword);
         throw unknownKeyword(s.keyword, 'the top level', TOP_KEYWORDS);
-      }
     }
   }
   const resolved = raws.map((r) => resolveResource(r, common));
@@ -151,7 +167,9 @@ function checkSharedResources(all: Resolved[]): void {
     const res = r.config.name;
     for (const h of r.hosts) {
       const host = h.config.name;
-      const minorKey = `${host}\0${h.config.device.minor}`;
+      // One node may spell its name differently in two resources (alice, Alice.example.com).
+      const node = shortHostName(host);
+      const minorKey = `${node}\0${h.config.device.minor}`;
       const m = minors.get(minorKey);
       if (m !== undefined) {
         throw errorAt(
@@ -161,7 +179,7 @@ function checkSharedResources(all: Resolved[]): void {
       }
       minors.set(minorKey, { res, at: h.device.keyword });
       for (const l of h.listens) {
-        const key = `${host}\0${addressKey(l.address)}`;
+        const key = `${node}\0${addressKey(l.address)}`;
         const prev = listens.get(key);
         if (prev !== undefined && !(prev.res === res && prev.at === l.at)) {
           throw errorAt(
@@ -184,20 +202,19 @@ function checkSharedResources(all: Resolved[]): void {
         });
       }
       for (const u of uses) {
-        const key = `${host}\0${u.path}`;
+        const key = `${node}\0${u.path}`;
         const prev = paths.get(key);
-        // Indexed external meta-data may share a device: each index is its own 128 MiB slot.
-        const clash =
-          prev !== undefined &&
-          (prev.kind === 'disk' ||
-            u.kind === 'disk' ||
-            prev.index === undefined ||
-            u.index === undefined ||
-            prev.index === u.index);
-        if (prev !== undefined && clash) {
+        if (prev !== undefined) {
+          // DRBD gives each index its own 128 MiB slot of a device; urbd's metadata is one SQLite
+          // file, so two indexes of one file would silently share (and overwrite) one metadata.
+          const indexed = prev.index !== undefined || u.index !== undefined;
+          const slot = (i?: number): string => (i === undefined ? '' : ` [${i}]`);
           throw errorAt(
             u.at,
-            `${u.kind} ${u.path} on host ${q(host)} is already used by resource ${prev.res} (${prev.kind} at ${posText(prev.at)})`,
+            `${u.kind} ${u.path}${slot(u.index)} on host ${q(host)} is already used by resource ${prev.res} (${prev.kind}${slot(prev.index)} at ${posText(prev.at)})` +
+              (indexed && prev.kind === 'meta-disk' && u.kind === 'meta-disk'
+                ? "; urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file"
+                : ''),
           );
         }
         paths.set(key, { res, ...u });

@@ -1,3 +1,4 @@
+import { findByHostName } from './hostname.js';
 import type { HostConfig, ResourceConfig, UrbdConfig } from './types.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/urbd/urbd.conf';
@@ -22,7 +23,7 @@ export function resourceFor(cfg: UrbdConfig, name: string): ResourceConfig {
 }
 
 export function hostFor(res: ResourceConfig, node: string): HostConfig {
-  const host = res.hosts.find((h) => h.name === node);
+  const host = findByHostName(res.hosts, node);
   if (host === undefined) {
     const names = res.hosts.map((h) => h.name).join(', ');
     throw new Error(

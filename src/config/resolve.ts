@@ -2,11 +2,13 @@
 // resource-level device/disk/meta-disk/nbd-listen, then the host's. Checks that need the whole
 // resource (hosts named in options, node-ids, addresses) happen here.
 import { errorAt, posText, q } from './errors.js';
+import { findByHostName } from './hostname.js';
 import type { Token } from './lexer.js';
 import { defaults, type SettingKey } from './schema.js';
 import type { Scope, Setting } from './sections.js';
-import type { Field, RawHost, RawResource } from './host.js';
+import type { Field, MetaDiskValue, RawHost, RawResource } from './host.js';
 import type { Address, HostConfig, ResourceConfig } from './types.js';
+import { hoist } from './overlay.js';
 import { addressKey } from './values.js';
 
 /** A host with the positions of the values it ended up with, for checks across resources. */
@@ -47,13 +49,9 @@ function resolveHost(raw: RawResource, h: RawHost, many: boolean): ResolvedHost 
       `${where} has no disk; add "disk PATH;" (or "disk none;" for a diskless node) to "on ${h.name}" or to the resource`,
     );
   }
-  const metaDisk = own.metaDisk ?? base.metaDisk;
-  if (metaDisk === undefined && disk.value !== 'none') {
-    throw errorAt(
-      h.stmt.keyword,
-      `${where} has no meta-disk; add "meta-disk internal;" or "meta-disk PATH;" to "on ${h.name}" or to the resource`,
-    );
-  }
+  // DRBD's default is internal meta-data, so an omitted meta-disk means the same here.
+  const metaDisk: Field<MetaDiskValue> = own.metaDisk ??
+    base.metaDisk ?? { value: { path: 'internal' }, keyword: h.stmt.keyword, args: [] };
   if (own.address === undefined && many) {
     throw errorAt(
       h.stmt.keyword,
@@ -71,7 +69,7 @@ function resolveHost(raw: RawResource, h: RawHost, many: boolean): ResolvedHost 
   if (own.nodeId !== undefined) config.nodeId = own.nodeId.value;
   if (own.address !== undefined) config.address = { ...own.address.value };
   const diskless = disk.value === 'none';
-  if (metaDisk !== undefined && !diskless) {
+  if (!diskless) {
     config.metaDisk = metaDisk.value.path;
     if (metaDisk.value.index !== undefined) config.metaDiskIndex = metaDisk.value.index;
   }
@@ -142,6 +140,33 @@ function mergedSettings(common: Scope | undefined, own: Scope): Map<string, Sett
   return new Map<string, Setting>([...(common?.settings ?? []), ...own.settings]);
 }
 
+/** Per-connection and per-host options become the resource's (see overlay.ts). */
+function hoistSubsections(raw: RawResource, common: Scope | undefined): void {
+  const base = defaults();
+  const inherited = (key: string): unknown => {
+    const c = common?.settings.get(key as SettingKey);
+    if (c !== undefined) return c.value;
+    const [group, name] = key.split('.');
+    if (group === 'top') return base.protocol;
+    return (base as unknown as Record<string, Record<string, unknown>>)[group]?.[name];
+  };
+  hoist(
+    raw.scope,
+    raw.connections.map((scope) => ({ scope })),
+    inherited,
+  );
+  hoist(
+    raw.scope,
+    raw.hosts.map((h) => ({
+      scope: h.scope,
+      // A diskless host has no disk for disk options to concern.
+      concerns: (key: string) =>
+        !key.startsWith('disk.') || (h.fields.disk ?? raw.defaults.disk)?.value !== 'none',
+    })),
+    inherited,
+  );
+}
+
 export function resolveResource(raw: RawResource, common: Scope | undefined): Resolved {
   if (raw.hosts.length === 0) {
     throw errorAt(
@@ -149,6 +174,7 @@ export function resolveResource(raw: RawResource, common: Scope | undefined): Re
       `resource ${raw.name} has no "on HOST" section; every node that holds it needs one`,
     );
   }
+  hoistSubsections(raw, common);
   const many = raw.hosts.length > 1;
   const hosts = raw.hosts.map((h) => resolveHost(raw, h, many));
   checkNodeIds(raw, hosts);
@@ -177,18 +203,23 @@ export function resolveResource(raw: RawResource, common: Scope | undefined): Re
   const hostList = names.join(', ');
   const sb0 = settings.get('net.afterSb0pri' satisfies SettingKey);
   const victim = /^discard-node-(.*)$/.exec(typed.net.afterSb0pri);
-  if (victim !== null && sb0 !== undefined && !names.includes(victim[1])) {
-    throw errorAt(
-      sb0.args[0],
-      `after-sb-0pri ${typed.net.afterSb0pri} names no host of resource ${raw.name} (hosts: ${hostList})`,
-    );
+  if (victim !== null && sb0 !== undefined) {
+    const host = findByHostName(raw.hosts, victim[1]);
+    if (host === undefined) {
+      throw errorAt(
+        sb0.args[0],
+        `after-sb-0pri ${typed.net.afterSb0pri} names no host of resource ${raw.name} (hosts: ${hostList})`,
+      );
+    }
+    typed.net.afterSb0pri = `discard-node-${host.name}`;
   }
   const bpo = settings.get('startup.becomePrimaryOn' satisfies SettingKey);
   if (bpo !== undefined) {
     const out: string[] = [];
     for (const tok of bpo.args) {
-      const add = tok.text === 'both' ? names : [tok.text];
-      if (tok.text !== 'both' && !names.includes(tok.text)) {
+      const host = findByHostName(raw.hosts, tok.text);
+      const add = tok.text === 'both' ? names : host === undefined ? [] : [host.name];
+      if (tok.text !== 'both' && host === undefined) {
         throw errorAt(
           tok,
           `become-primary-on names ${q(tok.text)}, which is not a host of resource ${raw.name} (hosts: ${hostList})`,

@@ -9,6 +9,7 @@ import {
   readHostStatement,
   unsupported,
 } from './host.js';
+import { findByHostName } from './hostname.js';
 import type { Token } from './lexer.js';
 import { SECTIONS } from './schema.js';
 import {
@@ -63,6 +64,7 @@ function readVolume(
   ctx: LoadContext,
   where: string,
   inHost: boolean,
+  scope: Scope,
 ): void {
   const [numTok] = requireValues(
     { ...s, block: undefined },
@@ -82,13 +84,13 @@ function readVolume(
     );
   }
   for (const v of body) {
-    if (v.keyword.text === 'skip') {
+    // A DRBD 9 volume may name a tiebreaker; urbd has no quorum to break a tie in yet.
+    if (v.keyword.text === 'skip' || v.keyword.text === 'tiebreaker') {
       recordIgnored(ctx, v, where);
       continue;
     }
     if (v.keyword.text === 'disk' && v.block !== undefined) {
-      if (inHost) throw perHostOptions(v, fields);
-      readOptionSection(v, 'disk', res.scope, ctx, `resource ${res.name}`);
+      readOptionSection(v, 'disk', scope, ctx, where);
       continue;
     }
     if (['device', 'disk', 'meta-disk', 'flexible-meta-disk'].includes(v.keyword.text)) {
@@ -121,7 +123,7 @@ function readHost(s: Statement, res: RawResource, ctx: LoadContext): void {
   }
   const name = checkName(s.args[0], 'host name');
   const body = requireBlock(s);
-  const prev = res.hosts.find((h) => h.name === name);
+  const prev = findByHostName(res.hosts, name);
   if (prev !== undefined) {
     throw errorAt(
       s.args[0],
@@ -129,6 +131,8 @@ function readHost(s: Statement, res: RawResource, ctx: LoadContext): void {
     );
   }
   const fields = new HostFields(`"on ${name}"`);
+  // Per-host disk and net options; hoist() decides whether they can apply to the resource.
+  const scope = new Scope(`"on ${name}"`);
   const where = `resource ${res.name} on ${name}`;
   for (const h of body) {
     const kw = h.keyword.text;
@@ -137,10 +141,13 @@ function readHost(s: Statement, res: RawResource, ctx: LoadContext): void {
       continue;
     }
     if (kw === 'volume') {
-      readVolume(h, res, fields, ctx, where, true);
+      readVolume(h, res, fields, ctx, where, true, scope);
       continue;
     }
-    if (kw === 'disk' && h.block !== undefined) throw perHostOptions(h, fields);
+    if ((kw === 'disk' || kw === 'net') && h.block !== undefined) {
+      readOptionSection(h, kw, scope, ctx, where);
+      continue;
+    }
     if (readHostStatement(h, fields, ctx, where, true)) continue;
     if (['net', 'options', 'startup', 'handlers', 'syncer'].includes(kw)) {
       throw perHostOptions(h, fields);
@@ -154,7 +161,7 @@ function readHost(s: Statement, res: RawResource, ctx: LoadContext): void {
     if (kw === 'proxy') throw unsupported(h);
     throw unknownKeyword(h.keyword, 'on section', HOST_KEYWORDS, homeOf(kw));
   }
-  res.hosts.push({ name, stmt: s, fields });
+  res.hosts.push({ name, stmt: s, fields, scope });
 }
 
 export function readResource(s: Statement, ctx: LoadContext): RawResource {
@@ -169,6 +176,7 @@ export function readResource(s: Statement, ctx: LoadContext): RawResource {
     scope: new Scope(label),
     defaults: new HostFields(label),
     hosts: [],
+    connections: [],
   };
   const connections: Statement[] = [];
   for (const r of body) {
@@ -197,7 +205,7 @@ export function readResource(s: Statement, ctx: LoadContext): RawResource {
         else readHostStatement(r, res.defaults, ctx, label, false);
         break;
       case 'volume':
-        readVolume(r, res, res.defaults, ctx, label, false);
+        readVolume(r, res, res.defaults, ctx, label, false, res.scope);
         break;
       case 'on':
         readHost(r, res, ctx);

@@ -14,11 +14,11 @@ import {
   formatBytes,
   formatRateKiB,
   parseBoolean,
-  parseIntInRange,
+  parseScaledIntInRange,
   parseRateKiB,
   parseSectors,
   parseSizeBytes,
-  parseWholeNumber,
+  parseScaledNumber,
   ValueError,
 } from './values.js';
 
@@ -78,7 +78,7 @@ const int = (keyword: string, key: SettingKey, min: number, max: number): Option
     keyword,
     key,
     `a whole number from ${min} to ${max}`,
-    (v) => parseIntInRange(keyword, v, min, max),
+    (v) => parseScaledIntInRange(keyword, v, min, max),
     String,
   );
 
@@ -88,7 +88,7 @@ const tenths = (keyword: string, key: SettingKey, min: number, max: number): Opt
     keyword,
     key,
     `a whole number from ${min} to ${max} (unit 0.1 s)`,
-    (v) => parseIntInRange(keyword, v, min, max, 'unit 0.1 s') * 100,
+    (v) => parseScaledIntInRange(keyword, v, min, max, 'unit 0.1 s') * 100,
     (ms) => String((ms as number) / 100),
   );
 
@@ -104,7 +104,7 @@ const seconds = (
     keyword,
     key,
     `a whole number of seconds from ${min} to ${max}`,
-    (v) => parseIntInRange(keyword, v, min, max, 'unit 1 s') * (toMs ? 1000 : 1),
+    (v) => parseScaledIntInRange(keyword, v, min, max, 'unit 1 s') * (toMs ? 1000 : 1),
     (v) => String((v as number) / (toMs ? 1000 : 1)),
   );
 
@@ -234,7 +234,7 @@ function quorumSpec(keyword: string, key: SettingKey): OptionSpec {
     expect,
     (v): Quorum => {
       if (v === 'off' || v === 'majority' || v === 'all') return v;
-      const n = parseWholeNumber(v);
+      const n = parseScaledNumber(v);
       if (n === undefined || n < 1 || n > QUORUM_MAX) {
         throw new ValueError(`${keyword} must be ${expect}, not ${JSON.stringify(v)}`);
       }
@@ -503,6 +503,9 @@ export const HANDLERS = [
   'quorum-lost',
   'disconnected',
 ];
+
+/** Handler names drbdadm still reads under their old spelling. */
+export const HANDLER_ALIASES: Readonly<Record<string, string>> = { 'outdate-peer': 'fence-peer' };
 
 /** The section each option is written back into by `dump`: its modern (DRBD 9) home. */
 export const DUMP_SECTIONS: ReadonlyArray<{

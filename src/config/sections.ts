@@ -1,7 +1,14 @@
 // Reading option sections (net, disk, startup, options, handlers, syncer, global) into a Scope.
-import { errorAt, posText, q } from './errors.js';
+import { errorAt, oneOf, posText, q } from './errors.js';
 import type { Token } from './lexer.js';
-import { HANDLERS, type OptionSection, SECTIONS, type SettingKey, type Spec } from './schema.js';
+import {
+  HANDLER_ALIASES,
+  HANDLERS,
+  type OptionSection,
+  SECTIONS,
+  type SettingKey,
+  type Spec,
+} from './schema.js';
 import { didYouMean } from './suggest.js';
 import { afterWhat, headText, type Statement } from './syntax.js';
 import type { IgnoredOption } from './types.js';
@@ -124,10 +131,16 @@ export function unknownKeyword(
   if (elsewhere !== undefined) {
     return errorAt(tok, `${q(tok.text)} belongs in ${elsewhere}, not in the ${sectionLabel}`);
   }
+  const list = [...candidates];
+  const hint = didYouMean(tok.text, list);
   return errorAt(
     tok,
-    `unknown keyword ${q(tok.text)} in ${sectionLabel}${didYouMean(tok.text, candidates)}`,
+    `unknown keyword ${q(tok.text)} in ${sectionLabel}${hint === '' ? expected(list) : hint}`,
   );
+}
+
+function expected(candidates: string[]): string {
+  return candidates.length === 0 ? '' : `; expected ${oneOf(candidates.map((c) => q(c)))}`;
 }
 
 /** Where else a keyword is valid, for "belongs in" messages. */
@@ -158,11 +171,12 @@ export function readOptionSection(
       continue;
     }
     if (section === 'handlers') {
-      if (!HANDLERS.includes(kw)) {
+      const name = HANDLER_ALIASES[kw] ?? kw;
+      if (!HANDLERS.includes(name)) {
         throw unknownKeyword(s.keyword, 'handlers section', HANDLERS, homeOf(kw, 'handlers'));
       }
       const [value] = requireValues(s, 1, 1, 'a command, usually in double quotes');
-      scope.set(`handlers.${kw}`, { value: value.text, keyword: s.keyword, args: s.args });
+      scope.set(`handlers.${name}`, { value: value.text, keyword: s.keyword, args: s.args });
       continue;
     }
     const spec: Spec | undefined = SECTIONS[section].get(kw);

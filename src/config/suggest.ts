@@ -26,11 +26,11 @@ const MAX_WORD = 64;
 
 /**
  * The closest candidate, if it is close enough to be a plausible typo: one edit for short words,
- * roughly one per four characters for longer ones. Ties go to the earlier candidate.
+ * roughly one per three characters for longer ones. Ties go to the earlier candidate.
  */
 export function nearest(word: string, candidates: Iterable<string>): string | undefined {
   if (word.length === 0 || word.length > MAX_WORD) return undefined;
-  const limit = Math.max(1, Math.floor(word.length / 4));
+  const limit = Math.max(1, Math.floor(word.length / 3));
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {

@@ -31,14 +31,43 @@ interface Open {
   parent: Statement[];
 }
 
+/** Far above any real statement (a connection-mesh of 32 hosts); a run of words longer than this is junk. */
+export const MAX_ARGS = 64;
+
+export interface ParseOptions {
+  /**
+   * Called with each top-level keyword as soon as it is read, so a file that goes wrong from its
+   * first word is reported there and not at the end of file where its statement would end.
+   */
+  checkTopKeyword?: (keyword: Token) => void;
+}
+
+function toIterator(tokens: Iterable<Token> | Iterator<Token, Token>): () => Token {
+  const it =
+    Symbol.iterator in tokens
+      ? (tokens as Iterable<Token>)[Symbol.iterator]()
+      : (tokens as Iterator<Token, Token>);
+  let last: Token | undefined;
+  return () => {
+    const r = it.next();
+    // An array of tokens ends with its eof token; a lexer returns it as the final value.
+    if (r.done === true) return (r.value as Token | undefined) ?? (last as Token);
+    last = r.value;
+    return r.value;
+  };
+}
+
 /** Builds the statement tree; iterative so that deep nesting cannot overflow the call stack. */
-export function parseStatements(tokens: readonly Token[]): Statement[] {
+export function parseStatements(
+  tokens: Iterable<Token> | Iterator<Token, Token>,
+  opts: ParseOptions = {},
+): Statement[] {
+  const next = toIterator(tokens);
   const root: Statement[] = [];
   const open: Open[] = [];
   let list = root;
-  let i = 0;
+  let tok = next();
   for (;;) {
-    const tok = tokens[i];
     switch (tok.kind) {
       case 'eof': {
         const inner = open[open.length - 1];
@@ -51,13 +80,13 @@ export function parseStatements(tokens: readonly Token[]): Statement[] {
       }
       case ';':
         // Tolerates `};` and doubled semicolons, habits from C that carry no meaning.
-        i++;
+        tok = next();
         continue;
       case '}': {
         const inner = open.pop();
         if (inner === undefined) throw errorAt(tok, 'unexpected "}" with no open section');
         list = inner.parent;
-        i++;
+        tok = next();
         continue;
       }
       case '{':
@@ -68,13 +97,20 @@ export function parseStatements(tokens: readonly Token[]): Statement[] {
         break;
     }
     const keyword = tok;
+    if (open.length === 0) opts.checkTopKeyword?.(keyword);
     const args: Token[] = [];
-    i++;
-    while (tokens[i].kind === 'word' || tokens[i].kind === 'string') args.push(tokens[i++]);
-    const end = tokens[i];
+    tok = next();
+    while (tok.kind === 'word' || tok.kind === 'string') {
+      if (args.length === MAX_ARGS) {
+        throw errorAt(tok, `expected ";" after ${afterWhat(keyword, args)} (too many words)`);
+      }
+      args.push(tok);
+      tok = next();
+    }
+    const end = tok;
     if (end.kind === ';') {
       list.push({ keyword, args, terminator: end });
-      i++;
+      tok = next();
     } else if (end.kind === '{') {
       if (open.length >= MAX_DEPTH) {
         throw errorAt(end, `sections nested too deeply (more than ${MAX_DEPTH} levels)`);
@@ -83,7 +119,7 @@ export function parseStatements(tokens: readonly Token[]): Statement[] {
       list.push(stmt);
       open.push({ stmt, parent: list });
       list = stmt.block as Statement[];
-      i++;
+      tok = next();
     } else if (end.kind === 'eof') {
       throw errorAt(end, `unexpected end of file: expected ";" after ${afterWhat(keyword, args)}`);
     } else {

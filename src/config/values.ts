@@ -30,18 +30,43 @@ export function parseWholeNumber(text: string): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-export function parseIntInRange(
+/**
+ * A whole number with drbdadm's optional suffix: k, m or g (either case) multiply by powers of
+ * 1024 on any number, so `max-buffers 36k` is 36864.
+ */
+export function parseScaledNumber(text: string): number | undefined {
+  const m = /^([0-9]+)([kKmMgG]?)$/.exec(text);
+  if (m === null) return undefined;
+  const shift = { '': 0, k: 10, m: 20, g: 30 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const n = Number(m[1]) * 2 ** shift;
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** parseIntInRange for option values, which drbdadm lets carry a k/m/g suffix. */
+export function parseScaledIntInRange(
   name: string,
   text: string,
   min: number,
   max: number,
   unit = '',
 ): number {
+  const n = parseScaledNumber(text);
+  return parseIntInRange(name, n === undefined ? text : String(n), min, max, unit, text);
+}
+
+export function parseIntInRange(
+  name: string,
+  text: string,
+  min: number,
+  max: number,
+  unit = '',
+  written = text,
+): number {
   const n = parseWholeNumber(text);
   if (n === undefined || n < min || n > max) {
     const u = unit === '' ? '' : ` (${unit})`;
     throw new ValueError(
-      `${name} must be a whole number from ${min} to ${max}${u}, not ${q(text)}`,
+      `${name} must be a whole number from ${min} to ${max}${u}, not ${q(written)}`,
     );
   }
   return n;

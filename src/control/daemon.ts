@@ -203,7 +203,9 @@ export class Daemon {
     return new Resource({
       config,
       host,
-      node: this.opts.node,
+      // The name as the resource file spells it (--node alpha may be "on alpha.example.com"):
+      // the peer knows this node by that name in the handshake.
+      node: host.name,
       runDir: this.opts.runDir,
       log: this.opts.log,
       onChange: (r) => this.events.publish(r.status()),

@@ -7,6 +7,8 @@ import {
   parseConfigText,
   type UrbdConfig,
 } from '../../src/config/index.js';
+import { HANDLERS_INERT, INERT } from '../../src/config/inert.js';
+import { DUMP_SECTIONS } from '../../src/config/schema.js';
 import { F, twoHosts, withoutSources } from './helpers.js';
 
 const FIXTURES = join(fileURLToPath(import.meta.url), '../../../../test/fixtures/config');
@@ -62,7 +64,7 @@ resource r0 {
         ping-int 10;
         ping-timeout 5;
         ko-count 7;
-        max-buffers 2048;
+        max-buffers 2048; # ignored by urbd: urbd allocates receive buffers as writes arrive
         max-epoch-size 2048;
         allow-two-primaries no;
         after-sb-0pri disconnect;
@@ -72,46 +74,46 @@ resource r0 {
         rr-conflict disconnect;
         cram-hmac-alg sha256;
         shared-secret "s3 \\"cret\\"";
-        csums-after-crash-only no;
-        use-rle yes;
-        on-congestion block;
-        congestion-fill 0;
-        congestion-extents 1237;
-        socket-check-timeout 0;
+        csums-after-crash-only no; # ignored by urbd: a resync sends every out-of-sync block, without comparing checksums
+        use-rle yes; # ignored by urbd: bitmaps are always sent run-length encoded
+        on-congestion block; # ignored by urbd: writes always wait for a congested link, as with on-congestion block
+        congestion-fill 0; # ignored by urbd: writes always wait for a congested link, as with on-congestion block
+        congestion-extents 1237; # ignored by urbd: writes always wait for a congested link, as with on-congestion block
+        socket-check-timeout 0; # ignored by urbd: a dead link is found by ping-int and ping-timeout
         fencing dont-care;
         discard-my-data no;
     }
     disk {
         size 4G;
-        on-io-error detach;
+        on-io-error detach; # ignored by urbd: a failed disk request is answered with the error to the NBD client; urbd does not detach
         al-extents 1237;
         al-updates yes;
         resync-rate 100M;
-        resync-after r1;
+        resync-after r1; # ignored by urbd: resyncs of different resources run side by side
         c-plan-ahead 20;
-        c-delay-target 10;
+        c-delay-target 10; # ignored by urbd: the resync controller follows c-fill-target and the rates only
         c-fill-target 100;
         c-max-rate 1G;
         c-min-rate 10M;
     }
     handlers {
-        split-brain "/bin/echo \\\\ split";
+        split-brain "/bin/echo \\\\ split"; # ignored by urbd: urbd runs no handler scripts yet
     }
     startup {
-        wfc-timeout 0;
-        degr-wfc-timeout 0;
-        outdated-wfc-timeout 0;
-        wait-after-sb no;
-        become-primary-on alpha beta;
+        wfc-timeout 0; # ignored by urbd: urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout
+        degr-wfc-timeout 0; # ignored by urbd: urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout
+        outdated-wfc-timeout 0; # ignored by urbd: urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout
+        wait-after-sb no; # ignored by urbd: urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout
+        become-primary-on alpha beta; # ignored by urbd: nothing promotes at start-up; promote with urbdadm primary or urbd-failover
     }
     options {
-        on-no-data-accessible io-error;
-        auto-promote yes;
-        auto-promote-timeout 20;
-        quorum off;
-        quorum-minimum-redundancy off;
-        on-no-quorum suspend-io;
-        on-suspended-primary-outdated disconnect;
+        on-no-data-accessible io-error; # ignored by urbd: without UpToDate data, reads and writes fail with EIO
+        auto-promote yes; # ignored by urbd: a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary
+        auto-promote-timeout 20; # ignored by urbd: a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary
+        quorum off; # ignored by urbd: quorum is not built yet
+        quorum-minimum-redundancy off; # ignored by urbd: quorum is not built yet
+        on-no-quorum suspend-io; # ignored by urbd: quorum is not built yet
+        on-suspended-primary-outdated disconnect; # ignored by urbd: quorum is not built yet
     }
     on alpha {
         node-id 0;
@@ -128,6 +130,7 @@ resource r0 {
         device /dev/nbd0 minor 0;
         disk none;
     }
+    # ignored by urbd (resource r0): meta-disk /dev/sdc1 [2]; (only the index is ignored: the metadata is the file /dev/sdc1, one per resource)
     # ignored by urbd (resource r0 disk): disk-flushes no;
 }
 `,
@@ -162,4 +165,38 @@ t.test('dump round-trips the fixtures and a config with every option changed', a
   t.ok(text.includes('        size 1;'), 'one sector is written bare');
   t.ok(text.includes('        c-min-rate 3G;'));
   t.ok(text.includes('        disconnected "";'));
+});
+
+t.test('dump marks every option urbd does not act on, and only those', async (t) => {
+  const text = dumpConfig(
+    parseConfigText(
+      twoHosts(`  handlers { fence-peer "/usr/lib/drbd/crm-fence-peer.9.sh"; }
+  net { cram-hmac-alg sha1; shared-secret s; data-integrity-alg crc32c; csums-alg md5; verify-alg sha1; }
+  disk { size 1G; resync-after r1; } startup { become-primary-on alpha; }`) +
+        'resource r1 { device minor 1; disk /dev/sdc; on alpha { } }',
+      F,
+    ),
+  );
+  const keywords = new Map<string, string | null>();
+  for (const { specs } of DUMP_SECTIONS) {
+    for (const spec of specs) keywords.set(spec.keyword, INERT[spec.key]);
+  }
+  const seen = new Set<string>();
+  for (const line of text.split('\n')) {
+    const m = /^ {8}([a-z0-9-]+) [^#]*;( # ignored by urbd: (.*))?$/.exec(line);
+    if (m === null || line.includes('crm-fence-peer')) continue;
+    const reason = keywords.get(m[1]);
+    if (reason === undefined) continue;
+    seen.add(m[1]);
+    t.equal(m[3] ?? null, reason, `${m[1]}: ${reason === null ? 'in force' : 'marked ignored'}`);
+  }
+  t.equal(seen.size, keywords.size, 'every option is in the dump');
+  t.match(
+    text,
+    '        auto-promote yes; # ignored by urbd: a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary\n',
+  );
+  t.match(
+    text,
+    `        fence-peer "/usr/lib/drbd/crm-fence-peer.9.sh"; # ignored by urbd: ${HANDLERS_INERT}\n`,
+  );
 });

@@ -27,7 +27,7 @@ check([
   [
     'no suggestion when nothing is close',
     twoHosts('  disk { frobnicate 1; }'),
-    `${F}:5:10: unknown keyword "frobnicate" in disk section`,
+    `${F}:5:10: unknown keyword "frobnicate" in disk section; expected "size", "on-io-error", "fencing", "al-extents", "al-updates", "resync-rate", "resync-after", "c-plan-ahead", "c-delay-target", "c-fill-target", "c-max-rate", "c-min-rate", "max-buffers", "disk-barrier", "disk-flushes", "disk-drain", "md-flushes", "no-disk-barrier", "no-disk-flushes", "no-disk-drain", "no-md-flushes", "disk-timeout", "read-balancing", "rs-discard-granularity", "discard-zeroes-if-aligned", "disable-write-same", "max-bio-bvecs", "use-bmbv", "unplug-watermark", "bitmap", "block-size", "discard-granularity", "resync-without-replication" or "peer-tiebreaker"`,
   ],
   [
     'a keyword known in another section says where it belongs',
@@ -77,7 +77,7 @@ check([
   [
     'unknown keyword in a volume',
     twoHosts('  volume 0 { adress 1; }'),
-    `${F}:5:14: unknown keyword "adress" in volume section`,
+    `${F}:5:14: unknown keyword "adress" in volume section; expected "device", "disk", "meta-disk" or "flexible-meta-disk"`,
   ],
 ]);
 
@@ -157,7 +157,7 @@ check([
   [
     'after-sb-0pri',
     twoHosts('  net { after-sb-0pri discard-node-; }'),
-    `${F}:5:23: after-sb-0pri must be disconnect, discard-younger-primary, discard-older-primary, discard-zero-changes, discard-least-changes or discard-node-NAME, not "discard-node-"`,
+    `${F}:5:23: after-sb-0pri must be disconnect, discard-younger-primary, discard-older-primary, discard-zero-changes, discard-least-changes or discard-node-NAME, not "discard-node-"; did you mean "discard-node-NAME"?`,
   ],
   [
     'discard-node names no host',
@@ -361,11 +361,6 @@ check([
     `${F}:6:3: host "alpha" of resource r0 has no disk; add "disk PATH;" (or "disk none;" for a diskless node) to "on alpha" or to the resource`,
   ],
   [
-    'host without meta-disk',
-    twoHosts().replace('  meta-disk internal;', ''),
-    `${F}:6:3: host "alpha" of resource r0 has no meta-disk; add "meta-disk internal;" or "meta-disk PATH;" to "on alpha" or to the resource`,
-  ],
-  [
     'host without address',
     twoHosts().replace('address 10.0.0.2:7789;', ''),
     `${F}:7:3: host "beta" of resource r0 has no address; with more than one host, every "on" section needs "address IP:PORT;"`,
@@ -421,14 +416,19 @@ check([
   ],
   ['on without a name', twoHosts('  on { }'), `${F}:5:6: expected a host name after "on"`],
   [
-    'per-host disk options',
+    'a per-host disk option only one host gives',
     twoHosts('', ' disk { al-extents 100; }'),
-    `${F}:6:37: "disk" sections are not allowed inside "on alpha"; urbd applies options to the whole resource, so put it at resource level`,
+    `${F}:6:44: "al-extents" is given in "on alpha" but not in "on beta"; urbd uses one value per resource: give it at resource level, or the same in each such section`,
   ],
   [
-    'per-host net options',
-    twoHosts('', ' net { }'),
-    `${F}:6:37: "net" sections are not allowed inside "on alpha"; urbd applies options to the whole resource, so put it at resource level`,
+    'per-host net options that disagree with the resource',
+    twoHosts('  net { ping-int 3; }', ' net { ping-int 4; }'),
+    `${F}:6:52: "ping-int" is 4 in "on alpha" but 3 in resource r0 (at ${F}:5:9); urbd uses one value per resource`,
+  ],
+  [
+    'per-host options sections other than disk and net',
+    twoHosts('', ' options { }'),
+    `${F}:6:37: "options" sections are not allowed inside "on alpha"; urbd applies options to the whole resource, so put it at resource level`,
   ],
   [
     'on inside on',
@@ -532,7 +532,24 @@ check([
       'meta-disk internal;',
       'meta-disk /dev/md [1];',
     ),
-    `${F}:10:34: meta-disk /dev/md on host "alpha" is already used by resource r0 (meta-disk at ${F}:4:3)`,
+    `${F}:10:34: meta-disk /dev/md [1] on host "alpha" is already used by resource r0 (meta-disk [1] at ${F}:4:3); urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file`,
+  ],
+  [
+    // DRBD would give each index its own slot; urbd's metadata is one file, so both would share it.
+    'external meta-disk shared under two indexes',
+    second('  device minor 1; disk /dev/sdc; meta-disk /srv/x.md [1];').replace(
+      'meta-disk internal;',
+      'meta-disk /srv/x.md [0];',
+    ),
+    `${F}:10:34: meta-disk /srv/x.md [1] on host "alpha" is already used by resource r0 (meta-disk [0] at ${F}:4:3); urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file`,
+  ],
+  [
+    'external meta-disk shared, one indexed',
+    second('  device minor 1; disk /dev/sdc; meta-disk /srv/x.md;').replace(
+      'meta-disk internal;',
+      'meta-disk /srv/x.md[0];',
+    ),
+    `${F}:10:34: meta-disk /srv/x.md on host "alpha" is already used by resource r0 (meta-disk [0] at ${F}:4:3); urbd keeps each resource's metadata in a file of its own, not in indexed slots: give each resource its own meta-disk file`,
   ],
   [
     'resync-after an unknown resource',

@@ -68,6 +68,8 @@ t.test('DRBD 8.4: global_common.conf + r0.res + r1.res', async (t) => {
       'common disk: disk-barrier no',
       'common disk: disk-flushes no',
       'common net: sndbuf-size 0',
+      'resource r1 on alice: meta-disk /dev/sdc1 [0]',
+      'resource r1 on bob: meta-disk /dev/sdc1[0]',
     ],
   );
 });

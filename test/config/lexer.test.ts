@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ConfigError } from '../../src/config/index.js';
-import { tokenize } from '../../src/config/lexer.js';
+import { lex, tokenize } from '../../src/config/lexer.js';
 import { configError } from './helpers.js';
 
 const kinds = (text: string): string[] =>
@@ -23,13 +23,17 @@ t.test('comments run to the end of the line, even right after a word', async (t)
   t.same(kinds('a # b { c ;\nd#e\n# whole line'), ['word:a@1:1', 'word:d@2:1', 'eof:@3:13']);
 });
 
-t.test('strings unescape \\" and \\\\ and keep other backslashes', async (t) => {
-  const [s] = tokenize(String.raw`"say \"hi\" \\ and \n"`, 'f');
-  t.equal(s.kind, 'string');
-  t.equal(s.text, String.raw`say "hi" \ and \n`);
-  t.same(kinds('x"a b"y'), ['word:x@1:1', 'string:a b@1:2', 'word:y@1:7', 'eof:@1:8']);
-  t.equal(tokenize('""', 'f')[0].text, '');
-});
+t.test(
+  'a backslash in a string keeps the next character and is dropped, as in drbdadm',
+  async (t) => {
+    const [s] = tokenize(String.raw`"say \"hi\" \\ and \n"`, 'f');
+    t.equal(s.kind, 'string');
+    t.equal(s.text, String.raw`say "hi" \ and n`);
+    t.equal(tokenize(String.raw`"echo \$X \\$Y"`, 'f')[0].text, String.raw`echo $X \$Y`);
+    t.same(kinds('x"a b"y'), ['word:x@1:1', 'string:a b@1:2', 'word:y@1:7', 'eof:@1:8']);
+    t.equal(tokenize('""', 'f')[0].text, '');
+  },
+);
 
 t.test('special characters end a word', async (t) => {
   t.same(kinds('a{b}c;d'), [
@@ -65,4 +69,31 @@ t.test('unterminated strings are reported where they open', async (t) => {
 
 t.test('empty input is just end of file', async (t) => {
   t.same(kinds(''), ['eof:@1:1']);
+});
+
+t.test(
+  'a skip block becomes "{" and its closing "}", unread; skip as a value is a word',
+  async (t) => {
+    t.same(kinds('skip {\n "x { # }\n}\nskip a;\ndisk skip;'), [
+      'word:skip@1:1',
+      '{:{@1:6',
+      '}:}@3:1',
+      'word:skip@4:1',
+      'word:a@4:6',
+      ';:;@4:7',
+      'word:disk@5:1',
+      'word:skip@5:6',
+      ';:;@5:10',
+      'eof:@5:11',
+    ]);
+  },
+);
+
+t.test('lex is lazy: tokens before a bad string come out before the error', async (t) => {
+  const it = lex('a b\n"open', 'f');
+  t.equal(it.next().value.text, 'a');
+  t.equal(it.next().value.text, 'b');
+  t.throws(() => it.next(), {
+    message: 'f:2:1: unterminated string; expected a closing " on the same line',
+  });
 });

@@ -582,7 +582,7 @@ t.test('8.3 style: protocol directly in common; skip anywhere', async (t) => {
   );
 });
 
-t.test('net options from a connection-mesh and the resource share one scope', async (t) => {
+t.test('net options from a connection-mesh must agree with the resource', async (t) => {
   t.throws(
     () =>
       parse(
@@ -590,6 +590,8 @@ t.test('net options from a connection-mesh and the resource share one scope', as
           '  net { ping-int 3; }\n  connection-mesh { hosts alpha beta; net { ping-int 4; } }',
         ),
       ),
-    { message: `${F}:6:45: "ping-int" is given twice in resource r0 (first at ${F}:5:9)` },
+    {
+      message: `${F}:6:54: "ping-int" is 4 in connection-mesh but 3 in resource r0 (at ${F}:5:9); urbd uses one value per resource`,
+    },
   );
 });

@@ -10,6 +10,7 @@ import {
   parseIntInRange,
   parseRateKiB,
   parseScaledBytes,
+  parseScaledNumber,
   parseSectors,
   parseSizeBytes,
   ValueError,
@@ -193,4 +194,26 @@ t.test('nearest keyword: close typos only', async (t) => {
   t.equal(nearest('al', words), undefined);
   t.equal(nearest('protocol', words), undefined, 'an exact match is not a suggestion');
   t.equal(nearest('x'.repeat(1000), words), undefined);
+});
+
+t.test('parseScaledNumber: k, m, g in either case are powers of 1024, as drbdadm', async (t) => {
+  const cases: Array<[string, number | undefined]> = [
+    ['0', 0],
+    ['36k', 36864],
+    ['36K', 36864],
+    ['8k', 8192],
+    ['2m', 2 << 20],
+    ['1G', 1 << 30],
+    ['1g', 1 << 30],
+    ['', undefined],
+    ['k', undefined],
+    ['1s', undefined],
+    ['1t', undefined],
+    ['1.5k', undefined],
+    ['-1', undefined],
+    ['1 k', undefined],
+    ['99999999999999999999', undefined],
+    ['9007199254740991k', undefined],
+  ];
+  for (const [text, want] of cases) t.equal(parseScaledNumber(text), want, JSON.stringify(text));
 });

@@ -1,0 +1,74 @@
+// Which typed options urbd acts on, and for the others why not. urbd still reads and checks them
+// (a bad value is an error, and a later release may act on them), but `dump` must not show them
+// as if they were in force: a DRBD admin reads `dump` as "what the daemon does".
+import type { SettingKey } from './schema.js';
+
+/** null: urbd acts on it. A string: the reason it has no effect, as `dump` prints it. */
+export const INERT: Readonly<Record<SettingKey, string | null>> = {
+  'top.protocol': null,
+  'net.timeoutMs': null,
+  'net.connectIntMs': null,
+  'net.pingIntMs': null,
+  'net.pingTimeoutMs': null,
+  'net.koCount': null,
+  'net.maxBuffers': 'urbd allocates receive buffers as writes arrive',
+  'net.maxEpochSize': null,
+  'net.allowTwoPrimaries': null,
+  'net.afterSb0pri': null,
+  'net.afterSb1pri': null,
+  'net.afterSb2pri': null,
+  'net.alwaysAsbp': null,
+  'net.rrConflict': null,
+  'net.cramHmacAlg': null,
+  'net.sharedSecret': null,
+  'net.dataIntegrityAlg': 'replicated data is protected by TCP checksums only',
+  'net.csumsAlg': 'a resync sends every out-of-sync block, without comparing checksums',
+  'net.csumsAfterCrashOnly': 'a resync sends every out-of-sync block, without comparing checksums',
+  'net.verifyAlg': 'online verify is not built yet',
+  'net.useRle': 'bitmaps are always sent run-length encoded',
+  'net.onCongestion': 'writes always wait for a congested link, as with on-congestion block',
+  'net.congestionFillSectors':
+    'writes always wait for a congested link, as with on-congestion block',
+  'net.congestionExtents': 'writes always wait for a congested link, as with on-congestion block',
+  'net.socketCheckTimeoutMs': 'a dead link is found by ping-int and ping-timeout',
+  'net.fencing': null,
+  'net.discardMyData': null,
+  'disk.onIoError':
+    'a failed disk request is answered with the error to the NBD client; urbd does not detach',
+  'disk.alExtents': null,
+  'disk.alUpdates': null,
+  'disk.resyncRateKiB': null,
+  'disk.cPlanAheadMs': null,
+  'disk.cFillTargetSectors': null,
+  'disk.cDelayTargetMs': 'the resync controller follows c-fill-target and the rates only',
+  'disk.cMaxRateKiB': null,
+  'disk.cMinRateKiB': null,
+  'disk.resyncAfter': 'resyncs of different resources run side by side',
+  'disk.sizeBytes': null,
+  'startup.wfcTimeoutS':
+    'urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout',
+  'startup.degrWfcTimeoutS':
+    'urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout',
+  'startup.outdatedWfcTimeoutS':
+    'urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout',
+  'startup.waitAfterSb':
+    'urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout',
+  'startup.becomePrimaryOn':
+    'nothing promotes at start-up; promote with urbdadm primary or urbd-failover',
+  'options.onNoDataAccessible': 'without UpToDate data, reads and writes fail with EIO',
+  'options.autoPromote':
+    'a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary',
+  'options.autoPromoteTimeoutMs':
+    'a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary',
+  'options.quorum': 'quorum is not built yet',
+  'options.quorumMinimumRedundancy': 'quorum is not built yet',
+  'options.onNoQuorum': 'quorum is not built yet',
+  'options.onSuspendedPrimaryOutdated': 'quorum is not built yet',
+};
+
+/** Why urbd does not run handler scripts, for `dump`. */
+export const HANDLERS_INERT = 'urbd runs no handler scripts yet';
+
+export function inertReason(key: SettingKey): string | undefined {
+  return INERT[key] ?? undefined;
+}
