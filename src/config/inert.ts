@@ -55,7 +55,7 @@ export const INERT: Readonly<Record<SettingKey, string | null>> = {
     'urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout',
   'startup.becomePrimaryOn':
     'nothing promotes at start-up; promote with urbdadm primary or urbd-failover',
-  'options.onNoDataAccessible': 'without UpToDate data, reads and writes fail with EIO',
+  'options.onNoDataAccessible': null,
   'options.autoPromote':
     'a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary',
   'options.autoPromoteTimeoutMs':

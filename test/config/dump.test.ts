@@ -107,7 +107,7 @@ resource r0 {
         become-primary-on alpha beta; # ignored by urbd: nothing promotes at start-up; promote with urbdadm primary or urbd-failover
     }
     options {
-        on-no-data-accessible io-error; # ignored by urbd: without UpToDate data, reads and writes fail with EIO
+        on-no-data-accessible io-error;
         auto-promote yes; # ignored by urbd: a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary
         auto-promote-timeout 20; # ignored by urbd: a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary
         quorum off; # ignored by urbd: quorum is not built yet
