@@ -66,6 +66,17 @@ export async function heldOnceDecided(
   return held;
 }
 
+/** One change to the data (write, trim, zero), as the write path carries it along. */
+interface Change {
+  kind: ChangeKind;
+  offset: number;
+  length: number;
+  payload: Payload | undefined;
+  fua: boolean;
+  /** The local part: the backing disk's write, zero or trim. */
+  io: () => Promise<void>;
+}
+
 /**
  * The block device a resource exports: DESIGN.md's write path. Every change to the data
  * (write, trim, zero) goes through the same steps:
@@ -115,9 +126,9 @@ export class ResourceTarget implements BlockTarget {
   }
 
   write(data: Payload, offset: number, fua: boolean): Promise<void> {
-    return this.change('write', offset, payloadLength(data), data, fua, () =>
-      this.disk.write(data, offset, fua),
-    );
+    const length = payloadLength(data);
+    const io = (): Promise<void> => this.disk.write(data, offset, fua);
+    return this.change({ kind: 'write', offset, length, payload: data, fua, io });
   }
 
   /**
@@ -125,18 +136,17 @@ export class ResourceTarget implements BlockTarget {
    * backing that cannot punch holes (or not yet known to) would keep the old bytes where the
    * other reads zeroes, and nothing would ever mark the range out of sync. So a replicated
    * trim zeroes its range on every node (a hole where the backing can punch one); the peer's
-   * receiver does the same (DESIGN.md, "Trims").
+   * receiver does the same (docs/safety.md §4).
    */
   trim(offset: number, length: number, fua: boolean): Promise<void> {
-    return this.change('trim', offset, length, undefined, fua, () =>
-      this.disk.zero(offset, length, { noHole: false, fastZero: false, fua }),
-    );
+    const io = (): Promise<void> =>
+      this.disk.zero(offset, length, { noHole: false, fastZero: false, fua });
+    return this.change({ kind: 'trim', offset, length, payload: undefined, fua, io });
   }
 
   zero(offset: number, length: number, opts: ZeroOptions): Promise<void> {
-    return this.change('zero', offset, length, undefined, opts.fua, () =>
-      this.disk.zero(offset, length, opts),
-    );
+    const io = (): Promise<void> => this.disk.zero(offset, length, opts);
+    return this.change({ kind: 'zero', offset, length, payload: undefined, fua: opts.fua, io });
   }
 
   /**
@@ -177,18 +187,11 @@ export class ResourceTarget implements BlockTarget {
     return this.disk.extents(offset, length);
   }
 
-  private change(
-    kind: ChangeKind,
-    offset: number,
-    length: number,
-    payload: Payload | undefined,
-    fua: boolean,
-    io: () => Promise<void>,
-  ): Promise<void> {
+  private change(c: Change): Promise<void> {
     const held = this.gate.ioHeld;
-    if (held) return held.then(() => this.change(kind, offset, length, payload, fua, io));
+    if (held) return held.then(() => this.change(c));
     const suspended = this.gate.ioSuspended();
-    if (suspended) return suspended.then(() => this.change(kind, offset, length, payload, fua, io));
+    if (suspended) return suspended.then(() => this.change(c));
     const denied = this.gate.ioDenied();
     if (denied !== undefined) return Promise.reject(denied);
     const failure = this.meta.failure;
@@ -198,13 +201,11 @@ export class ResourceTarget implements BlockTarget {
     }
     this.gate.noteAppIo();
     const al = this.meta.al;
-    const activating = al.begin(offset, length);
+    const activating = al.begin(c.offset, c.length);
     const go = (): Promise<void> => {
-      const lock = this.gate.changeLock.acquire(offset, length);
-      if (lock instanceof Promise) {
-        return lock.then((h) => this.apply(kind, offset, length, payload, fua, io, h));
-      }
-      return this.apply(kind, offset, length, payload, fua, io, lock);
+      const lock = this.gate.changeLock.acquire(c.offset, c.length);
+      if (lock instanceof Promise) return lock.then((h) => this.apply(c, h));
+      return this.apply(c, lock);
     };
     if (activating === undefined) return go();
     return activating.then(go, (err: Error) => {
@@ -213,15 +214,8 @@ export class ResourceTarget implements BlockTarget {
     });
   }
 
-  private async apply(
-    kind: ChangeKind,
-    offset: number,
-    length: number,
-    payload: Payload | undefined,
-    fua: boolean,
-    io: () => Promise<void>,
-    held: Held,
-  ): Promise<void> {
+  private async apply(c: Change, held: Held): Promise<void> {
+    const { offset, length, io } = c;
     const lock = this.gate.changeLock;
     if (this.gate.ioHeld) held = await heldOnceDecided(this.gate, offset, length, held);
     const tl = this.gate.replicationLog();
@@ -230,7 +224,7 @@ export class ResourceTarget implements BlockTarget {
         // The peer went away while this change waited for its extent or range.
         lock.release(held);
         this.meta.al.end(offset, length);
-        return this.retryOnceReachable(kind, offset, length, payload, fua, io);
+        return this.retryOnceReachable(c);
       }
       try {
         this.meta.markOutOfSync(offset, length);
@@ -251,11 +245,11 @@ export class ResourceTarget implements BlockTarget {
     // source of this block: the change must land there, whatever the protocol.
     const mustLand = !this.localUpToDate();
     const net = tl.submit(
-      kind,
+      c.kind,
       offset,
       length,
-      payload,
-      fua,
+      c.payload,
+      c.fua,
       (peerHas) => {
         if (!peerHas) this.meta.markOutOfSync(offset, length);
         endPart();
@@ -277,9 +271,7 @@ export class ResourceTarget implements BlockTarget {
     // source of its blocks. A local copy on a disk that is not UpToDate (a SyncTarget, an
     // Inconsistent Primary) is no such disk: it is marked out of sync and the next resync
     // overwrites it from the peer, so without the peer's copy the change failed.
-    if (!peerOk && !this.localUpToDate()) {
-      return this.retryOnceReachable(kind, offset, length, payload, fua, io);
-    }
+    if (!peerOk && !this.localUpToDate()) return this.retryOnceReachable(c);
     // drbd.md §5.1 lets a change succeed when either copy succeeded, because DRBD then
     // detaches the failing disk (on-io-error detach) and reads come from the peer. Until urbd
     // detaches (issue 12), this node would go on reading its stale block: so a failed local
@@ -293,18 +285,11 @@ export class ResourceTarget implements BlockTarget {
    * local copy included: the resync at that reconnect may have overwritten the first local
    * copy, whose blocks were marked out of sync.
    */
-  private async retryOnceReachable(
-    kind: ChangeKind,
-    offset: number,
-    length: number,
-    payload: Payload | undefined,
-    fua: boolean,
-    io: () => Promise<void>,
-  ): Promise<void> {
+  private async retryOnceReachable(c: Change): Promise<void> {
     const suspended = this.gate.ioSuspended();
-    if (!suspended) throw noGoodCopy(kind);
+    if (!suspended) throw noGoodCopy(c.kind);
     await suspended;
-    return this.change(kind, offset, length, payload, fua, io);
+    return this.change(c);
   }
 }
 

@@ -12,34 +12,17 @@ import {
 } from '../../src/cli/adm-wait.js';
 import { CONNECTION_STATES } from '../../src/resource/states.js';
 import type { PeerStatus, ResourceStatus } from '../../src/resource/status.js';
+import { peerStatus, resourceStatus } from '../helpers/status-fixture.js';
 
 function res(
   peers: Array<Partial<PeerStatus>>,
   disk: ResourceStatus['device']['diskState'] = 'UpToDate',
 ): ResourceStatus {
-  return {
-    name: 'r0',
-    node: 'alpha',
-    nodeId: 0,
+  return resourceStatus({
     role: 'Secondary',
-    suspended: false,
-    device: { diskState: disk } as ResourceStatus['device'],
-    peers: peers.map((p, i) => ({
-      name: `peer${i}`,
-      nodeId: i + 1,
-      connection: 'Connected',
-      role: 'Secondary',
-      peerDisk: 'UpToDate',
-      replication: 'Established',
-      outOfSync: 0,
-      sync: undefined,
-      lastError: undefined,
-      paused: false,
-      resyncSuspended: [],
-      statistics: { sent: 0, received: 0, pending: 0, unacked: 0 },
-      ...p,
-    })),
-  };
+    device: { diskState: disk },
+    peers: peers.map((p, i) => peerStatus({ name: `peer${i}`, nodeId: i + 1, ...p })),
+  });
 }
 
 t.test('hopeless: exactly when a peer is StandAlone, saying why and what to run', async (t) => {

@@ -12,7 +12,8 @@ import {
 } from '../../src/control/status-colour.js';
 import { renderStatus } from '../../src/control/status-text.js';
 import { CONNECTION_STATES, DISK_STATES, REPLICATION_STATES } from '../../src/resource/states.js';
-import type { ResourceStatus } from '../../src/resource/status.js';
+import type { PeerStatus, ResourceStatus } from '../../src/resource/status.js';
+import { peerStatus, resourceStatus } from '../helpers/status-fixture.js';
 
 const ESC = String.fromCharCode(0x1b);
 const strip = (s: string): string => s.replace(new RegExp(`${ESC}\\[[0-9;]*m`, 'g'), '');
@@ -56,54 +57,16 @@ t.test('wantColour: a terminal, no NO_COLOR, not TERM=dumb', async (t) => {
   }
 });
 
-function st(over: Partial<ResourceStatus['peers'][number]> = {}): ResourceStatus {
-  return {
-    name: 'r0',
-    node: 'alpha',
-    nodeId: 0,
-    role: 'Primary',
-    suspended: false,
-    device: {
-      volume: 0,
-      minor: 0,
-      device: '/dev/nbd0',
-      diskState: 'UpToDate',
-      size: 1 << 20,
-      outOfSync: 0,
-      alActive: 0,
-      alExtents: 1237,
-      alStats: undefined,
-      crashedPrimary: false,
-      disk: '/d',
-      metaDisk: '/m',
-      export: {
-        socket: '/run/r0.nbd',
-        tcp: [],
-        listening: true,
-        serving: true,
-        clients: 0,
-        refusal: undefined,
-      },
-      statistics: { read: 0, written: 0, alWrites: 0, bmWrites: 0, lowerPending: 0 },
-    },
-    peers: [
-      {
-        name: 'beta',
-        nodeId: 1,
-        connection: 'StandAlone',
-        role: 'Unknown',
-        peerDisk: 'DUnknown',
-        replication: 'Off',
-        outOfSync: 0,
-        sync: undefined,
-        lastError: 'auth failed: "wrong" secret',
-        paused: false,
-        resyncSuspended: [],
-        statistics: { sent: 0, received: 0, pending: 0, unacked: 0 },
-        ...over,
-      },
-    ],
+/** alpha Primary, its peer StandAlone after an authentication failure (unless `over`). */
+function st(over: Partial<PeerStatus> = {}): ResourceStatus {
+  const standAlone: Partial<PeerStatus> = {
+    connection: 'StandAlone',
+    role: 'Unknown',
+    peerDisk: 'DUnknown',
+    replication: 'Off',
+    lastError: 'auth failed: "wrong" secret',
   };
+  return resourceStatus({ peers: [peerStatus({ ...standAlone, ...over })] });
 }
 
 t.test('colourStatus paints state words only, and stripping gives the plain text', async (t) => {

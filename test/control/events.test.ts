@@ -4,14 +4,10 @@
 import t from 'tap';
 import { EventHub, formatEventText, type UrbdEvent } from '../../src/control/events.js';
 import type { PeerStatus, ResourceStatus } from '../../src/resource/status.js';
+import { peerStatus, resourceStatus } from '../helpers/status-fixture.js';
 
 function status(o: { sent?: number; done?: number; replication?: string } = {}): ResourceStatus {
-  // Asserted, not annotated: fields the hub does not read may come and go.
-  const peer = {
-    name: 'beta',
-    nodeId: 1,
-    connection: 'Connected',
-    role: 'Secondary',
+  const peer = peerStatus({
     peerDisk: o.done === undefined ? 'UpToDate' : 'Inconsistent',
     replication: (o.replication ??
       (o.done === undefined ? 'Established' : 'SyncSource')) as PeerStatus['replication'],
@@ -20,41 +16,16 @@ function status(o: { sent?: number; done?: number; replication?: string } = {}):
       o.done === undefined
         ? undefined
         : { outOfSync: 8192, total: 1 << 20, done: o.done, rate: 1 << 20, etaSeconds: 3 },
-    lastError: undefined,
-    paused: false,
     statistics: { sent: o.sent ?? 0, received: 0, pending: 1, unacked: 0 },
-  } as PeerStatus;
-  return {
-    name: 'r0',
-    node: 'alpha',
-    nodeId: 0,
-    role: 'Primary',
-    suspended: false,
+  });
+  return resourceStatus({
+    peers: [peer],
     device: {
-      volume: 0,
-      minor: 0,
-      device: '/dev/nbd0',
-      diskState: 'UpToDate',
-      size: 1 << 20,
       outOfSync: 8192,
       alActive: 1,
-      alExtents: 1237,
-      alStats: undefined,
-      crashedPrimary: false,
       statistics: { read: 4096, written: 2048, alWrites: 3, bmWrites: 2, lowerPending: 0 },
-      disk: '/tmp/a.img',
-      metaDisk: '/tmp/a.img.urbd-md',
-      export: {
-        socket: '/run/urbd/r0.nbd',
-        tcp: [],
-        listening: true,
-        serving: true,
-        clients: 0,
-        refusal: undefined,
-      },
     },
-    peers: [peer],
-  } as ResourceStatus;
+  });
 }
 
 function listen(hub: EventHub, statistics: boolean): string[] {

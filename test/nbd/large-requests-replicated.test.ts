@@ -64,7 +64,15 @@ out["sha"] = hashlib.sha256(data).hexdigest()
   t.equal((await p.alpha.adm(['secondary', 'r0'])).code, 0, 'alpha steps down');
   const det = await p.beta.adm(['detach', 'r0']);
   t.equal(det.code, 0, 'beta detaches its disk', { output: showRun(det) });
-  await waitFor(p.beta, (x) => x.device.diskState === 'Diskless', 'beta diskless');
+  // A detach renews the peer session: promotion needs it decided again, with alpha UpToDate.
+  await waitFor(
+    p.beta,
+    (x) =>
+      x.device.diskState === 'Diskless' &&
+      x.peers[0]!.connection === 'Connected' &&
+      x.peers[0]!.peerDisk === 'UpToDate',
+    'beta diskless, connected to an UpToDate alpha',
+  );
   const pri = await p.beta.adm(['primary', 'r0']);
   t.equal(pri.code, 0, 'diskless beta is promoted', { output: showRun(pri) });
   const r = await libnbd<{ read: Outcome; sha: string }>(
