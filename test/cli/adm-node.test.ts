@@ -3,16 +3,23 @@
 // the daemon applies the file `--config` names, `events` for an unknown resource exits 10,
 // `status --verbose` and `--json` agree on `serving`, and `status` is in colour on a
 // terminal only (not into a pipe, not with NO_COLOR).
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { adm, type NodeSpec, oneNodeConfig, startDaemon, URBDADM_CLI } from '../helpers/daemon.js';
+import {
+  adm,
+  type NodeSpec,
+  oneNodeConfig,
+  startDaemon,
+  URBDADM_CLI,
+  failsWith,
+  ok,
+} from '../helpers/daemon.js';
 import { openExport } from '../helpers/raw-client.js';
 import { runInPty, SGR } from '../helpers/pty.js';
 import {
   makeDisk,
   run,
-  type RunResult,
   showRun as show,
   type Teardown,
   tmpDir,
@@ -35,18 +42,6 @@ async function freshNode(t: Teardown): Promise<{ spec: NodeSpec; dir: string; so
   const r = await adm(spec, ['create-md', 'r0']);
   if (r.code !== 0) throw new Error(`create-md failed: ${show(r)}`);
   return { spec, dir, sock: path.join(spec.runDir, 'r0.nbd') };
-}
-
-function failsWith(t: Test, r: RunResult, code: number, re: RegExp, what: string): void {
-  t.equal(r.code, code, `${what}: exit ${code}`, { output: show(r) });
-  t.match(r.stderr, re, `${what}: says why`);
-  t.equal(r.stderr.trim().split('\n').length, 1, `${what}: one line`);
-  t.equal(r.stdout, '', `${what}: nothing on stdout`);
-}
-
-function ok(t: Test, r: RunResult, what: string): void {
-  t.equal(r.code, 0, what, { output: show(r) });
-  t.equal(r.stderr, '', `${what}: nothing on stderr`);
 }
 
 async function statusJson(spec: NodeSpec): Promise<ResourceStatus> {

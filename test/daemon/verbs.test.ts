@@ -7,12 +7,18 @@
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { adm, type NodeSpec, oneNodeConfig, startDaemon } from '../helpers/daemon.js';
+import {
+  adm,
+  type NodeSpec,
+  oneNodeConfig,
+  startDaemon,
+  failsWith,
+  ok,
+} from '../helpers/daemon.js';
 import { openExport } from '../helpers/raw-client.js';
 import {
   makeDisk,
   run,
-  type RunResult,
   showRun as show,
   type Teardown,
   tmpDir,
@@ -84,20 +90,6 @@ function primaryBit(uuid: string): number {
 /** The UUID with bit 0 cleared, for "same generation" comparisons. */
 function generation(uuid: string): string {
   return (BigInt(`0x${uuid}`) & ~1n).toString(16).toUpperCase().padStart(16, '0');
-}
-
-/** A failed verb: the exit code, nothing on stdout, one line on stderr matching `re`. */
-function failsWith(t: Test, r: RunResult, code: number, re: RegExp, what: string): void {
-  t.equal(r.code, code, `${what}: exit ${code}`, { output: show(r) });
-  t.match(r.stderr, re, `${what}: says why`);
-  t.equal(r.stderr.trim().split('\n').length, 1, `${what}: one line`);
-  t.equal(r.stdout, '', `${what}: nothing on stdout`);
-}
-
-/** A verb that worked: exit 0, nothing on stderr. */
-function ok(t: Test, r: RunResult, what: string): void {
-  t.equal(r.code, 0, what, { output: show(r) });
-  t.equal(r.stderr, '', `${what}: nothing on stderr`);
 }
 
 /** Out-of-sync KiB of the local device, from `status --verbose`. */

@@ -11,6 +11,7 @@ import {
   type LogLine,
   run,
   type RunResult,
+  showRun,
   spawnTracked,
   type Teardown,
   type Tracked,
@@ -133,4 +134,18 @@ export async function startPrimary(
   const pri = await d.adm(['primary', '--force', resource]);
   t.equal(pri.code, 0, 'primary --force', { output: pri.stderr });
   return { d, uri: exportUri(spec, resource) };
+}
+
+/** A failed verb: the exit code, nothing on stdout, one line on stderr matching `re`. */
+export function failsWith(t: Test, r: RunResult, code: number, re: RegExp, what: string): void {
+  t.equal(r.code, code, `${what}: exit ${code}`, { output: showRun(r) });
+  t.match(r.stderr, re, `${what}: says why`);
+  t.equal(r.stderr.trim().split('\n').length, 1, `${what}: one line`);
+  t.equal(r.stdout, '', `${what}: nothing on stdout`);
+}
+
+/** A verb that worked: exit 0, nothing on stderr. */
+export function ok(t: Test, r: RunResult, what: string): void {
+  t.equal(r.code, 0, what, { output: showRun(r) });
+  t.equal(r.stderr, '', `${what}: nothing on stderr`);
 }
