@@ -661,10 +661,14 @@ export class Resource implements PeerHost {
    */
   changed(): void {
     this.checkSuspension();
-    try {
-      this.persistFlags();
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'writing the metadata flags failed');
+    // A metadata disk that already failed was reported once; every state change (each peer
+    // state message among them) trying it again would only repeat that in the log.
+    if (this.meta?.failure == null) {
+      try {
+        this.persistFlags();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'writing the metadata flags failed');
+      }
     }
     this.opts.onChange(this);
   }
