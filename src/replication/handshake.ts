@@ -50,8 +50,8 @@ export interface LinkIdentity {
 
 export interface HandshakeOptions {
   me: LinkIdentity;
-  /** The node name the peer must have. */
-  expectPeer: string;
+  /** The node name the peer must have (a listener shared by several peers: any of them). */
+  expectPeer: string | readonly string[];
   timeoutMs: number;
   /** Present for the side that dialed: which socket this is, and the link it belongs to. */
   dial?: { channel: Channel; linkId: Buffer };
@@ -219,9 +219,10 @@ function checkPeerHello(
       kind: 'ProtocolError',
     };
   }
-  if (peer.node !== opts.expectPeer) {
+  const expected = typeof opts.expectPeer === 'string' ? [opts.expectPeer] : opts.expectPeer;
+  if (!expected.includes(peer.node)) {
     return {
-      reason: `unexpected peer ${quoted(peer.node)} (expected "${opts.expectPeer}")`,
+      reason: `unexpected peer ${quoted(peer.node)} (expected ${expected.map((n) => `"${n}"`).join(' or ')})`,
       kind: 'ProtocolError',
     };
   }

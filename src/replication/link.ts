@@ -194,7 +194,7 @@ export class PeerListener extends EventEmitter {
   private constructor(
     private readonly server: net.Server,
     private readonly me: LinkIdentity,
-    private readonly expectPeer: string,
+    private readonly expectPeer: () => readonly string[],
     private readonly timers: LinkTimers,
   ) {
     super();
@@ -206,7 +206,8 @@ export class PeerListener extends EventEmitter {
   static async listen(
     address: PeerAddress,
     me: LinkIdentity,
-    expectPeer: string,
+    /** The peers that may connect: a name, or a function read at each connection. */
+    expectPeer: string | (() => readonly string[]),
     timers: LinkTimers,
   ): Promise<PeerListener> {
     checkIdentity(me);
@@ -218,7 +219,8 @@ export class PeerListener extends EventEmitter {
         resolve();
       });
     });
-    return new PeerListener(server, me, expectPeer, timers);
+    const expected = typeof expectPeer === 'string' ? () => [expectPeer] : expectPeer;
+    return new PeerListener(server, me, expected, timers);
   }
 
   get port(): number {
@@ -266,7 +268,7 @@ export class PeerListener extends EventEmitter {
     this.pending.add(ch);
     runHandshake(ch, {
       me: this.me,
-      expectPeer: this.expectPeer,
+      expectPeer: this.expectPeer(),
       timeoutMs: this.handshakeMs,
     }).then(
       (hs) => {

@@ -20,13 +20,7 @@ import {
   startSyncSource,
   startSyncTarget,
 } from '../meta/uuid.js';
-import {
-  dialPeer,
-  LinkError,
-  PeerListener,
-  type PeerLink,
-  type CloseKind,
-} from '../replication/link.js';
+import { dialPeer, LinkError, type PeerLink, type CloseKind } from '../replication/link.js';
 import { redialDelayMs } from '../replication/redial.js';
 import { encodeBitmapRle, orBitmapRle } from '../replication/rle.js';
 import { IntervalLock } from '../replication/interval-lock.js';
@@ -47,6 +41,7 @@ import {
   uuidBytes,
   uuidFromBytes,
 } from '../replication/schema.js';
+import type { SharedListener } from './shared-listener.js';
 import { decideHandshake, type HandshakeSide } from './resync-decision.js';
 import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
 import { diskRank } from './states.js';
@@ -69,6 +64,8 @@ export interface PeerHost {
   readonly backing: FileDisk | undefined;
   /** The lock that orders overlapping changes on this node (write path, receiver, resync). */
   readonly changeLock: IntervalLock;
+  /** The resource's one listener for the peers that dial this node. */
+  readonly listener: SharedListener;
   setDisk(d: DiskState): void;
   /** Application I/O seen in the last resync tick (the resync then yields to c-min-rate). */
   takeAppIo(): boolean;
@@ -129,7 +126,8 @@ export class Peer {
   peerPaused = false;
   private discardMyData = false;
   private session: Session | undefined;
-  private listener: PeerListener | undefined;
+  /** This peer waits for dials on the resource's shared listener. */
+  private listening = false;
   private dialTimer: NodeJS.Timeout | undefined;
   private dialAbort: AbortController | undefined;
   /** Dials refused (ECONNREFUSED) since the last connect or link: the redial backoff. */
@@ -203,23 +201,21 @@ export class Peer {
     const addr = this.host.host.address;
     if (!addr) throw new Error(`${this.host.host.name} has no address for ${this.host.name}`);
     try {
-      this.listener = await PeerListener.listen(
-        { host: addr.host, port: addr.port },
-        this.identity(),
-        this.name,
-        this.timers(),
-      );
+      await this.host.listener.acquire(this, addr, this.identity(), this.timers());
+      this.listening = true;
     } catch (err) {
       this.wanted = false;
       this.setConnection('StandAlone');
       throw new Error(`cannot listen on ${addr.host}:${addr.port}: ${(err as Error).message}`);
     }
-    this.listener.on('link', (link: PeerLink) => this.adopt(link));
-    this.listener.on('refused', (remote: string, reason: string) => {
-      this.lastError = `refused a connection from ${remote}: ${reason}`;
-      this.log.warn({ remote, reason }, 'refused a peer connection');
-      this.host.changed();
-    });
+  }
+
+  /** A dial to our address that failed its handshake (the shared listener tells every peer). */
+  refusedDial(remote: string, reason: string): void {
+    if (this.session) return;
+    this.lastError = `refused a connection from ${remote}: ${reason}`;
+    this.log.warn({ remote, reason }, 'refused a peer connection');
+    this.host.changed();
   }
 
   async disconnect(reason = 'disconnect requested'): Promise<void> {
@@ -228,10 +224,10 @@ export class Peer {
     this.dialTimer = undefined;
     this.dialAbort?.abort();
     this.dialAbort = undefined;
-    const l = this.listener;
-    this.listener = undefined;
+    const listening = this.listening;
+    this.listening = false;
     if (this.session) this.endSession(reason, 'TearDown', true);
-    await l?.close();
+    if (listening) await this.host.listener.release(this);
     this.setConnection('StandAlone');
   }
 
@@ -311,7 +307,7 @@ export class Peer {
 
   // ---- the session -----------------------------------------------------------------------
 
-  private adopt(link: PeerLink): void {
+  adopt(link: PeerLink): void {
     if (this.session || !this.wanted) {
       link.close('a connection to this peer already exists', 'TearDown');
       return;
@@ -1214,9 +1210,10 @@ export class Peer {
       // same facts would make it refuse again, so stay StandAlone with its reason, as it does.
       this.wanted = false;
       clearTimeout(this.dialTimer);
-      const l = this.listener;
-      this.listener = undefined;
-      void l?.close();
+      if (this.listening) {
+        this.listening = false;
+        void this.host.listener.release(this);
+      }
     }
     this.setConnection(this.wanted ? 'Connecting' : 'StandAlone');
     if (this.wanted) this.dialSoon(this.host.config.net.connectIntMs);

@@ -28,6 +28,7 @@ import { ResourceTarget } from './write-path.js';
 import { DisklessTarget } from './diskless-target.js';
 import { type BlockTarget, TargetError } from '../nbd/target.js';
 import { Peer, type PeerHost } from './peer.js';
+import { SharedListener } from './shared-listener.js';
 
 /**
  * A failed admin request, with the exit code urbdadm ends with: 11 for a change the state
@@ -82,6 +83,7 @@ export class Resource implements PeerHost {
   readonly node: string;
   readonly changeLock = new IntervalLock();
   readonly log: Logger;
+  readonly listener: SharedListener;
   backing: FileDisk | undefined;
   meta: DiskMeta | undefined;
   private appIo = 0;
@@ -98,6 +100,7 @@ export class Resource implements PeerHost {
     this.host = opts.host;
     this.node = opts.node;
     this.log = opts.log.child({ resource: this.name });
+    this.listener = new SharedListener(this.log);
     this.exportSocket = exportSocketPath(opts.runDir, this.name);
     this.peers = opts.config.hosts
       .filter((h) => h.name !== opts.host.name)
