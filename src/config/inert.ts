@@ -64,6 +64,7 @@ export const INERT: Readonly<Record<SettingKey, string | null>> = {
   'options.quorumMinimumRedundancy': 'quorum is not built yet',
   'options.onNoQuorum': 'quorum is not built yet',
   'options.onSuspendedPrimaryOutdated': 'quorum is not built yet',
+  'options.handlerTimeoutMs': null,
 };
 
 /** Why urbd does not run handler scripts, for `dump`. */

@@ -430,6 +430,9 @@ const OPTIONS: Spec[] = [
     'disconnect',
     'force-secondary',
   ]),
+  // A urbd extension, not in DRBD (whose kernel waits for a helper without limit): how long a
+  // handler script may run before urbd kills it and its children and counts it as failed.
+  seconds('handler-timeout', 'options.handlerTimeoutMs', 1, 3600, true),
   ...ignored(
     'cpu-mask',
     'peer-ack-window',
@@ -591,6 +594,7 @@ export function defaults(): TypedOptions {
       quorumMinimumRedundancy: 'off',
       onNoQuorum: 'suspend-io',
       onSuspendedPrimaryOutdated: 'disconnect',
+      handlerTimeoutMs: 60_000,
     },
   };
 }

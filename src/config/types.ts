@@ -99,6 +99,11 @@ export interface ResourceOptions {
   quorumMinimumRedundancy: Quorum;
   onNoQuorum: OnNoQuorum;
   onSuspendedPrimaryOutdated: OnSuspendedPrimaryOutdated;
+  /**
+   * `handler-timeout`, a urbd extension (DRBD has no such option): how long a handler script
+   * may run before it is killed and counts as failed. Seconds in the file.
+   */
+  handlerTimeoutMs: number;
 }
 
 export interface HostConfig {

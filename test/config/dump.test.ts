@@ -114,6 +114,7 @@ resource r0 {
         quorum-minimum-redundancy off; # ignored by urbd: quorum is not built yet
         on-no-quorum suspend-io; # ignored by urbd: quorum is not built yet
         on-suspended-primary-outdated disconnect; # ignored by urbd: quorum is not built yet
+        handler-timeout 60;
     }
     on alpha {
         node-id 0;
@@ -155,7 +156,8 @@ t.test('dump round-trips the fixtures and a config with every option changed', a
     c-plan-ahead 0; c-delay-target 100; c-fill-target 0; c-max-rate 250; c-min-rate 3G; }
   startup { wfc-timeout 300000; degr-wfc-timeout 1; outdated-wfc-timeout 2; wait-after-sb yes; become-primary-on beta; }
   options { on-no-data-accessible suspend-io; auto-promote no; auto-promote-timeout 0; quorum 3;
-    quorum-minimum-redundancy all; on-no-quorum io-error; on-suspended-primary-outdated force-secondary; }
+    quorum-minimum-redundancy all; on-no-quorum io-error; on-suspended-primary-outdated force-secondary;
+    handler-timeout 3600; }
   handlers { before-resync-target "a"; after-resync-target "b"; before-resync-source "c";
     pri-on-incon-degr "d"; pri-lost-after-sb "e"; fence-peer "f"; unfence-peer "g"; local-io-error "h";
     pri-lost "i"; initial-split-brain "j"; split-brain "k"; out-of-sync "l"; quorum-lost "m"; disconnected ""; }`),
@@ -165,6 +167,7 @@ t.test('dump round-trips the fixtures and a config with every option changed', a
   t.ok(text.includes('        size 1;'), 'one sector is written bare');
   t.ok(text.includes('        c-min-rate 3G;'));
   t.ok(text.includes('        disconnected "";'));
+  t.ok(text.includes('        handler-timeout 3600;'));
 });
 
 t.test('dump marks every option urbd does not act on, and only those', async (t) => {

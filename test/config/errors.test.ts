@@ -180,6 +180,16 @@ check([
     `${F}:5:35: on-no-data-accessible must be io-error or suspend-io, not "suspend"`,
   ],
   [
+    'handler-timeout below the range',
+    twoHosts('  options { handler-timeout 0; }'),
+    `${F}:5:29: handler-timeout must be a whole number from 1 to 3600 (unit 1 s), not "0"`,
+  ],
+  [
+    'handler-timeout above the range',
+    twoHosts('  options { handler-timeout 3601; }'),
+    `${F}:5:29: handler-timeout must be a whole number from 1 to 3600 (unit 1 s), not "3601"`,
+  ],
+  [
     'on-congestion',
     twoHosts('  net { on-congestion pull_ahead; }'),
     `${F}:5:23: on-congestion must be block, pull-ahead or disconnect, not "pull_ahead"; did you mean "pull-ahead"?`,

@@ -86,6 +86,7 @@ t.test('the example from the design: every field typed, inherited and defaulted'
     quorumMinimumRedundancy: 'off',
     onNoQuorum: 'suspend-io',
     onSuspendedPrimaryOutdated: 'disconnect',
+    handlerTimeoutMs: 60000,
   });
   t.same(res.hosts, [
     {
@@ -135,6 +136,7 @@ t.test('defaults with an empty resource: DRBD values, LAN resync rates', async (
   t.same(res.handlers, {});
   t.equal(res.options.autoPromote, true);
   t.equal(res.options.onNoQuorum, 'suspend-io');
+  t.equal(res.options.handlerTimeoutMs, 60000, 'handler-timeout: 60 s');
   t.same(res.startup.becomePrimaryOn, []);
 });
 
@@ -142,7 +144,7 @@ t.test('DRBD units become milliseconds, KiB/s, sectors and bytes', async (t) => 
   const res = r0(
     twoHosts(`  net { timeout 35; connect-int 3; ping-int 4; ping-timeout 7; socket-check-timeout 2; congestion-fill 1M; }
   disk { c-plan-ahead 5; c-delay-target 3; c-fill-target 1M; resync-rate 2048; c-min-rate 0; size 2048; }
-  options { auto-promote-timeout 15; } startup { outdated-wfc-timeout 9; }`),
+  options { auto-promote-timeout 15; handler-timeout 90; } startup { outdated-wfc-timeout 9; }`),
   );
   t.equal(res.net.timeoutMs, 3500);
   t.equal(res.net.connectIntMs, 3000);
@@ -157,6 +159,7 @@ t.test('DRBD units become milliseconds, KiB/s, sectors and bytes', async (t) => 
   t.equal(res.disk.cMinRateKiB, 0);
   t.equal(res.disk.sizeBytes, 1024 * 1024, 'bare size is sectors');
   t.equal(res.options.autoPromoteTimeoutMs, 1500);
+  t.equal(res.options.handlerTimeoutMs, 90000, 'handler-timeout is in seconds');
   t.equal(res.startup.outdatedWfcTimeoutS, 9);
   t.equal(r0(twoHosts('  disk { size 10G; }')).disk.sizeBytes, 10 * 1024 ** 3);
   t.equal(r0(twoHosts('  disk { size 0; }')).disk.sizeBytes, undefined, 'size 0 means automatic');

@@ -165,6 +165,7 @@ const OPTIONS: Array<[string, fc.Arbitrary<string>]> = [
   ],
   ['options', fc.constantFrom('off', 'majority', 'all', '2', '32').map((v) => `quorum ${v}`)],
   ['options', fc.integer({ min: 0, max: 600 }).map((v) => `auto-promote-timeout ${v}`)],
+  ['options', fc.integer({ min: 1, max: 3600 }).map((v) => `handler-timeout ${v}`)],
   [
     'handlers',
     fc
