@@ -1,7 +1,7 @@
 // `urbdadm dump`: the effective configuration in drbd.conf syntax, like `drbdadm dump`, with
 // includes expanded, `common` folded into each resource and every default written out, so an
 // admin sees exactly what the daemon will use. Parsing the output gives the same typed result.
-import { HANDLERS_INERT, inertReason } from './inert.js';
+import { handlerInertReason, inertReason } from './inert.js';
 import { resourceFor } from './lookup.js';
 import { DUMP_SECTIONS, quote, quoteIfNeeded } from './schema.js';
 import type { HostConfig, IgnoredOption, ResourceConfig, UrbdConfig } from './types.js';
@@ -60,7 +60,7 @@ function dumpResource(res: ResourceConfig, ignored: IgnoredOption[]): string[] {
       if (names.length > 0) {
         lines.push(`${I}handlers {`);
         for (const n of names) {
-          lines.push(inert(`${I}${I}${n} ${quote(res.handlers[n])};`, HANDLERS_INERT));
+          lines.push(inert(`${I}${I}${n} ${quote(res.handlers[n])};`, handlerInertReason(n)));
         }
         lines.push(`${I}}`);
       }

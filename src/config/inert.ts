@@ -1,7 +1,8 @@
-// Which typed options urbd acts on, and for the others why not. urbd still reads and checks them
-// (a bad value is an error, and a later release may act on them), but `dump` must not show them
-// as if they were in force: a DRBD admin reads `dump` as "what the daemon does".
-import type { SettingKey } from './schema.js';
+// Which typed options urbd acts on and which handlers it calls, and for the others why not.
+// urbd still reads and checks them (a bad value is an error, and a later release may act on
+// them), but `dump` must not show them as if they were in force: a DRBD admin reads `dump` as
+// "what the daemon does".
+import type { HandlerName, SettingKey } from './schema.js';
 
 /** null: urbd acts on it. A string: the reason it has no effect, as `dump` prints it. */
 export const INERT: Readonly<Record<SettingKey, string | null>> = {
@@ -67,9 +68,30 @@ export const INERT: Readonly<Record<SettingKey, string | null>> = {
   'options.handlerTimeoutMs': null,
 };
 
-/** Why urbd does not run handler scripts, for `dump`. */
-export const HANDLERS_INERT = 'urbd runs no handler scripts yet';
+/** null: urbd calls the handler. A string: why it never does, as `dump` prints it. */
+export const HANDLER_INERT: Readonly<Record<HandlerName, string | null>> = {
+  'fence-peer': null,
+  'unfence-peer': null,
+  'split-brain': null,
+  'initial-split-brain': null,
+  'pri-lost-after-sb': null,
+  'before-resync-target': null,
+  'after-resync-target': null,
+  'local-io-error': null,
+  'quorum-lost': null,
+  'out-of-sync': null,
+  disconnected: null,
+  'before-resync-source': 'not called: urbd calls before-resync-target on the target',
+  'pri-on-incon-degr':
+    'urbd refuses to promote an Inconsistent node without UpToDate data reachable instead of calling it',
+  'pri-lost': 'urbd calls pri-lost-after-sb after a split brain; pri-lost is not called',
+};
 
 export function inertReason(key: SettingKey): string | undefined {
   return INERT[key] ?? undefined;
+}
+
+/** Why urbd never calls the handler `name`, or undefined when it does. */
+export function handlerInertReason(name: string): string | undefined {
+  return (HANDLER_INERT as Readonly<Record<string, string | null>>)[name] ?? undefined;
 }

@@ -490,7 +490,7 @@ export const SECTIONS: Record<OptionSection, Map<string, Spec>> = {
 };
 
 /** drbd.md §1.1: the helpers drbdadm knows, plus DRBD 9's quorum-lost and disconnected. */
-export const HANDLERS = [
+export const HANDLER_NAMES = [
   'before-resync-target',
   'after-resync-target',
   'before-resync-source',
@@ -505,7 +505,11 @@ export const HANDLERS = [
   'out-of-sync',
   'quorum-lost',
   'disconnected',
-];
+] as const;
+
+export type HandlerName = (typeof HANDLER_NAMES)[number];
+
+export const HANDLERS: string[] = [...HANDLER_NAMES];
 
 /** Handler names drbdadm still reads under their old spelling. */
 export const HANDLER_ALIASES: Readonly<Record<string, string>> = { 'outdate-peer': 'fence-peer' };

@@ -7,8 +7,8 @@ import {
   parseConfigText,
   type UrbdConfig,
 } from '../../src/config/index.js';
-import { HANDLERS_INERT, INERT } from '../../src/config/inert.js';
-import { DUMP_SECTIONS } from '../../src/config/schema.js';
+import { HANDLER_INERT, INERT } from '../../src/config/inert.js';
+import { DUMP_SECTIONS, HANDLER_NAMES } from '../../src/config/schema.js';
 import { F, twoHosts, withoutSources } from './helpers.js';
 
 const FIXTURES = join(fileURLToPath(import.meta.url), '../../../../test/fixtures/config');
@@ -97,7 +97,7 @@ resource r0 {
         c-min-rate 10M;
     }
     handlers {
-        split-brain "/bin/echo \\\\ split"; # ignored by urbd: urbd runs no handler scripts yet
+        split-brain "/bin/echo \\\\ split";
     }
     startup {
         wfc-timeout 0; # ignored by urbd: urbdadm up does not wait for the peer; use urbdadm wait-connect --timeout
@@ -198,8 +198,41 @@ t.test('dump marks every option urbd does not act on, and only those', async (t)
     text,
     '        auto-promote yes; # ignored by urbd: a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary\n',
   );
+  t.match(text, '        fence-peer "/usr/lib/drbd/crm-fence-peer.9.sh";\n', 'fence-peer in force');
+});
+
+t.test('dump shows the handlers urbd calls as in force, the others as ignored', async (t) => {
+  const handlers = HANDLER_NAMES.map((n) => `${n} "/usr/local/bin/h ${n}";`).join(' ');
+  const text = dumpConfig(parseConfigText(twoHosts(`  handlers { ${handlers} }`), F));
+  const called = [
+    'fence-peer',
+    'unfence-peer',
+    'split-brain',
+    'initial-split-brain',
+    'pri-lost-after-sb',
+    'before-resync-target',
+    'after-resync-target',
+    'local-io-error',
+    'quorum-lost',
+    'out-of-sync',
+    'disconnected',
+  ];
+  for (const n of HANDLER_NAMES) {
+    const line = text.split('\n').find((l) => l.startsWith(`        ${n} "`));
+    if (called.includes(n)) {
+      t.equal(HANDLER_INERT[n], null, `${n} is called`);
+      t.equal(line, `        ${n} "/usr/local/bin/h ${n}";`, `${n}: in force`);
+    } else {
+      t.type(HANDLER_INERT[n], 'string', `${n} is not called`);
+      t.equal(
+        line,
+        `        ${n} "/usr/local/bin/h ${n}"; # ignored by urbd: ${HANDLER_INERT[n]}`,
+        `${n}: marked ignored with its reason`,
+      );
+    }
+  }
   t.match(
     text,
-    `        fence-peer "/usr/lib/drbd/crm-fence-peer.9.sh"; # ignored by urbd: ${HANDLERS_INERT}\n`,
+    '        pri-lost "/usr/local/bin/h pri-lost"; # ignored by urbd: urbd calls pri-lost-after-sb after a split brain; pri-lost is not called\n',
   );
 });
