@@ -154,7 +154,7 @@ export async function outdateOffline(ctx: AdmContext, name: string): Promise<voi
     // The same rule as the daemon's, on the state the disk would come up in, reported
     // the way a refusal from the daemon is.
     const { disk } = diskStateOnAttach(s.superblock().flags, 'dont-care');
-    const refusal = decideOutdate({ role: 'Secondary', disk, connected: false });
+    const refusal = decideOutdate({ role: 'Secondary', disk });
     if (refusal) throw new RemoteError(refusal.code, refusal.message, Exit.STATE_CHANGE);
     s.setFlags({ wasUpToDate: false });
   });

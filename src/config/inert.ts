@@ -35,7 +35,7 @@ export const INERT: Readonly<Record<SettingKey, string | null>> = {
   'net.fencing': null,
   'net.discardMyData': null,
   'disk.onIoError':
-    'a failed disk request is answered with the error to the NBD client; urbd does not detach',
+    'a failed disk request is answered with the error to the NBD client; urbd does not detach (call-local-io-error calls the handler)',
   'disk.alExtents': null,
   'disk.alUpdates': null,
   'disk.resyncRateKiB': null,
@@ -61,10 +61,11 @@ export const INERT: Readonly<Record<SettingKey, string | null>> = {
     'a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary',
   'options.autoPromoteTimeoutMs':
     'a Secondary refuses NBD clients instead of promoting itself; promote with urbdadm primary',
-  'options.quorum': 'quorum is not built yet',
-  'options.quorumMinimumRedundancy': 'quorum is not built yet',
-  'options.onNoQuorum': 'quorum is not built yet',
-  'options.onSuspendedPrimaryOutdated': 'quorum is not built yet',
+  'options.quorum': null,
+  'options.quorumMinimumRedundancy': null,
+  'options.onNoQuorum': null,
+  'options.onSuspendedPrimaryOutdated':
+    'a suspended Primary that meets newer data stays StandAlone with its reason; demote it with urbdadm secondary --force',
   'options.handlerTimeoutMs': null,
 };
 
@@ -79,7 +80,7 @@ export const HANDLER_INERT: Readonly<Record<HandlerName, string | null>> = {
   'after-resync-target': null,
   'local-io-error': null,
   'quorum-lost': null,
-  'out-of-sync': null,
+  'out-of-sync': 'called by online verify, which urbd does not have yet',
   disconnected: null,
   'before-resync-source': 'not called: urbd calls before-resync-target on the target',
   'pri-on-incon-degr':

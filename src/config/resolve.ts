@@ -167,6 +167,27 @@ function hoistSubsections(raw: RawResource, common: Scope | undefined): void {
   );
 }
 
+/**
+ * urbd replicates a Primary's writes to one data peer, so a resource holds at most two nodes
+ * with a disk; a third node is the diskless tiebreaker that only votes (quorum.ts). Three
+ * data nodes would leave one of them silently behind, so the file is refused.
+ */
+function checkDataNodes(raw: RawResource, hosts: ReturnType<typeof resolveHost>[]): void {
+  if (raw.hosts.length > 3) {
+    throw errorAt(
+      raw.hosts[3]!.stmt.keyword,
+      `resource ${raw.name} has ${raw.hosts.length} hosts; urbd supports up to three (two with a disk and a diskless tiebreaker)`,
+    );
+  }
+  const diskful = hosts.filter((h) => h.config.disk !== undefined && h.config.disk !== 'none');
+  if (diskful.length > 2) {
+    throw errorAt(
+      raw.hosts[2]!.stmt.keyword,
+      `resource ${raw.name} has three hosts with a disk; urbd replicates to one data peer, so the third host must be "disk none;" (a diskless tiebreaker that only votes)`,
+    );
+  }
+}
+
 export function resolveResource(raw: RawResource, common: Scope | undefined): Resolved {
   if (raw.hosts.length === 0) {
     throw errorAt(
@@ -179,6 +200,7 @@ export function resolveResource(raw: RawResource, common: Scope | undefined): Re
   const hosts = raw.hosts.map((h) => resolveHost(raw, h, many));
   checkNodeIds(raw, hosts);
   checkAddresses(raw);
+  checkDataNodes(raw, hosts);
 
   const typed = defaults();
   const settings = mergedSettings(common, raw.scope);

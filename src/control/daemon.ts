@@ -209,6 +209,7 @@ export class Daemon {
       runDir: this.opts.runDir,
       log: this.opts.log,
       onChange: (r) => this.events.publish(r.status()),
+      configFile: file ?? this.opts.configPath,
     });
   }
 

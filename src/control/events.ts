@@ -39,7 +39,15 @@ export function eventObjects(s: ResourceStatus): EventSource[] {
   out.push({
     key: `resource/${s.name}`,
     object: 'resource',
-    fields: { name: s.name, role: s.role, suspended: s.suspended ? 'yes' : 'no' },
+    fields: {
+      name: s.name,
+      role: s.role,
+      suspended: s.suspended ? 'yes' : 'no',
+      // drbdsetup events2's may_promote, where quorum or a third node make it matter.
+      ...(s.quorum.enabled || s.peers.length > 1
+        ? { 'may-promote': s.mayPromote.may === true ? 'yes' : 'no' }
+        : {}),
+    },
     stats: {},
   });
   const d = s.device.statistics;
@@ -52,6 +60,7 @@ export function eventObjects(s: ResourceStatus): EventSource[] {
       minor: s.device.minor,
       disk: s.device.diskState,
       client: 'no',
+      ...(s.quorum.enabled ? { quorum: s.quorum.quorum ? 'yes' : 'no' } : {}),
     },
     stats: {
       size: kib(s.device.size),

@@ -21,11 +21,15 @@ export function renderStatus(
 function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): string {
   const lines: string[] = [];
   const d = s.device;
+  // Quorum and promotability are shown where they mean something: quorum on, more
+  // than two nodes, or --verbose. A plain two-node pair reads as before.
+  const cluster = verbose || s.quorum.enabled || s.peers.length > 1;
+  const quorum = s.quorum.enabled ? ` quorum:${s.quorum.quorum ? 'yes' : 'no'}` : '';
   if (verbose) {
     lines.push(
       `${s.name} ${kv('node-id', s.nodeId)}role:${s.role} suspended:${s.suspended ? 'yes' : 'no'}`,
     );
-    lines.push(`  volume:${d.volume} minor:${d.minor} disk:${d.diskState}`);
+    lines.push(`  volume:${d.volume} minor:${d.minor} disk:${d.diskState}${quorum}`);
     lines.push(
       `    size:${kib(d.size)} out-of-sync:${kib(d.outOfSync)} al-active:${d.alActive}/${d.alExtents}` +
         (d.crashedPrimary ? ' crashed-primary:yes' : ''),
@@ -39,8 +43,12 @@ function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): str
     );
   } else {
     lines.push(`${s.name} role:${s.role}${s.suspended ? ' suspended:yes' : ''}`);
-    lines.push(`  disk:${d.diskState}`);
+    lines.push(`  disk:${d.diskState}${quorum}`);
   }
+  if (s.suspended && s.suspendedReason !== undefined) {
+    lines.push(`  suspended-why:${JSON.stringify(s.suspendedReason)}`);
+  }
+  if (cluster) lines.push(`  ${promotable(s.mayPromote)}`);
   if (statistics) lines.push(deviceStatistics(s));
   for (const p of s.peers) {
     const sync = syncText(p);
@@ -58,6 +66,10 @@ function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): str
       );
     } else {
       lines.push(`  ${p.name} connection:${p.connection}`);
+    }
+    if (cluster && p.connection === 'Connected') {
+      const q = p.quorum === null ? '' : ` quorum:${p.quorum ? 'yes' : 'no'}`;
+      lines.push(`    ${promotable(p.mayPromote)}${s.quorum.enabled ? q : ''}`);
     }
     if (statistics) lines.push(peerStatistics(p));
     if (p.connection !== 'Connected' && p.lastError !== undefined) {
@@ -99,6 +111,13 @@ function peerStatistics(p: ResourceStatus['peers'][number]): string {
     `        received:${kib(x.received)} sent:${kib(x.sent)} out-of-sync:${kib(p.outOfSync)}` +
     ` pending:${x.pending} unacked:${x.unacked}${sync}`
   );
+}
+
+/** `may-promote:yes`, or `may-promote:no why:"no quorum: sees 1 of 3 nodes"`. */
+function promotable(p: ResourceStatus['mayPromote']): string {
+  if (p.may === null) return `may-promote:unknown why:${JSON.stringify(p.reason)}`;
+  if (p.may) return 'may-promote:yes';
+  return `may-promote:no why:${JSON.stringify(p.reason)}`;
 }
 
 function kv(key: string, value: number | undefined): string {

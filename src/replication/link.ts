@@ -51,6 +51,8 @@ export const META_MESSAGES: ReadonlySet<MessageType> = new Set<MessageType>([
   'barrierAck',
   'rsWriteAck',
   'syncPause',
+  'outdateRequest',
+  'outdateReply',
 ]);
 
 /** The socket a message type travels on. */

@@ -61,11 +61,26 @@ message Uuids {
   uint64 dirty_bits = 4;
   uint32 flags = 5;         // UUID_FLAG_* below
 }
+// A node the sender is connected to (handshake done), as the sender sees it.
+message SeenNode { string name = 1; string role = 2; string disk = 3; }
+// "target is Outdated": ordered by "by" (a Primary that lost its link to target) and relayed by
+// whoever holds the record, until target reports UpToDate again while connected to "by".
+message OutdateRecord { string target = 1; string by = 2; }
 message State {
   string role = 1;          // Primary | Secondary
   string disk = 2;          // DiskState
   bool sync_paused = 3;     // user pause-sync on the sender
+  // Quorum (quorum.ts). Senders without quorum support leave these unset.
+  bool quorum = 4;          // the sender's partition has quorum (true when quorum is off)
+  repeated SeenNode sees = 5;
+  string promotable = 6;    // "" when the sender may be promoted now, else why not
+  repeated OutdateRecord outdated = 7;
+  bool leaving = 8;         // a graceful down/disconnect: the sender no longer votes
 }
+// A Primary that lost a data peer asks a node that may still reach it (the tiebreaker) to
+// outdate it. The answer: outdated | unreachable | primary.
+message OutdateRequest { uint64 id = 1; string target = 2; }
+message OutdateReply { uint64 id = 1; string result = 2; }
 // Bitmap exchange: RLE chunks (rle.ts) in order; the last one has last = true.
 message BitmapChunk { uint64 total_bits = 1; uint64 first_bit = 2; bytes rle = 3; bool last = 4; }
 message SyncUuid { bytes uuid = 1; }
@@ -120,6 +135,8 @@ message Message {
     BarrierAck barrier_ack = 33;
     RsWriteAck rs_write_ack = 34;
     SyncPause sync_pause = 35;
+    OutdateRequest outdate_request = 36;
+    OutdateReply outdate_reply = 37;
   }
 }
 `;
@@ -176,10 +193,24 @@ export interface Uuids {
   dirtyBits: number;
   flags: number;
 }
+export interface SeenNode {
+  name: string;
+  role: string;
+  disk: string;
+}
+export interface OutdateRecord {
+  target: string;
+  by: string;
+}
 export interface State {
   role: string;
   disk: string;
   syncPaused: boolean;
+  quorum: boolean;
+  sees: SeenNode[];
+  promotable: string;
+  outdated: OutdateRecord[];
+  leaving: boolean;
 }
 export interface BitmapChunk {
   totalBits: number;
@@ -225,6 +256,8 @@ export interface MessageBodies {
   barrierAck: { epoch: number; writes: number };
   rsWriteAck: { offset: number; length: number; ok: boolean };
   syncPause: { paused: boolean };
+  outdateRequest: { id: number; target: string };
+  outdateReply: { id: number; result: string };
 }
 export type MessageType = keyof MessageBodies;
 

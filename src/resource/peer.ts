@@ -42,6 +42,7 @@ import {
   uuidFromBytes,
 } from '../replication/schema.js';
 import type { SharedListener } from './shared-listener.js';
+import { describeResult, type HandlerName, type HandlerResult } from './handlers.js';
 import { decideHandshake, type HandshakeSide } from './resync-decision.js';
 import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
 import { diskRank } from './states.js';
@@ -69,8 +70,24 @@ export interface PeerHost {
   setDisk(d: DiskState): void;
   /** Application I/O seen in the last resync tick (the resync then yields to c-min-rate). */
   takeAppIo(): boolean;
-  /** A primary lost the peer that received its writes (drbd.md §3.5: new data generation). */
-  lostPeer(peerWasUpToDate: boolean): void;
+  /**
+   * A session with this peer ended (drbd.md §3.5: a Primary that lost the peer receiving its
+   * writes starts a new data generation; quorum.ts: whether its writes may complete).
+   */
+  lostPeer(peer: Peer, wasReplicating: boolean, peerWasUpToDate: boolean): void;
+  /** What this node tells every peer in its state message besides role and disk. */
+  clusterState(): Pick<State, 'quorum' | 'sees' | 'promotable' | 'outdated' | 'leaving'>;
+  /** A peer's state message brought news of the cluster (its view, its outdate records). */
+  peerViewChanged(peer: Peer): void;
+  /** A peer asks this node to outdate `target` (cluster.ts). */
+  outdateRequested(from: Peer, id: number, target: string): void;
+  /** The answer to an outdate request this node sent. */
+  outdateAnswered(from: Peer, id: number, result: string): void;
+  /** Runs a handler of the handlers section about this peer (handlers.ts); never rejects. */
+  runHandler(name: HandlerName, peer?: Peer): Promise<HandlerResult | undefined>;
+  /** A notification handler, run in the background. */
+  notify(name: HandlerName, peer?: Peer): void;
+  hasHandler(name: HandlerName): boolean;
   /** Hold application writes while the handshake decides (undefined: release). */
   holdIo(hold: boolean): void;
   /** Something changed: persist the flags and publish the state. */
@@ -123,6 +140,14 @@ export class Peer {
   lastError: string | undefined;
   /** The user paused the resync here (pause-sync). */
   userPaused = false;
+  /**
+   * The peer does not vote and may not be promoted without a resync: it left gracefully,
+   * or it was outdated (through the tiebreaker or by fence-peer). Cleared when it reports
+   * UpToDate data again while connected.
+   */
+  knownOutdated = false;
+  /** The peer's last report of the cluster (its quorum, who it sees, its outdate records). */
+  view: Pick<State, 'quorum' | 'sees' | 'promotable' | 'outdated' | 'leaving'> | undefined;
   peerPaused = false;
   private discardMyData = false;
   private session: Session | undefined;
@@ -144,6 +169,8 @@ export class Peer {
     /** Where the peer is dialled; adjust changes it (the session is then renewed). */
     public address: Address | undefined,
     log: Logger,
+    /** The peer has a disk (a three-node resource's diskless node is the tiebreaker). */
+    readonly diskful = true,
   ) {
     this.log = log.child({ peer: name });
   }
@@ -176,6 +203,23 @@ export class Peer {
   /** The peer's device size from the handshake (what a diskless node serves). */
   get peerDeviceBytes(): number | undefined {
     return this.session?.peerSizes?.deviceBytes || undefined;
+  }
+
+  /** The handshake with the peer is done: it counts as connected for quorum. */
+  get established(): boolean {
+    return this.session?.decided === true;
+  }
+
+  /** Sends a cluster message (outdate request or answer) if a session is up. */
+  sendCluster(
+    type: 'outdateRequest' | 'outdateReply',
+    body: { id: number; target: string } | { id: number; result: string },
+  ): boolean {
+    const s = this.session;
+    if (!s?.decided) return false;
+    if (type === 'outdateRequest') s.link.send(type, body as { id: number; target: string });
+    else s.link.send(type, body as { id: number; result: string });
+    return true;
   }
 
   /** The peer can serve reads (its disk is UpToDate and we are connected). */
@@ -445,6 +489,7 @@ export class Peer {
       role: this.host.role,
       disk: this.host.disk,
       syncPaused: this.userPaused,
+      ...this.host.clusterState(),
     });
   }
 
@@ -504,6 +549,10 @@ export class Peer {
         this.peerPaused = msg.body.paused;
         this.applyPause(s);
         return;
+      case 'outdateRequest':
+        return this.host.outdateRequested(this, msg.body.id, msg.body.target);
+      case 'outdateReply':
+        return this.host.outdateAnswered(this, msg.body.id, msg.body.result);
       default:
         throw new PeerProtocolError(`unexpected ${msg.type} message`);
     }
@@ -520,6 +569,7 @@ export class Peer {
     // A pause-sync on the peer outlives our restart: its state carries it.
     this.peerPaused = s.peerState.syncPaused;
     this.decide(s);
+    if (this.session === s) this.noteView(s.peerState);
   }
 
   private paramsMismatch(p: Params): string | undefined {
@@ -576,7 +626,7 @@ export class Peer {
   private side(
     uuids: GenerationUuids,
     flags: number,
-    state: State,
+    state: Pick<State, 'role' | 'disk'>,
     dirty: number,
     discard: boolean,
   ): HandshakeSide {
@@ -606,7 +656,7 @@ export class Peer {
     const self = this.side(
       sb?.uuids ?? { current: 0n, bitmap: 0n, history: [0n, 0n] },
       sb?.flags.crashedPrimary ? UUID_FLAG_CRASHED_PRIMARY : 0,
-      { role: this.host.role, disk: this.host.disk, syncPaused: false },
+      { role: this.host.role, disk: this.host.disk },
       meta?.bitmap.count() ?? 0,
       this.discardMyData,
     );
@@ -639,7 +689,11 @@ export class Peer {
       },
       `handshake: ${d.action} by rule ${d.rule}`,
     );
-    if (d.action === 'disconnect') return this.refuseSession(d.reason);
+    if (d.action === 'disconnect') {
+      if (d.reason.startsWith('Split-Brain')) this.splitBrainHandlers(true);
+      return this.refuseSession(d.reason);
+    }
+    if (d.via.some((v) => v.startsWith('after-sb-'))) this.splitBrainHandlers(false);
     if (d.repairSelf) meta?.store.setUuids(d.repairSelf);
     s.decided = true;
     this.discardMyData = false;
@@ -666,6 +720,24 @@ export class Peer {
     }
     if (action === 'established') return this.establish(s);
     this.beginResync(s, action, full);
+  }
+
+  /**
+   * drbd.md §7: initial-split-brain on every split brain found, split-brain when no policy
+   * resolved it, and pri-lost-after-sb on a Primary that a call-pri-lost-after-sb policy
+   * left without a way to win (its handler usually reboots the node).
+   */
+  private splitBrainHandlers(unresolved: boolean): void {
+    this.host.notify('initial-split-brain', this);
+    if (!unresolved) return;
+    this.host.notify('split-brain', this);
+    const net = this.host.config.net;
+    if (
+      this.host.role === 'Primary' &&
+      (net.afterSb1pri === 'call-pri-lost-after-sb' || net.afterSb2pri === 'call-pri-lost-after-sb')
+    ) {
+      this.host.notify('pri-lost-after-sb', this);
+    }
   }
 
   /** Mirror-safe choice for leftover bits: the Primary, else the tie-break. */
@@ -758,7 +830,23 @@ export class Peer {
       this.peerPaused = st.syncPaused;
       this.applyPause(s);
     }
+    this.noteView(st);
     this.host.changed();
+  }
+
+  /** Keeps the cluster part of a state message; a peer that leaves gracefully stops voting. */
+  private noteView(st: State): void {
+    this.view = {
+      quorum: st.quorum,
+      sees: st.sees,
+      promotable: st.promotable,
+      outdated: st.outdated,
+      leaving: st.leaving,
+    };
+    if (st.leaving) this.knownOutdated = true;
+    else if (st.disk === 'UpToDate' && this.replication === 'Established')
+      this.knownOutdated = false;
+    this.host.peerViewChanged(this);
   }
 
   private establish(s: Session): void {
@@ -770,6 +858,7 @@ export class Peer {
     this.disk = pd === 'Consistent' || pd === 'Outdated' ? 'UpToDate' : pd;
     if (this.disk === 'UpToDate') s.peerWasUpToDate = true;
     this.replication = 'Established';
+    if (this.disk === 'UpToDate') this.knownOutdated = false;
     this.host.holdIo(false);
     this.sendState(s);
     this.host.changed();
@@ -789,6 +878,33 @@ export class Peer {
   // ---- bitmap exchange and resync ---------------------------------------------------------
 
   private beginResync(s: Session, role: 'source' | 'target', full: boolean): void {
+    // Set at once: the peer's bitmap may arrive while before-resync-target runs.
+    s.syncRole = role;
+    s.bitmapSent = false;
+    s.bitmapReceived = false;
+    if (role === 'target' && this.host.hasHandler('before-resync-target')) {
+      // drbd.md §1.3 before-resync-target (a snapshot of the data about to be overwritten,
+      // typically): it runs to its end first, while the disk still holds its data; a failure
+      // drops the connection, as DRBD's does, instead of overwriting what it did not save.
+      this.guard(
+        s,
+        'before-resync-target',
+        this.host.runHandler('before-resync-target', this).then((r) => {
+          if (this.session !== s) return;
+          if (r !== undefined && r.exitCode !== 0) {
+            return this.refuseSession(
+              `before-resync-target handler failed (${describeResult(r)}), dropping connection`,
+            );
+          }
+          this.startResync(s, role, full);
+        }),
+      );
+      return;
+    }
+    this.startResync(s, role, full);
+  }
+
+  private startResync(s: Session, role: 'source' | 'target', full: boolean): void {
     const meta = this.host.meta!;
     if (full) {
       // Crash-safe: the flag says "redo set-all at attach" until the bitmap is on disk.
@@ -797,9 +913,6 @@ export class Peer {
       meta.persistBitmap();
       meta.store.setFlags({ fullSync: false });
     }
-    s.syncRole = role;
-    s.bitmapSent = false;
-    s.bitmapReceived = false;
     this.replication = role === 'source' ? 'WFBitMapS' : 'WFBitMapT';
     if (role === 'target' && this.host.disk !== 'Inconsistent') {
       // Our data is about to be overwritten block by block.
@@ -1026,6 +1139,7 @@ export class Peer {
       this.host.setDisk('UpToDate');
       this.endResync(s);
       this.log.info('resync finished (SyncTarget)');
+      this.host.notify('after-resync-target', this);
       return;
     }
     throw new PeerProtocolError('resync-done outside a resync');
@@ -1195,11 +1309,14 @@ export class Peer {
     s.reads.clear();
     this.syncStarted = undefined;
     this.persistBitmapDurably(s).catch(() => undefined);
+    const wasEstablished = s.decided;
     this.role = 'Unknown';
-    this.disk = 'DUnknown';
+    this.disk = this.knownOutdated && this.diskful ? 'Outdated' : 'DUnknown';
     this.replication = 'Off';
     this.peerPaused = false;
-    if (wasReplicating) this.host.lostPeer(peerWasUpToDate);
+    this.view = undefined;
+    if (wasEstablished || wasReplicating) this.host.lostPeer(this, wasReplicating, peerWasUpToDate);
+    if (wasEstablished) this.host.notify('disconnected', this);
     this.host.holdIo(false);
     if (!byUs) {
       this.lastError = reason;

@@ -29,6 +29,15 @@ import { DisklessTarget } from './diskless-target.js';
 import { type BlockTarget, TargetError } from '../nbd/target.js';
 import { Peer, type PeerHost } from './peer.js';
 import { SharedListener } from './shared-listener.js';
+import { Cluster, type ClusterSummary, quorumOn } from './cluster.js';
+import { peerLossAction } from './quorum.js';
+import { Fencer, type FencingHost } from './fencing.js';
+import {
+  type HandlerName,
+  type HandlerNode,
+  type HandlerResult,
+  HandlerRunner,
+} from './handlers.js';
 
 /**
  * A failed admin request, with the exit code urbdadm ends with: 11 for a change the state
@@ -64,6 +73,8 @@ export interface ResourceOptions {
   log: Logger;
   /** Called after every change of state, so the daemon can publish events. */
   onChange: (r: Resource) => void;
+  /** The resource file as given to the daemon (the handlers' DRBD_CONF). */
+  configFile?: string;
 }
 
 /**
@@ -71,7 +82,7 @@ export interface ResourceOptions {
  * NBD export. Admin requests run one at a time; each checks the rules in states.ts,
  * applies the change, rewrites the persistent flags and announces it.
  */
-export class Resource implements PeerHost {
+export class Resource implements PeerHost, FencingHost {
   readonly name: string;
   role: Role = 'Secondary';
   disk: DiskState = 'Diskless';
@@ -84,6 +95,14 @@ export class Resource implements PeerHost {
   readonly changeLock = new IntervalLock();
   readonly log: Logger;
   readonly listener: SharedListener;
+  /** Quorum and the outdate protocol (cluster.ts). */
+  readonly cluster: Cluster;
+  /** fence-peer and unfence-peer (fencing.ts). */
+  readonly fencer: Fencer;
+  /** The handlers { } section's commands (handlers.ts). */
+  private handlers: HandlerRunner;
+  /** Data peers whose outdate through the tiebreaker is pending: writes wait meanwhile. */
+  private readonly outdating = new Set<string>();
   backing: FileDisk | undefined;
   meta: DiskMeta | undefined;
   private appIo = 0;
@@ -104,7 +123,114 @@ export class Resource implements PeerHost {
     this.exportSocket = exportSocketPath(opts.runDir, this.name);
     this.peers = opts.config.hosts
       .filter((h) => h.name !== opts.host.name)
-      .map((h) => new Peer(this, h.name, h.nodeId, h.address, this.log));
+      .map(
+        (h) =>
+          new Peer(
+            this,
+            h.name,
+            h.nodeId,
+            h.address,
+            this.log,
+            h.disk !== undefined && h.disk !== 'none',
+          ),
+      );
+    this.cluster = new Cluster(this);
+    this.fencer = new Fencer(this);
+    this.handlers = this.makeHandlers();
+  }
+
+  private makeHandlers(): HandlerRunner {
+    return new HandlerRunner({
+      commands: this.config.handlers,
+      timeoutMs: this.config.options.handlerTimeoutMs,
+      log: this.log,
+    });
+  }
+
+  /**
+   * Runs a handler of the handlers section with DRBD's environment (handlers.ts), about
+   * `peer` when given. Resolves to undefined when the handler is not configured; never rejects.
+   */
+  runHandler(name: HandlerName, peer?: Peer): Promise<HandlerResult | undefined> {
+    const upToDate = [
+      ...(this.disk === 'UpToDate' ? [this.host] : []),
+      ...this.config.hosts.filter((h) =>
+        this.peers.some((p) => p.name === h.name && p.established && p.disk === 'UpToDate'),
+      ),
+    ];
+    const peerHost = peer ? this.config.hosts.find((h) => h.name === peer.name) : undefined;
+    const node = (h: HostConfig): HandlerNode => ({
+      name: h.name,
+      ...(h.nodeId !== undefined ? { nodeId: h.nodeId } : {}),
+      ...(h.address !== undefined ? { address: h.address } : {}),
+    });
+    // adjust may have changed the handlers section or handler-timeout since the last call.
+    this.handlers.update({
+      commands: this.config.handlers,
+      timeoutMs: this.config.options.handlerTimeoutMs,
+    });
+    return this.handlers.run(name, {
+      resource: this.name,
+      minor: this.host.device.minor,
+      volume: 0,
+      configFile: this.configFile,
+      ...(this.backing && this.diskPath !== undefined ? { backingDisk: this.diskPath } : {}),
+      me: node(this.host),
+      hosts: this.config.hosts.map(node),
+      ...(peerHost ? { peer: node(peerHost) } : {}),
+      upToDateNodes: upToDate.map((h) => h.name),
+    });
+  }
+
+  hasHandler(name: HandlerName): boolean {
+    return this.config.handlers[name] !== undefined;
+  }
+
+  /** A notification handler: run in the background, its outcome only logged. */
+  notify(name: HandlerName, peer?: Peer): void {
+    void this.runHandler(name, peer);
+  }
+
+  /** The resource file this daemon runs from (DRBD_CONF of the handlers). */
+  private get configFile(): string {
+    return this.opts.configFile ?? this.config.source.file;
+  }
+
+  get fencing(): Fencing {
+    return this.config.net.fencing as Fencing;
+  }
+
+  freezeForFencing(frozen: boolean, why?: string): void {
+    if (this.fencingFreeze === frozen) return;
+    this.fencingFreeze = frozen;
+    if (frozen)
+      this.log.warn({ why }, 'I/O frozen until fence-peer succeeds (resource-and-stonith)');
+    this.changed();
+  }
+
+  peerFenced(peer: Peer, disk: 'Outdated' | 'Inconsistent'): void {
+    peer.knownOutdated = true;
+    if (!peer.established) peer.disk = disk;
+    this.newGenerationWithout(peer);
+    this.changed();
+  }
+
+  /** This node has a disk in the resource file (it may be detached now). */
+  get diskful(): boolean {
+    return this.diskPath !== undefined;
+  }
+
+  /** A diskless node of a resource with more than two nodes: it only votes. */
+  get tiebreaker(): boolean {
+    return !this.diskful && this.config.hosts.length > 2;
+  }
+
+  /**
+   * The peer that holds the other copy of the data: the one diskful peer (urbd replicates to
+   * one), or in a two-node resource the only peer.
+   */
+  get dataPeer(): Peer | undefined {
+    return this.peers.find((p) => p.diskful) ?? this.peers[0];
   }
 
   /** Runs admin requests strictly one after another: each sees the state the last left. */
@@ -127,12 +253,9 @@ export class Resource implements PeerHost {
     return d === undefined || d === 'none' ? undefined : d;
   }
 
-  private get fencing(): Fencing {
-    return this.config.net.fencing as Fencing;
-  }
-
+  /** Connected to the data peer (a tiebreaker's link does not count). */
   private get connected(): boolean {
-    return this.peers.some((p) => p.connection === 'Connected');
+    return this.dataPeer?.connection === 'Connected';
   }
 
   // ---- what the peers and the write path ask of the resource ----------------------------
@@ -184,22 +307,121 @@ export class Resource implements PeerHost {
   }
 
   /**
-   * drbd.md §3.5: a Primary with UpToDate data that loses the peer which received its writes
-   * starts a new data generation (unless one is already being tracked, B != 0), so those
-   * writes are told apart from anything the peer does on its own.
+   * A session ended. For a Primary with UpToDate data that lost the data peer receiving its
+   * writes, quorum.ts's peerLossAction says what becomes of the writes that peer did not
+   * confirm: they complete (quorum off, no fencing), wait until the tiebreaker has outdated
+   * the peer, wait for fence-peer, or stay frozen (no quorum, on-no-quorum).
    */
-  lostPeer(peerWasUpToDate: boolean): void {
+  lostPeer(peer: Peer, wasReplicating: boolean, peerWasUpToDate: boolean): void {
+    this.cluster.peerGone(peer);
     const meta = this.meta;
-    if (!meta || this.role !== 'Primary' || this.disk !== 'UpToDate' || !peerWasUpToDate) {
+    if (
+      !meta ||
+      !wasReplicating ||
+      this.role !== 'Primary' ||
+      this.disk !== 'UpToDate' ||
+      !peerWasUpToDate ||
+      peer.knownOutdated
+    ) {
       this.persistFlags();
       return;
     }
+    const action = peerLossAction({
+      ...this.cluster.input(),
+      fencing: this.fencing,
+      lostPeer: peer.name,
+    });
+    this.log.info({ peer: peer.name, action }, 'lost the data peer as Primary');
+    switch (action) {
+      case 'complete':
+        this.newGenerationWithout(peer);
+        break;
+      case 'outdate-through-tiebreaker':
+        this.outdating.add(peer.name);
+        void this.cluster.outdateThroughTiebreaker(peer).then((ok) => {
+          if (!this.outdating.delete(peer.name)) return;
+          if (ok) {
+            peer.knownOutdated = true;
+            if (!peer.established) peer.disk = 'Outdated';
+            this.newGenerationWithout(peer);
+            this.log.info({ peer: peer.name }, 'the lost peer is outdated: writes go on');
+          } else {
+            this.log.warn(
+              { peer: peer.name },
+              'could not outdate the lost peer through the tiebreaker: writes stay frozen until it is back or quorum says otherwise',
+            );
+            this.outdateFailed.add(peer.name);
+          }
+          this.changed();
+        });
+        break;
+      case 'fence':
+        this.fencePeer(peer);
+        break;
+      case 'freeze':
+        break;
+    }
+    this.persistFlags();
+  }
+
+  /** Lost peers that could not be outdated: their writes stay held until they are back. */
+  private readonly outdateFailed = new Set<string>();
+
+  /**
+   * drbd.md §3.5: writes go on without the peer, so they start a new data generation
+   * (unless one is already being tracked, B != 0), to be told apart from anything the peer
+   * does on its own.
+   */
+  private newGenerationWithout(peer: Peer): void {
+    const meta = this.meta;
+    if (!meta) return;
     const sb = meta.superblock();
     if (sb.uuids.bitmap === 0n) {
       meta.store.setUuids(rotateNewCurrent(sb.uuids, true));
-      this.log.info('lost the peer as Primary: new data generation');
+      this.log.info({ peer: peer.name }, 'lost the peer as Primary: new data generation');
     }
     this.persistFlags();
+  }
+
+  /**
+   * drbd.md §8.2 case 1: a Primary lost its data peer with fencing on. resource-only goes on
+   * writing while fence-peer runs; resource-and-stonith holds I/O until it succeeds.
+   */
+  private fencePeer(peer: Peer): void {
+    const stonith = this.fencing === 'resource-and-stonith';
+    if (!stonith) this.newGenerationWithout(peer);
+    void this.fencer.fence(peer, stonith);
+  }
+
+  clusterState(): ClusterSummary {
+    return this.cluster.summary();
+  }
+
+  peerViewChanged(peer: Peer): void {
+    this.cluster.viewChanged(peer);
+    if (peer.established && peer.disk === 'UpToDate') this.fencer.peerUpToDate(peer);
+    if (peer.established) {
+      const a = this.outdateFailed.delete(peer.name);
+      const b = this.outdating.delete(peer.name);
+      if (a || b) this.changed();
+    }
+  }
+
+  outdateRequested(from: Peer, id: number, target: string): void {
+    this.cluster.requested(from, id, target);
+  }
+
+  outdateAnswered(from: Peer, id: number, result: string): void {
+    this.cluster.answered(from, id, result);
+  }
+
+  /** An outdate order reached this node: its data may be behind a Primary's from now on. */
+  outdateSelf(why: string): void {
+    if (this.disk !== 'UpToDate' && this.disk !== 'Consistent') return;
+    this.disk = 'Outdated';
+    this.persistFlags();
+    this.log.warn({ why }, 'disk marked Outdated');
+    this.changed();
   }
 
   // ---- connections ---------------------------------------------------------------------
@@ -238,7 +460,31 @@ export class Resource implements PeerHost {
   }
 
   async disconnect(peer?: string): Promise<void> {
-    for (const p of this.peerNamed(peer)) await p.disconnect();
+    const peers = this.peerNamed(peer);
+    this.leaveGracefully(peers);
+    for (const p of peers) await p.disconnect();
+    this.changed();
+  }
+
+  /**
+   * drbd.md §8.4 "last man standing": a node that leaves on purpose (`down`, `disconnect`)
+   * says so, and the peers stop counting its vote. A Secondary leaving a Primary that goes on
+   * writing is Outdated from then on, and a Primary that disconnects outdates the peer it
+   * leaves (its state message carries the order), so neither can be promoted with old data.
+   */
+  private leaveGracefully(peers: Peer[]): void {
+    const live = peers.filter((p) => p.established);
+    if (live.length === 0) return;
+    const primaryStays = live.some((p) => p.role === 'Primary');
+    if (this.role === 'Secondary' && primaryStays) this.outdateSelf('left a Primary gracefully');
+    const outdates = this.role === 'Primary' ? live.filter((p) => p.diskful) : [];
+    this.cluster.farewell(outdates.map((p) => p.name));
+    for (const p of live) p.sendState();
+    this.cluster.farewell(undefined);
+    for (const p of outdates) {
+      p.knownOutdated = true;
+      this.log.info({ peer: p.name }, 'disconnected as Primary: the peer is Outdated');
+    }
   }
 
   pauseSync(paused: boolean, peer?: string): void {
@@ -264,6 +510,7 @@ export class Resource implements PeerHost {
   /** `down`: demote (refused while clients are attached, unless forced), stop serving, detach. */
   async down(force = false): Promise<void> {
     await this.secondary(force);
+    this.leaveGracefully(this.peers);
     for (const p of this.peers) await p.disconnect('resource going down');
     await this.stopExport();
     if (this.attached) await this.detach();
@@ -271,6 +518,8 @@ export class Resource implements PeerHost {
 
   /** Orderly stop of the daemon: clients are finished, not refused, and the disk detached. */
   async shutdown(): Promise<void> {
+    this.cluster.shutdown();
+    void this.handlers.shutdown();
     await this.stopExport();
     for (const p of this.peers) await p.disconnect('urbd stopping');
     if (this.role === 'Primary') this.demoteNow();
@@ -315,7 +564,11 @@ export class Resource implements PeerHost {
     const sb = meta.superblock();
     const st = diskStateOnAttach(sb.flags, this.fencing);
     this.disk = st.disk;
-    for (const p of this.peers) p.disk = st.peerDisk;
+    for (const p of this.peers) {
+      if (!p.diskful) continue;
+      p.disk = st.peerDisk;
+      p.knownOutdated = st.peerDisk === 'Outdated';
+    }
     // Attaching is a state change too (drbd.md §2.5): a primary-indicator left by a crash
     // as Primary is cleared now that this node is Secondary, so a later crash here does
     // not count as a crashed Primary again.
@@ -354,7 +607,7 @@ export class Resource implements PeerHost {
       role: this.role,
       disk: this.disk,
       connected: this.connected,
-      peerDisk: this.peers[0]?.disk ?? 'DUnknown',
+      peerDisk: this.dataPeer?.disk ?? 'DUnknown',
     });
     if (refusal) throw refused(refusal);
     // The peers let go of the disk first: their receivers and resyncs write to it.
@@ -407,19 +660,63 @@ export class Resource implements PeerHost {
   }
 
   private async promote(force: boolean): Promise<void> {
-    const peer = this.peers[0];
-    const decision = decidePromote({
-      role: this.role,
-      disk: this.disk,
-      connected: this.connected,
-      peerRole: peer?.role ?? 'Unknown',
-      peerDisk: peer?.disk ?? 'DUnknown',
-      allowTwoPrimaries: this.config.net.allowTwoPrimaries,
-      fencing: this.fencing,
-      force,
-    });
-    if ('code' in decision) throw refused(decision);
     if (this.role === 'Primary') return;
+    if (this.tiebreaker) {
+      throw new AdminError(
+        'SS_NO_UP_TO_DATE_DISK',
+        `State change failed: ${this.node} is a diskless tiebreaker of ${this.name}: it holds no data`,
+        11,
+      );
+    }
+    // drbd.md §8.4: with quorum on, a node may be promoted only while its partition has
+    // quorum; --force overrides the disk state, never quorum (as in DRBD 9).
+    if (quorumOn(this.config) && !this.cluster.verdict.quorum) {
+      throw new AdminError(
+        'SS_NO_QUORUM',
+        `State change failed: ${this.cluster.verdict.reason}`,
+        11,
+      );
+    }
+    const peer = this.dataPeer;
+    const decide = (): ReturnType<typeof decidePromote> =>
+      decidePromote({
+        role: this.role,
+        disk: this.disk,
+        connected: this.connected,
+        peerRole: peer?.role ?? 'Unknown',
+        peerDisk: peer?.disk ?? 'DUnknown',
+        allowTwoPrimaries: this.config.net.allowTwoPrimaries,
+        fencing: this.fencing,
+        force,
+      });
+    // drbd.md §2.9 / §8.2 case 2: a disconnected node whose peer is not known Outdated runs
+    // fence-peer before it takes the Primary role; a fenced peer lets Consistent data count
+    // as UpToDate. If fencing fails, only --force promotes ("forced into split brain").
+    if (
+      peer !== undefined &&
+      this.fencing !== 'dont-care' &&
+      !this.connected &&
+      !peer.knownOutdated &&
+      (this.disk === 'UpToDate' || this.disk === 'Consistent')
+    ) {
+      const r = await this.fencer.fence(peer, false);
+      if (r === 'self-outdated') {
+        throw new AdminError(
+          'SS_NO_UP_TO_DATE_DISK',
+          `State change failed: fence-peer says ${peer.name} is Primary; ${this.node} is Outdated now`,
+          11,
+        );
+      }
+      if (r === 'peer-fenced' && this.disk === 'Consistent') this.setDisk('UpToDate');
+      if (r !== 'peer-fenced' && force) {
+        this.log.error(
+          { peer: peer.name },
+          'fence-peer did not outdate the peer; --force: forced into split brain situation',
+        );
+      }
+    }
+    const decision = decide();
+    if ('code' in decision) throw refused(decision);
     const meta = this.meta;
     if (!meta) {
       // Diskless: no generation of our own; the data and its UUIDs are the peer's.
@@ -490,7 +787,7 @@ export class Resource implements PeerHost {
   }
 
   outdate(): void {
-    const refusal = decideOutdate({ role: this.role, disk: this.disk, connected: this.connected });
+    const refusal = decideOutdate({ role: this.role, disk: this.disk });
     if (refusal) throw refused(refusal);
     this.requireMeta();
     this.disk = 'Outdated';
@@ -531,6 +828,9 @@ export class Resource implements PeerHost {
 
   /** Why a client cannot open the device now, or undefined when it can. */
   ioRefusal(): string | undefined {
+    if (this.tiebreaker) {
+      return `${this.opts.node} is a diskless tiebreaker of ${this.name}: it holds no data and serves none`;
+    }
     if (this.role !== 'Primary') {
       return `resource ${this.name} is Secondary on ${this.opts.node}; only the Primary serves its device (urbdadm primary ${this.name})`;
     }
@@ -542,6 +842,9 @@ export class Resource implements PeerHost {
 
   /** ioRefusal as the error a client gets: not writable here, or no data to serve. */
   ioDenied(): TargetError | undefined {
+    if (this.noQuorum && (this.config.options.onNoQuorum === 'io-error' || this.quorumResumed)) {
+      return new TargetError('EIO', `${this.name}: ${this.cluster.verdict.reason}`);
+    }
     const refusal = this.ioRefusal();
     if (refusal === undefined) return undefined;
     return new TargetError(this.role === 'Primary' ? 'EIO' : 'EPERM', refusal);
@@ -629,7 +932,7 @@ export class Resource implements PeerHost {
   private persistFlags(): void {
     const meta = this.meta;
     if (!meta) return;
-    const peer = this.peers[0];
+    const peer = this.dataPeer;
     const wasCrashed = meta.superblock().flags.crashedPrimary;
     const crashedPrimary = keepCrashedPrimary(wasCrashed, this.disk, this.peers);
     meta.store.setFlags({
@@ -663,6 +966,8 @@ export class Resource implements PeerHost {
    * and the flags are written again at the next change.
    */
   changed(): void {
+    const q = this.cluster.evaluate();
+    if (q.lostNow && this.role === 'Primary') this.quorumLost();
     this.checkSuspension();
     // A metadata disk that already failed was reported once; every state change (each peer
     // state message among them) trying it again would only repeat that in the log.
@@ -673,60 +978,132 @@ export class Resource implements PeerHost {
         this.log.error({ err: (err as Error).message }, 'writing the metadata flags failed');
       }
     }
+    this.cluster.publish();
     this.opts.onChange(this);
   }
 
-  // ---- suspended I/O (on-no-data-accessible suspend-io) ---------------------------------
+  /** drbd.md §8.4: a Primary lost quorum; the quorum-lost handler is told. */
+  private quorumLost(): void {
+    this.log.warn(
+      { reason: this.cluster.verdict.reason, onNoQuorum: this.config.options.onNoQuorum },
+      'Primary without quorum: I/O is ' +
+        (this.config.options.onNoQuorum === 'io-error' ? 'failed' : 'suspended'),
+    );
+    this.notify('quorum-lost');
+  }
+
+  /**
+   * The backing disk failed a request. urbd does not detach yet (issue 12), so the request
+   * fails (pass_on); with on-io-error call-local-io-error the local-io-error handler is told,
+   * at most once a minute so a failing disk under load does not fork a handler per request.
+   */
+  localIoFailed(err: Error): void {
+    if (this.config.disk.onIoError !== 'call-local-io-error') return;
+    const now = Date.now();
+    if (now - this.lastIoErrorCall < 60_000) return;
+    this.lastIoErrorCall = now;
+    this.log.error({ err: err.message }, 'local disk I/O error: calling local-io-error');
+    this.notify('local-io-error');
+  }
+
+  private lastIoErrorCall = -Infinity;
+
+  // ---- suspended I/O ----------------------------------------------------------------------
 
   private suspension: { promise: Promise<void>; release: () => void } | undefined;
   /** `resume-io` ended a suspension while no data was reachable: fail until it is again. */
   private ioResumed = false;
+  /** `resume-io` ended a quorum suspension: fail until quorum is back. */
+  private quorumResumed = false;
+  /** resource-and-stonith: fence-peer runs or failed; I/O waits for it (or resume-io). */
+  private fencingFreeze = false;
 
   private get dataReachable(): boolean {
     return this.disk === 'UpToDate' || this.readPeer() !== undefined;
   }
 
+  /** A Primary whose partition has no quorum (drbd.md §8.4). */
+  private get noQuorum(): boolean {
+    return this.role === 'Primary' && quorumOn(this.config) && !this.cluster.verdict.quorum;
+  }
+
   /**
-   * drbd.md §1.3 `on-no-data-accessible suspend-io`: a Primary that can reach no UpToDate
-   * data holds every request instead of failing it, until a peer with UpToDate data is back
-   * (the requests then run, changes again from the start), `resume-io` (they fail with EIO)
-   * or a demotion (`secondary --force`: they fail).
+   * Why application I/O is held now, if it is: each reason ends by itself (data or quorum
+   * back, the lost peer outdated, fence-peer done) or through `resume-io` / a demotion.
+   *   - on-no-data-accessible suspend-io and no UpToDate data reachable (drbd.md §1.3);
+   *   - on-no-quorum suspend-io and no quorum (§8.4);
+   *   - a lost data peer not yet outdated through the tiebreaker (cluster.ts);
+   *   - resource-and-stonith while fence-peer has not succeeded (§8.1).
+   */
+  private freezeReason(): string | undefined {
+    if (this.role !== 'Primary') return undefined;
+    const o = this.config.options;
+    if (o.onNoDataAccessible === 'suspend-io' && !this.ioResumed && !this.dataReachable) {
+      return 'no UpToDate data reachable (on-no-data-accessible suspend-io)';
+    }
+    if (this.noQuorum && o.onNoQuorum === 'suspend-io' && !this.quorumResumed) {
+      return `${this.cluster.verdict.reason} (on-no-quorum suspend-io)`;
+    }
+    if (this.outdating.size > 0 || this.outdateFailed.size > 0) {
+      return `waiting until ${[...this.outdating, ...this.outdateFailed].join(', ')} is outdated through the tiebreaker`;
+    }
+    if (this.fencingFreeze) return 'fence-peer has not succeeded (fencing resource-and-stonith)';
+    return undefined;
+  }
+
+  /**
+   * While application I/O is held (freezeReason), a promise that resolves when requests
+   * should be tried again; changes then run again from the start, local copy included.
    */
   ioSuspended(): Promise<void> | undefined {
     if (this.suspension) return this.suspension.promise;
-    if (
-      this.config.options.onNoDataAccessible !== 'suspend-io' ||
-      this.ioResumed ||
-      this.role !== 'Primary' ||
-      this.dataReachable
-    ) {
-      return undefined;
-    }
+    const why = this.freezeReason();
+    if (why === undefined) return undefined;
     let release!: () => void;
     const promise = new Promise<void>((r) => (release = r));
     this.suspension = { promise, release };
-    this.log.warn('no UpToDate data reachable: I/O suspended (on-no-data-accessible suspend-io)');
+    this.log.warn({ why }, 'I/O suspended');
     this.opts.onChange(this);
     return promise;
   }
 
   private checkSuspension(): void {
     if (this.dataReachable) this.ioResumed = false;
+    if (!this.noQuorum) this.quorumResumed = false;
     const s = this.suspension;
-    if (!s || (this.role === 'Primary' && !this.dataReachable)) return;
+    if (!s || this.freezeReason() !== undefined) return;
     this.suspension = undefined;
-    this.log.info('I/O resumed: UpToDate data is reachable again, or the resource was demoted');
+    this.log.info('I/O resumed');
     s.release();
   }
 
-  /** `resume-io`: suspended requests fail now (EIO), and so do new ones until data is back. */
+  /**
+   * `resume-io`: a fencing freeze thaws (I/O goes on: the admin takes over fence-peer's
+   * job, as with DRBD); requests held for want of data or quorum fail now (EIO), and so do
+   * new ones until data or quorum is back.
+   */
   resumeIo(): void {
     const s = this.suspension;
-    if (!s) throw commandError('ERR_IO_NOT_SUSPENDED', `I/O of ${this.name} is not suspended`);
-    this.ioResumed = true;
+    if (!s && !this.fencingFreeze) {
+      throw commandError('ERR_IO_NOT_SUSPENDED', `I/O of ${this.name} is not suspended`);
+    }
+    if (this.fencingFreeze) {
+      this.fencingFreeze = false;
+      this.log.warn('resume-io: fencing freeze lifted by the admin');
+    }
+    if (!this.dataReachable) this.ioResumed = true;
+    if (this.noQuorum) this.quorumResumed = true;
+    if (this.outdating.size > 0 || this.outdateFailed.size > 0) {
+      this.log.warn(
+        { peers: [...this.outdating, ...this.outdateFailed] },
+        'resume-io: writes go on without the lost peer being outdated',
+      );
+      this.outdating.clear();
+      this.outdateFailed.clear();
+    }
     this.suspension = undefined;
-    this.log.warn('resume-io: suspended requests fail with EIO');
-    s.release();
+    if (s) this.log.warn('resume-io: suspended requests are retried or fail with EIO');
+    s?.release();
     this.changed();
   }
 
@@ -780,13 +1157,28 @@ export class Resource implements PeerHost {
         ...(p.userPaused ? (['user'] as const) : []),
         ...(p.peerPaused ? (['peer'] as const) : []),
       ],
+      diskful: p.diskful,
+      knownOutdated: p.knownOutdated,
+      quorum: p.view && p.established ? p.view.quorum : null,
+      mayPromote:
+        p.view && p.established
+          ? { may: p.view.promotable === '', reason: p.view.promotable }
+          : { may: null, reason: 'not connected' },
     }));
+    const promo = this.cluster.promotion(false);
     return {
       name: this.name,
       node: this.opts.node,
       nodeId: this.host.nodeId,
       role: this.role,
       suspended: this.suspension !== undefined,
+      suspendedReason: this.suspension ? this.freezeReason() : undefined,
+      quorum: {
+        enabled: quorumOn(this.config),
+        quorum: this.cluster.verdict.quorum,
+        reason: this.cluster.verdict.reason,
+      },
+      mayPromote: { may: promo.may, reason: promo.reason },
       device,
       peers,
     };

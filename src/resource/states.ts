@@ -145,18 +145,13 @@ export function decideDemote(s: { role: Role; openCount: number; force: boolean 
 }
 
 /**
- * Whether the local data may be marked Outdated: only consistent data can be (Inconsistent
- * is already worse), never while Connected (the peer would disagree), never on a Primary
- * (it would be left without UpToDate data).
+ * Whether the local data may be marked Outdated (`urbdadm outdate`): only consistent data can
+ * be (Inconsistent is already worse), never on a Primary (it would be left without UpToDate
+ * data). A connected Secondary may be outdated too, as DRBD 9's: a fence-peer handler
+ * reaches it by another path while it still looks connected; the peers learn it from its
+ * state, and the next handshake brings it back to UpToDate.
  */
-export function decideOutdate(s: {
-  role: Role;
-  disk: DiskState;
-  connected: boolean;
-}): Refusal | null {
-  if (s.connected) {
-    return { code: 'SS_CONNECTED_OUTDATES', message: 'refusing to be Outdated while Connected' };
-  }
+export function decideOutdate(s: { role: Role; disk: DiskState }): Refusal | null {
   if (s.role === 'Primary') {
     return {
       code: 'SS_NO_UP_TO_DATE_DISK',

@@ -12,8 +12,20 @@ export interface ResourceStatus {
   nodeId: number | undefined;
   role: Role;
   suspended: boolean;
+  /** Why I/O is held, when suspended. */
+  suspendedReason?: string | undefined;
+  /** drbd.md §8.4. `quorum` is true when quorum is off. */
+  quorum: { enabled: boolean; quorum: boolean; reason: string };
+  /** Whether `primary` would be accepted now (without --force), and if not why. */
+  mayPromote: Promotable;
   device: DeviceStatus;
   peers: PeerStatus[];
+}
+
+/** Whether a node may be promoted now: `may` is null when unknown (peer not connected). */
+export interface Promotable {
+  may: boolean | null;
+  reason: string;
 }
 
 export interface DeviceStatus {
@@ -65,6 +77,14 @@ export interface PeerStatus {
    * for one on the peer. Each node holds its own pause; resume-sync lifts only its own.
    */
   resyncSuspended: Array<'user' | 'peer'>;
+  /** The peer has a disk (in a three-node resource a diskless peer is the tiebreaker). */
+  diskful: boolean;
+  /** The peer left gracefully or was outdated: it does not vote. */
+  knownOutdated: boolean;
+  /** The peer's own quorum, as its last state said (null: not connected). */
+  quorum: boolean | null;
+  /** The peer's own promotion verdict, as its last state said. */
+  mayPromote: Promotable;
 }
 
 /** drbdsetup status --statistics' device counters, since the disk was attached; bytes. */

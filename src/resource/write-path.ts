@@ -38,6 +38,8 @@ export interface IoGate {
   readPeer(): { remoteRead(buf: Buffer, offset: number): Promise<void> } | undefined;
   /** Counts application writes (the resync yields to them). */
   noteAppIo(): void;
+  /** The backing disk failed a request (on-io-error call-local-io-error). */
+  localIoFailed(err: Error): void;
 }
 
 /**
@@ -122,7 +124,10 @@ export class ResourceTarget implements BlockTarget {
         });
       }
     }
-    return this.disk.read(buf, offset);
+    return this.disk.read(buf, offset).catch((err: Error) => {
+      this.gate.localIoFailed(err);
+      throw err;
+    });
   }
 
   write(data: Payload, offset: number, fua: boolean): Promise<void> {
@@ -169,8 +174,19 @@ export class ResourceTarget implements BlockTarget {
       const [, peerHas] = await Promise.all([this.disk.flush(), tl?.barrier()]);
       // A peer lost before its barrier ack had every unacked change marked out of sync
       // here: with UpToDate data of our own the flush is still complete on every node that
-      // holds UpToDate data. Without it, the peer was the only such node.
-      if (peerHas === true || this.localUpToDate()) return;
+      // holds UpToDate data, once the resource lets writes go on without that peer (quorum,
+      // fencing: see change()). Without UpToDate data here, the peer was the only such node.
+      if (peerHas === true) return;
+      if (this.localUpToDate()) {
+        const frozen = this.gate.ioSuspended();
+        if (!frozen) {
+          const denied = this.gate.ioDenied();
+          if (denied !== undefined) throw denied;
+          return;
+        }
+        await frozen;
+        continue;
+      }
       const again = this.gate.ioSuspended();
       if (!again) throw noGoodCopy('flush');
       // suspend-io: the flush is tried again once an UpToDate peer is back.
@@ -261,6 +277,7 @@ export class ResourceTarget implements BlockTarget {
       await io();
     } catch (err) {
       localErr = err as Error;
+      this.gate.localIoFailed(localErr);
       this.meta.markOutOfSync(offset, length);
     } finally {
       lock.release(held);
@@ -272,6 +289,18 @@ export class ResourceTarget implements BlockTarget {
     // Inconsistent Primary) is no such disk: it is marked out of sync and the next resync
     // overwrites it from the peer, so without the peer's copy the change failed.
     if (!peerOk && !this.localUpToDate()) return this.retryOnceReachable(c);
+    // The peer was lost before it confirmed this change. It completes only if the resource
+    // lets writes go on without that peer (quorum kept and the peer outdated, or fenced):
+    // otherwise it waits (suspend) and runs again from the start, or fails (io-error).
+    if (!peerOk) {
+      const frozen = this.gate.ioSuspended();
+      if (frozen) {
+        await frozen;
+        return this.change(c);
+      }
+      const denied = this.gate.ioDenied();
+      if (denied !== undefined) throw denied;
+    }
     // drbd.md §5.1 lets a change succeed when either copy succeeded, because DRBD then
     // detaches the failing disk (on-io-error detach) and reads come from the peer. Until urbd
     // detaches (issue 12), this node would go on reading its stale block: so a failed local

@@ -500,13 +500,40 @@ t.test('DRBD 9 connection-mesh: hosts and net options', async (t) => {
   device minor 0; disk /dev/sdb; meta-disk internal;
   on a { node-id 0; address 10.0.0.1:7789; }
   on b { node-id 1; address 10.0.0.2:7789; }
-  on c { node-id 2; address 10.0.0.3:7789; }
+  on c { node-id 2; address 10.0.0.3:7789; disk none; }
   connection-mesh { hosts a b c; net { protocol A; ping-int 3; } }
 }`);
   t.equal(res.protocol, 'A');
   t.equal(res.net.pingIntMs, 3000);
   t.equal(res.hosts.length, 3);
 });
+
+t.test(
+  'three hosts with a disk are refused: the third must be the diskless tiebreaker',
+  async (t) => {
+    t.throws(
+      () =>
+        r0(`resource r0 {
+  device minor 0; disk /dev/sdb; meta-disk internal;
+  on a { node-id 0; address 10.0.0.1:7789; }
+  on b { node-id 1; address 10.0.0.2:7789; }
+  on c { node-id 2; address 10.0.0.3:7789; }
+}`),
+      /three hosts with a disk; urbd replicates to one data peer, so the third host must be "disk none;"/,
+    );
+    t.throws(
+      () =>
+        r0(`resource r0 {
+  device minor 0; disk none;
+  on a { node-id 0; address 10.0.0.1:7789; }
+  on b { node-id 1; address 10.0.0.2:7789; }
+  on c { node-id 2; address 10.0.0.3:7789; }
+  on d { node-id 3; address 10.0.0.4:7789; }
+}`),
+      /has 4 hosts; urbd supports up to three/,
+    );
+  },
+);
 
 t.test(
   'DRBD 9 connection: host addresses, ports and a path supply or confirm addresses',

@@ -19,6 +19,10 @@ export function peerStatus(over: Partial<PeerStatus> = {}): PeerStatus {
     paused: false,
     resyncSuspended: [],
     statistics: { sent: 0, received: 0, pending: 0, unacked: 0 },
+    diskful: true,
+    knownOutdated: false,
+    quorum: true,
+    mayPromote: { may: false, reason: 'peer alpha is Primary' },
     ...over,
   };
 }
@@ -33,6 +37,8 @@ export function resourceStatus(
     nodeId: 0,
     role: 'Primary',
     suspended: false,
+    quorum: { enabled: false, quorum: true, reason: '' },
+    mayPromote: { may: true, reason: 'is Primary' },
     peers: [peerStatus()],
     ...rest,
     device: {

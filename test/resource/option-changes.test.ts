@@ -176,7 +176,7 @@ t.test('what cannot change while up is refused, naming it', async (t) => {
       swap(
         text,
         '}\n}',
-        '}\n  on gamma { node-id 2; address 127.0.0.1:7004; device minor 0; disk /tmp/g.img; meta-disk internal; }\n}',
+        '}\n  on gamma { node-id 2; address 127.0.0.1:7004; device minor 0; disk none; }\n}',
       ),
       /^the set of hosts cannot change while r0 is up \(alpha, beta → alpha, beta, gamma\)/,
     ],
