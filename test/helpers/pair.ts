@@ -54,7 +54,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Fast reconnects for tests; a statement in `extra` replaces the default of the same name. */
-function netOptions(extra: string): string {
+export function netOptions(extra: string): string {
   const defaults = ['connect-int 1;', 'ping-int 1;', 'ping-timeout 10;', 'timeout 30;'];
   const given = new Set([...extra.matchAll(/([a-z-]+)\s/g)].map((m) => m[1]));
   return [...defaults.filter((d) => !given.has(d.split(' ')[0])), extra].join(' ');
