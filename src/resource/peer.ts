@@ -483,15 +483,6 @@ export class Peer {
     });
   }
 
-  /**
-   * Our disk state changed (resource.setDisk). A peer past its handshake is told at once; one
-   * still deciding gets our state when its decision is done.
-   */
-  diskChanged(): void {
-    const s = this.session;
-    if (s?.decided) this.sendState(s);
-  }
-
   /** Tells the peer our role and disk state (after any change of either). */
   sendState(s: Session | undefined = this.session): void {
     s?.link.send('state', {

@@ -264,9 +264,8 @@ export class Resource implements PeerHost, FencingHost {
     if (this.disk === d) return;
     this.disk = d;
     this.persistFlags();
-    // Every connected peer hears of it, not only the one whose resync or handshake made the
-    // change: with three nodes the third (a tiebreaker, say) would keep the old disk state.
-    for (const p of this.peers) p.diskChanged();
+    // Every peer hears of it through changed() (cluster.publish), not only the one whose
+    // resync made the change: with three nodes the tiebreaker would keep the old disk state.
     this.changed();
   }
 
