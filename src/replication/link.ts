@@ -40,6 +40,8 @@ export interface LinkTimers {
 }
 
 export const HANDSHAKE_TIMEOUT_MS = 5000;
+/** How long a goodbye read on META waits for the rest of the DATA socket. */
+const BYE_WAIT_MS = 2000;
 
 /** Messages that travel on the META socket; all others go on DATA. */
 export const META_MESSAGES: ReadonlySet<MessageType> = new Set<MessageType>([
@@ -350,6 +352,8 @@ export class PeerLink extends EventEmitter {
   readonly linkId: string;
 
   private closed = false;
+  /** A goodbye arrived on META; the link closes at DATA's goodbye or end (BYE_WAIT_MS). */
+  private byeOnMeta: string | undefined;
   /** The close came from the peer's refusal: nothing to tell it back. */
   private peerRefused = false;
   private started = false;
@@ -389,11 +393,17 @@ export class PeerLink extends EventEmitter {
       if (this.closed) return;
       this.data.attach(
         (f) => this.onFrame(f, 'DATA'),
-        (reason, kind) => this.close(reason, kind),
+        (reason, kind) => {
+          if (this.byeOnMeta !== undefined) this.close(this.byeOnMeta, 'Goodbye');
+          else this.close(reason, kind);
+        },
       );
       this.meta.attach(
         (f) => this.onFrame(f, 'META'),
-        (reason, kind) => this.close(reason, kind),
+        (reason, kind) => {
+          // After a goodbye on META its EOF follows; the link waits for DATA's goodbye.
+          if (this.byeOnMeta === undefined) this.close(reason, kind);
+        },
       );
       this.meta.resume();
       if (!this.dataPaused) this.data.resume();
@@ -489,10 +499,18 @@ export class PeerLink extends EventEmitter {
           this.close(`peer refused the connection: ${oneLine(msg.body.reason)}`, 'Refused');
           return;
         }
-        this.close(
-          `peer closed the link: ${oneLine(msg.body.reason) || 'no reason given'}`,
-          'Goodbye',
-        );
+        {
+          const why = `peer closed the link: ${oneLine(msg.body.reason) || 'no reason given'}`;
+          // The peer sends its goodbye on both sockets. The one on DATA comes after every DATA
+          // message sent before it (a last state message saying the peer leaves, above all):
+          // a goodbye read first on META waits for it, or for DATA's end, a moment at most.
+          if (channel === 'META' && !this.dataPaused) {
+            this.byeOnMeta = why;
+            setTimeout(() => this.close(why, 'Goodbye'), BYE_WAIT_MS).unref();
+            return;
+          }
+          this.close(why, 'Goodbye');
+        }
         return;
       case 'hello':
       case 'authResponse':

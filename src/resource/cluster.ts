@@ -67,7 +67,10 @@ export class Cluster {
   /** Records this node relays: target → the Primary that outdated it. */
   private readonly records = new Map<string, string>();
   /** Outdate requests this node (a Primary) sent: id → the lost peer and its waiters. */
-  private readonly asked = new Map<number, { target: string; done: (ok: boolean) => void }>();
+  private readonly asked = new Map<
+    number,
+    { target: string; via: string; done: (ok: boolean) => void }
+  >();
   /** Requests this node relays, waiting for the target's state: target → answers owed. */
   private readonly relaying = new Map<
     string,
@@ -192,7 +195,7 @@ export class Cluster {
       for (const relay of relays) {
         const id = this.nextId++;
         ids.push(id);
-        this.asked.set(id, { target: lost.name, done });
+        this.asked.set(id, { target: lost.name, via: relay.name, done });
         if (!relay.sendCluster('outdateRequest', { id, target: lost.name })) done(false);
       }
       this.host.log.info(
@@ -206,6 +209,7 @@ export class Cluster {
   answered(from: Peer, id: number, result: string): void {
     const a = this.asked.get(id);
     if (!a) return;
+    this.asked.delete(id);
     this.host.log.info({ peer: a.target, through: from.name, result }, 'outdate answered');
     a.done(SETTLED.has(result));
   }
@@ -297,6 +301,12 @@ export class Cluster {
   /** A peer's session ended: relays waiting for it answer now. */
   peerGone(peer: Peer): void {
     if (this.relaying.has(peer.name)) this.settleRelay(peer.name, 'unreachable');
+    // Requests sent through this peer get no answer now.
+    for (const [id, a] of [...this.asked]) {
+      if (a.via !== peer.name) continue;
+      this.asked.delete(id);
+      a.done(false);
+    }
   }
 
   shutdown(): void {

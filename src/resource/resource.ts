@@ -446,7 +446,18 @@ export class Resource implements PeerHost, FencingHost {
         11,
       );
     }
-    for (const p of this.peerNamed(peer)) {
+    // Without a peer name, as drbdadm's connect: every connection not configured yet; an
+    // error only when there is none (with three nodes one link may be up while another is not).
+    const named = this.peerNamed(peer);
+    const todo = peer === undefined ? named.filter((p) => p.connection === 'StandAlone') : named;
+    if (todo.length === 0 && named.length > 0) {
+      const p = named[0]!;
+      throw commandError(
+        'ERR_NET_CONFIGURED',
+        `${this.name}: already ${p.connection} to ${named.map((x) => x.name).join(' and ')} (disconnect first)`,
+      );
+    }
+    for (const p of todo) {
       if (p.connection !== 'StandAlone') {
         throw commandError(
           'ERR_NET_CONFIGURED',
@@ -1043,7 +1054,9 @@ export class Resource implements PeerHost, FencingHost {
     if (o.onNoDataAccessible === 'suspend-io' && !this.ioResumed && !this.dataReachable) {
       return 'no UpToDate data reachable (on-no-data-accessible suspend-io)';
     }
-    if (this.noQuorum && o.onNoQuorum === 'suspend-io' && !this.quorumResumed) {
+    if (this.noQuorum) {
+      // io-error: requests fail at once (ioDenied) instead of waiting for anything else.
+      if (o.onNoQuorum !== 'suspend-io' || this.quorumResumed) return undefined;
       return `${this.cluster.verdict.reason} (on-no-quorum suspend-io)`;
     }
     if (this.outdating.size > 0 || this.outdateFailed.size > 0) {
