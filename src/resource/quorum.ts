@@ -23,19 +23,24 @@
  * the tiebreakers decide: more than half of them must be in P. A tiebreaker that still sees
  * the other data node makes the tie contended: both data nodes may be counting on it. Then
  * the side holding the Primary wins; if nobody is Primary, or both sides are, nobody has
- * quorum until something changes. A node that lost quorum earlier (`lost`) never wins a tie:
- * while it was out, the other data node may have had quorum with the tiebreaker, been
- * promoted and written data this node does not have; only a data node can tell. `lost` is
- * set when this node finds itself in a minority (alone, or on the short side of a tie) and
- * cleared once it is connected to an UpToDate data node with quorum; a node starts with
- * `lost` set, since it cannot know what happened while it was down. Losing a contended tie
- * does not set it: the tiebreaker saw both sides all along, so nothing happened behind this
- * node's back.
+ * quorum until something changes. A tiebreaker whose report is not in yet, or that reports
+ * the other data node's role as unknown, contends the tie too. A node that lost quorum
+ * earlier (`lost`) never wins a tie, contended or not: while it was out, the other data node
+ * may have had quorum with the tiebreaker, been promoted, written data this node does not
+ * have and been demoted again; the frozen Primary that then reaches the tiebreaker would
+ * win the contended tie as "the side holding the Primary". Only a data node can tell.
+ * `lost` is set when this node finds itself in a minority (alone, or on the short side of a
+ * tie) and cleared once it is connected to an UpToDate data node with quorum; a node starts
+ * with `lost` set, since it cannot know what happened while it was down. Losing a contended
+ * tie does not set it: the tiebreaker saw both sides all along, so nothing happened behind
+ * this node's back.
  *
  * `quorum all` needs every voter in P; `quorum N` needs N voters in P, diskless ones
- * included. In every mode P must hold at least one voting data node. A number below a majority lets two partitions both have quorum: the admin's
- * choice, as in DRBD. `quorum-minimum-redundancy` then also asks for that many UpToDate
- * nodes in P ('majority' and 'all' counted over the diskful voters).
+ * included. A number below a majority lets two partitions both have quorum: the admin's
+ * choice, as in DRBD. In every mode P must hold at least one voting data node (else two
+ * Outdated data nodes, each counting the tiebreaker as "all" the voters, would both have
+ * quorum). `quorum-minimum-redundancy` then also asks for that many UpToDate nodes in P
+ * ('majority' and 'all' counted over the diskful voters).
  *
  * Promotion (promotionVerdict) needs data (an UpToDate disk, or a connected UpToDate peer;
  * --force may declare Outdated, Inconsistent or Consistent data UpToDate), no other Primary
