@@ -48,8 +48,8 @@ function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): str
   if (s.suspended && s.suspendedReason !== undefined) {
     lines.push(`  suspended-why:${JSON.stringify(s.suspendedReason)}`);
   }
-  if (cluster) lines.push(`  ${promotable(s.mayPromote)}`);
   if (statistics) lines.push(deviceStatistics(s));
+  if (cluster) lines.push(`  ${promotable(s.mayPromote)}`);
   for (const p of s.peers) {
     const sync = syncText(p);
     if (verbose) {
@@ -67,11 +67,11 @@ function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): str
     } else {
       lines.push(`  ${p.name} connection:${p.connection}`);
     }
+    if (statistics) lines.push(peerStatistics(p));
     if (cluster && p.connection === 'Connected') {
       const q = p.quorum === null ? '' : ` quorum:${p.quorum ? 'yes' : 'no'}`;
       lines.push(`    ${promotable(p.mayPromote)}${s.quorum.enabled ? q : ''}`);
     }
-    if (statistics) lines.push(peerStatistics(p));
     if (p.connection !== 'Connected' && p.lastError !== undefined) {
       lines.push(`    last-error:${JSON.stringify(p.lastError)}`);
     }
