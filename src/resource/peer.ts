@@ -843,9 +843,12 @@ export class Peer {
       outdated: st.outdated,
       leaving: st.leaving,
     };
+    // A data peer votes again once it holds UpToDate data with us; a diskless one (the
+    // tiebreaker, which has no data to fall behind with) as soon as it is back.
     if (st.leaving) this.knownOutdated = true;
-    else if (st.disk === 'UpToDate' && this.replication === 'Established')
+    else if (!this.diskful || (st.disk === 'UpToDate' && this.replication === 'Established')) {
       this.knownOutdated = false;
+    }
     this.host.peerViewChanged(this);
   }
 

@@ -322,8 +322,7 @@ export class Resource implements PeerHost, FencingHost {
       !wasReplicating ||
       this.role !== 'Primary' ||
       this.disk !== 'UpToDate' ||
-      !peerWasUpToDate ||
-      peer.knownOutdated
+      !peerWasUpToDate
     ) {
       this.persistFlags();
       return;
