@@ -731,11 +731,14 @@ export class Peer {
     this.host.notify('initial-split-brain', this);
     if (!unresolved) return;
     this.host.notify('split-brain', this);
+    // Only under the policy that applied to this Primary: after-sb-1pri when the peer is not
+    // Primary, after-sb-2pri when it is (resync-decision.ts recover). A call-pri-lost-after-sb
+    // in the other one does not concern this split brain (DRBD calls the helper from that
+    // policy's case only): two Primaries under after-sb-1pri call-pri-lost-after-sb and
+    // after-sb-2pri disconnect must not run it.
     const net = this.host.config.net;
-    if (
-      this.host.role === 'Primary' &&
-      (net.afterSb1pri === 'call-pri-lost-after-sb' || net.afterSb2pri === 'call-pri-lost-after-sb')
-    ) {
+    const policy = this.role === 'Primary' ? net.afterSb2pri : net.afterSb1pri;
+    if (this.host.role === 'Primary' && policy === 'call-pri-lost-after-sb') {
       this.host.notify('pri-lost-after-sb', this);
     }
   }

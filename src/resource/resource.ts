@@ -1101,6 +1101,8 @@ export class Resource implements PeerHost, FencingHost {
     if (!s && !this.fencingFreeze) {
       throw commandError('ERR_IO_NOT_SUSPENDED', `I/O of ${this.name} is not suspended`);
     }
+    const writesGoOnWithoutPeer =
+      this.fencingFreeze || this.outdating.size > 0 || this.outdateFailed.size > 0;
     if (this.fencingFreeze) {
       this.fencingFreeze = false;
       this.log.warn('resume-io: fencing freeze lifted by the admin');
@@ -1114,6 +1116,21 @@ export class Resource implements PeerHost, FencingHost {
       );
       this.outdating.clear();
       this.outdateFailed.clear();
+    }
+    // The writes from here on are ones the lost peer never gets: a new data generation, as
+    // when fence-peer or the tiebreaker outdated it (DRBD's NEW_CUR_UUID at resume-io).
+    // Without it a peer promoted meanwhile (rotated, its bitmap UUID our current) would make
+    // this node a plain SyncTarget at the reconnect, its writes overwritten with no split
+    // brain seen.
+    const peer = this.dataPeer;
+    if (
+      writesGoOnWithoutPeer &&
+      this.role === 'Primary' &&
+      this.disk === 'UpToDate' &&
+      peer !== undefined &&
+      !peer.established
+    ) {
+      this.newGenerationWithout(peer);
     }
     this.suspension = undefined;
     if (s) this.log.warn('resume-io: suspended requests are retried or fail with EIO');

@@ -52,6 +52,11 @@ export interface TrioOptions {
   withTiebreaker?: boolean;
   /** Addresses in a connection-mesh and per-link connection sections, not in `on`. */
   connectionSections?: boolean;
+  /**
+   * An existing file (or symlink to one) to use as a node's backing disk instead of a fresh
+   * sparse file in `dir`; `meta-disk internal` puts the metadata beside the path given.
+   */
+  diskFiles?: Partial<Record<DiskfulNode, string>>;
 }
 
 export interface Trio {
@@ -139,8 +144,8 @@ export async function startTrio(t: Teardown, dir: string, o: TrioOptions = {}): 
   const size = o.sizeBytes ?? 16 << 20;
   const nodes: TrioNode[] = o.withTiebreaker === false ? ['alpha', 'beta'] : [...ALL];
   const disks: Record<DiskfulNode, string> = {
-    alpha: await makeDisk(dir, size, undefined, 'alpha.img'),
-    beta: await makeDisk(dir, size, undefined, 'beta.img'),
+    alpha: o.diskFiles?.alpha ?? (await makeDisk(dir, size, undefined, 'alpha.img')),
+    beta: o.diskFiles?.beta ?? (await makeDisk(dir, size, undefined, 'beta.img')),
   };
   const real: Record<string, number> = {};
   for (const n of nodes) real[n] = await freePort();
