@@ -32,7 +32,7 @@ export class Fencer {
   /** Peers fenced by fence-peer whose unfence-peer is owed once they are UpToDate again. */
   private readonly fenced = new Set<string>();
   private readonly running = new Map<string, Promise<FenceResult>>();
-  /** Set when fence-peer failed or reported the peer Primary: shown in status. */
+  /** Set when fence-peer failed or reported the peer Primary: status shows it as the freeze's reason. */
   lastFailure: string | undefined;
 
   constructor(private readonly host: FencingHost) {}

@@ -479,12 +479,15 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   /**
-   * drbd.md §8.4 "last man standing": a node that leaves on purpose (`down`, `disconnect`)
-   * says so, and the peers stop counting its vote. A Secondary leaving a Primary that goes on
+   * drbd.md §8.4 "last man standing" (with quorum or fencing on): a node that leaves on
+   * purpose (`down`, `disconnect`) says so, and the peers stop counting its vote. A Secondary leaving a Primary that goes on
    * writing is Outdated from then on, and a Primary that disconnects outdates the peer it
    * leaves (its state message carries the order), so neither can be promoted with old data.
    */
   private leaveGracefully(peers: Peer[]): void {
+    // Without quorum or fencing nobody counts votes or asks who is Outdated: a disconnect
+    // stays what it is in DRBD 8.4 without fencing, and both sides keep their disk states.
+    if (!quorumOn(this.config) && this.fencing === 'dont-care') return;
     const live = peers.filter((p) => p.established);
     if (live.length === 0) return;
     const primaryStays = live.some((p) => p.role === 'Primary');
@@ -1061,7 +1064,10 @@ export class Resource implements PeerHost, FencingHost {
     if (this.outdating.size > 0 || this.outdateFailed.size > 0) {
       return `waiting until ${[...this.outdating, ...this.outdateFailed].join(', ')} is outdated through the tiebreaker`;
     }
-    if (this.fencingFreeze) return 'fence-peer has not succeeded (fencing resource-and-stonith)';
+    if (this.fencingFreeze) {
+      const why = this.fencer.lastFailure;
+      return `fence-peer has not succeeded${why ? ` (${why})` : ''}: fencing resource-and-stonith holds I/O`;
+    }
     return undefined;
   }
 
