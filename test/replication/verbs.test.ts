@@ -165,3 +165,29 @@ t.test('detach and attach on a connected secondary', async (t) => {
   const d = await diffBlocks(p.alphaDisk, p.betaDisk, 16 << 20);
   t.equal(d.count, 0, 'identical after the resync', { first: d.first });
 });
+
+t.test('outdate on a connected Secondary: the Primary sees it, primary is refused', async (t) => {
+  const dir = tmpDir(t);
+  const p = await startPair(t, dir, { sizeBytes: 16 << 20 });
+  await promoteAndSync(p);
+  t.equal((await p.beta.adm(['outdate', 'r0'])).code, 0, 'outdate on the connected beta');
+  const a = await waitFor(
+    p.alpha,
+    (s) => s.peers[0]!.peerDisk === 'Outdated',
+    'alpha sees beta Outdated',
+  );
+  t.equal(a.peers[0]!.connection, 'Connected', 'still connected');
+  const w = await qemuIo(exportUri(p.alpha), ['write -P 0x3d 0 1M']);
+  t.equal(w.code, 0, 'alpha writes on, replicating to beta', { output: showRun(w) });
+  t.equal((await p.alpha.adm(['secondary', 'r0'])).code, 0);
+  t.equal((await p.beta.adm(['disconnect', 'r0'])).code, 0);
+  const r = await p.beta.adm(['primary', 'r0']);
+  t.equal(r.code, 11, 'alone, an Outdated node refuses primary without --force');
+  t.match(r.stderr, /Outdated/);
+  // The next handshake finds nothing to sync: beta is UpToDate again.
+  t.equal((await p.beta.adm(['connect', 'r0'])).code, 0);
+  await waitInSync(p);
+  t.equal((await status(p.beta)).device.diskState, 'UpToDate');
+  const d = await diffBlocks(p.alphaDisk, p.betaDisk, 16 << 20);
+  t.equal(d.count, 0, 'identical', { first: d.first });
+});
