@@ -96,3 +96,31 @@ t.test('no statistics listener: no progress wanted', async (t) => {
   stop();
   t.equal(hub.wantsProgress, false);
 });
+
+t.test(
+  'with quorum on, quorum changes are events: device quorum, resource may-promote',
+  async (t) => {
+    const hub = new EventHub();
+    const lines = listen(hub, false);
+    const q = (quorum: boolean): ResourceStatus =>
+      resourceStatus({
+        role: 'Secondary',
+        quorum: {
+          enabled: true,
+          quorum,
+          reason: quorum ? '' : 'no quorum: sees 1 of 2 data nodes',
+        },
+        mayPromote: quorum
+          ? { may: true, reason: 'may be promoted' }
+          : { may: false, reason: 'no quorum: sees 1 of 2 data nodes' },
+      });
+    hub.publish(q(true));
+    t.equal(lines[0], 'create resource name:r0 role:Secondary suspended:no may-promote:yes');
+    t.equal(lines[1], 'create device name:r0 volume:0 minor:0 disk:UpToDate client:no quorum:yes');
+    hub.publish(q(false));
+    t.same(lines.slice(4), [
+      'change resource name:r0 role:Secondary suspended:no may-promote:no',
+      'change device name:r0 volume:0 minor:0 disk:UpToDate client:no quorum:no',
+    ]);
+  },
+);
