@@ -1,11 +1,9 @@
-import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { HostConfig, ResourceConfig } from '../config/index.js';
 import { type Superblock, UUID_JUST_CREATED } from '../meta/store.js';
 import { newCurrentCommand, rotateNewCurrent, withPrimaryBit } from '../meta/uuid.js';
 import { IntervalLock } from '../replication/interval-lock.js';
 import type { TransferLog } from '../replication/transfer-log.js';
-import { type ListenAddress, NbdServer } from '../nbd/index.js';
 import { FileDisk } from '../storage/file-disk.js';
 import { DiskMeta } from './disk-meta.js';
 import { exportSocketPath, metaPathFor } from './paths.js';
@@ -25,8 +23,8 @@ import {
 } from './states.js';
 import type { ResourceStatus } from './status.js';
 import { ResourceTarget } from './write-path.js';
-import { DisklessTarget } from './diskless-target.js';
-import { type BlockTarget, TargetError } from '../nbd/target.js';
+import { DeviceExport } from './device-export.js';
+import { TargetError } from '../nbd/target.js';
 import { Peer, type PeerHost } from './peer.js';
 import { SharedListener } from './shared-listener.js';
 import { Cluster, type ClusterSummary, quorumOn } from './cluster.js';
@@ -108,11 +106,9 @@ export class Resource implements PeerHost, FencingHost {
   meta: DiskMeta | undefined;
   private appIo = 0;
   private hold: { promise: Promise<void>; release: () => void } | undefined;
-  private nbd: NbdServer | undefined;
-  private tcpListeners: ListenAddress[] = [];
   private queue: Promise<unknown> = Promise.resolve();
-  /** The write path over the attached disk; the export reaches the disk through it. */
-  private nbdExportTarget: ResourceTarget | undefined;
+  /** The NBD export (device-export.ts). */
+  private readonly export: DeviceExport;
 
   constructor(private readonly opts: ResourceOptions) {
     this.name = opts.config.name;
@@ -138,6 +134,7 @@ export class Resource implements PeerHost, FencingHost {
     this.cluster = new Cluster(this);
     this.fencer = new Fencer(this);
     this.loss = new PeerLoss(this);
+    this.export = new DeviceExport(this, (message) => commandError('ERR_LISTEN', message));
     this.freeze = new IoFreeze(
       this,
       () => this.opts.onChange(this),
@@ -431,7 +428,7 @@ export class Resource implements PeerHost, FencingHost {
   /** `up`: attach the disk (unless diskless) and start serving the export socket. */
   async up(): Promise<void> {
     if (this.diskPath !== undefined) await this.attach();
-    await this.startExport();
+    await this.export.start();
     // drbdadm's up is attach + connect; a resource with no peer in the file stays alone.
     for (const p of this.peers) if (p.address !== undefined) await this.connect(false, p.name);
   }
@@ -441,7 +438,7 @@ export class Resource implements PeerHost, FencingHost {
     await this.secondary(force);
     this.leaveGracefully(this.peers);
     for (const p of this.peers) await p.disconnect('resource going down');
-    await this.stopExport();
+    await this.export.stop();
     if (this.attached) await this.detach();
   }
 
@@ -449,7 +446,7 @@ export class Resource implements PeerHost, FencingHost {
   async shutdown(): Promise<void> {
     this.cluster.shutdown();
     void this.handlers.shutdown();
-    await this.stopExport();
+    await this.export.stop();
     for (const p of this.peers) await p.disconnect('urbd stopping');
     if (this.role === 'Primary') this.demoteNow();
     if (this.attached) await this.closeDisk();
@@ -502,7 +499,7 @@ export class Resource implements PeerHost, FencingHost {
     // as Primary is cleared now that this node is Secondary, so a later crash here does
     // not count as a crashed Primary again.
     this.persistFlags();
-    this.nbdExportTarget = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
+    this.export.target = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
     this.log.info(
       {
         disk: diskPath,
@@ -553,7 +550,7 @@ export class Resource implements PeerHost, FencingHost {
     const meta = this.meta;
     this.backing = undefined;
     this.meta = undefined;
-    this.nbdExportTarget = undefined;
+    this.export.target = undefined;
     this.disk = 'Diskless';
     for (const p of this.peers) p.disk = 'DUnknown';
     if (backing) {
@@ -691,11 +688,11 @@ export class Resource implements PeerHost, FencingHost {
 
   async secondary(force: boolean): Promise<void> {
     if (this.role === 'Secondary') return;
-    const openCount = this.clientCount();
+    const openCount = this.export.clientCount();
     const refusal = decideDemote({ role: this.role, openCount, force });
     if (refusal) throw refused(refusal);
     if (openCount > 0) {
-      const n = this.nbd?.dropClientsOf(this.name, 'resource demoted with --force') ?? 0;
+      const n = this.export.dropClients('resource demoted with --force');
       this.log.warn({ clients: n }, 'secondary --force: NBD clients cut off');
     }
     this.demoteNow();
@@ -801,54 +798,7 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   clientCount(): number {
-    return this.nbd?.clientsOf(this.name) ?? 0;
-  }
-
-  private async startExport(): Promise<void> {
-    if (this.nbd) return;
-    const server = new NbdServer({ log: this.log.child({ nbd: true }) });
-    const currentTarget = (): BlockTarget => {
-      if (this.nbdExportTarget) return this.nbdExportTarget;
-      // Diskless: the device is the peer's, at the peer's size.
-      const peer = this.readPeer();
-      if (peer?.peerDeviceBytes) return new DisklessTarget(this, peer.peerDeviceBytes);
-      throw new Error(`${this.name} has no disk attached and no UpToDate peer`);
-    };
-    server.exports.add(
-      {
-        name: this.name,
-        description: `urbd resource ${this.name} on ${this.opts.node}`,
-        // The disk behind the export comes and goes with attach and detach. A client only
-        // reaches the target after `unavailable` said yes, which needs an attached disk or
-        // an UpToDate peer to read from.
-        get target(): BlockTarget {
-          return currentTarget();
-        },
-        unavailable: () => this.ioRefusal(),
-      },
-      { isDefault: true },
-    );
-    try {
-      await server.listen({ path: this.exportSocket });
-      this.tcpListeners = [];
-      for (const a of this.host.nbdListen) {
-        this.tcpListeners.push(await server.listen({ host: a.host, port: a.port }));
-      }
-    } catch (err) {
-      await server.close();
-      throw commandError('ERR_LISTEN', `cannot serve ${this.name}: ${(err as Error).message}`);
-    }
-    this.nbd = server;
-    this.changed();
-  }
-
-  private async stopExport(): Promise<void> {
-    const server = this.nbd;
-    if (!server) return;
-    this.nbd = undefined;
-    await server.close();
-    fs.rmSync(this.exportSocket, { force: true });
-    this.tcpListeners = [];
+    return this.export.clientCount();
   }
 
   // ---- state bookkeeping -----------------------------------------------------------------
@@ -956,8 +906,8 @@ export class Resource implements PeerHost, FencingHost {
   status(): ResourceStatus {
     return buildStatus(this, {
       diskPath: this.diskPath,
-      tcpListeners: this.tcpListeners,
-      listening: this.nbd !== undefined,
+      tcpListeners: this.export.tcpListeners,
+      listening: this.export.listening,
     });
   }
 }
