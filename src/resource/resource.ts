@@ -1,11 +1,9 @@
-import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { HostConfig, ResourceConfig } from '../config/index.js';
 import { type Superblock, UUID_JUST_CREATED } from '../meta/store.js';
 import { newCurrentCommand, rotateNewCurrent, withPrimaryBit } from '../meta/uuid.js';
 import { IntervalLock } from '../replication/interval-lock.js';
 import type { TransferLog } from '../replication/transfer-log.js';
-import { type ListenAddress, NbdServer, formatAddress } from '../nbd/index.js';
 import { FileDisk } from '../storage/file-disk.js';
 import { DiskMeta } from './disk-meta.js';
 import { exportSocketPath, metaPathFor } from './paths.js';
@@ -23,21 +21,19 @@ import {
   keepCrashedPrimary,
   persistentFlags,
 } from './states.js';
-import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
+import type { ResourceStatus } from './status.js';
 import { ResourceTarget } from './write-path.js';
-import { DisklessTarget } from './diskless-target.js';
-import { type BlockTarget, TargetError } from '../nbd/target.js';
+import { DeviceExport } from './device-export.js';
+import { TargetError } from '../nbd/target.js';
 import { Peer, type PeerHost } from './peer.js';
 import { SharedListener } from './shared-listener.js';
 import { Cluster, type ClusterSummary, quorumOn } from './cluster.js';
-import { peerLossAction } from './quorum.js';
 import { Fencer, type FencingHost } from './fencing.js';
-import {
-  type HandlerName,
-  type HandlerNode,
-  type HandlerResult,
-  HandlerRunner,
-} from './handlers.js';
+import { PeerLoss } from './peer-loss.js';
+import { IoFreeze } from './io-freeze.js';
+import { buildStatus } from './resource-status.js';
+import { handlerContext } from './handler-context.js';
+import { type HandlerName, type HandlerResult, HandlerRunner } from './handlers.js';
 
 /**
  * A failed admin request, with the exit code urbdadm ends with: 11 for a change the state
@@ -101,17 +97,18 @@ export class Resource implements PeerHost, FencingHost {
   readonly fencer: Fencer;
   /** The handlers { } section's commands (handlers.ts). */
   private handlers: HandlerRunner;
+  /** What became of the writes to a lost data peer (peer-loss.ts). */
+  readonly loss: PeerLoss;
+  /** Suspended application I/O (io-freeze.ts). */
+  readonly freeze: IoFreeze;
   /** Data peers whose outdate through the tiebreaker is pending: writes wait meanwhile. */
-  private readonly outdating = new Set<string>();
   backing: FileDisk | undefined;
   meta: DiskMeta | undefined;
   private appIo = 0;
   private hold: { promise: Promise<void>; release: () => void } | undefined;
-  private nbd: NbdServer | undefined;
-  private tcpListeners: ListenAddress[] = [];
   private queue: Promise<unknown> = Promise.resolve();
-  /** The write path over the attached disk; the export reaches the disk through it. */
-  private nbdExportTarget: ResourceTarget | undefined;
+  /** The NBD export (device-export.ts). */
+  private readonly export: DeviceExport;
 
   constructor(private readonly opts: ResourceOptions) {
     this.name = opts.config.name;
@@ -136,6 +133,13 @@ export class Resource implements PeerHost, FencingHost {
       );
     this.cluster = new Cluster(this);
     this.fencer = new Fencer(this);
+    this.loss = new PeerLoss(this);
+    this.export = new DeviceExport(this, (message) => commandError('ERR_LISTEN', message));
+    this.freeze = new IoFreeze(
+      this,
+      () => this.opts.onChange(this),
+      () => commandError('ERR_IO_NOT_SUSPENDED', `I/O of ${this.name} is not suspended`),
+    );
     this.handlers = this.makeHandlers();
   }
 
@@ -152,34 +156,26 @@ export class Resource implements PeerHost, FencingHost {
    * `peer` when given. Resolves to undefined when the handler is not configured; never rejects.
    */
   runHandler(name: HandlerName, peer?: Peer): Promise<HandlerResult | undefined> {
-    const upToDate = [
-      ...(this.disk === 'UpToDate' ? [this.host] : []),
-      ...this.config.hosts.filter((h) =>
-        this.peers.some((p) => p.name === h.name && p.established && p.disk === 'UpToDate'),
-      ),
-    ];
-    const peerHost = peer ? this.config.hosts.find((h) => h.name === peer.name) : undefined;
-    const node = (h: HostConfig): HandlerNode => ({
-      name: h.name,
-      ...(h.nodeId !== undefined ? { nodeId: h.nodeId } : {}),
-      ...(h.address !== undefined ? { address: h.address } : {}),
-    });
     // adjust may have changed the handlers section or handler-timeout since the last call.
     this.handlers.update({
       commands: this.config.handlers,
       timeoutMs: this.config.options.handlerTimeoutMs,
     });
-    return this.handlers.run(name, {
-      resource: this.name,
-      minor: this.host.device.minor,
-      volume: 0,
-      configFile: this.configFile,
-      ...(this.backing && this.diskPath !== undefined ? { backingDisk: this.diskPath } : {}),
-      me: node(this.host),
-      hosts: this.config.hosts.map(node),
-      ...(peerHost ? { peer: node(peerHost) } : {}),
-      upToDateNodes: upToDate.map((h) => h.name),
-    });
+    return this.handlers.run(
+      name,
+      handlerContext(
+        {
+          name: this.name,
+          config: this.config,
+          host: this.host,
+          disk: this.disk,
+          peers: this.peers,
+          configFile: this.configFile,
+          backingDisk: this.backing ? this.diskPath : undefined,
+        },
+        peer,
+      ),
+    );
   }
 
   hasHandler(name: HandlerName): boolean {
@@ -201,8 +197,8 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   freezeForFencing(frozen: boolean, why?: string): void {
-    if (this.fencingFreeze === frozen) return;
-    this.fencingFreeze = frozen;
+    if (this.freeze.fencingFreeze === frozen) return;
+    this.freeze.fencingFreeze = frozen;
     if (frozen)
       this.log.warn({ why }, 'I/O frozen until fence-peer succeeds (resource-and-stonith)');
     this.changed();
@@ -211,7 +207,7 @@ export class Resource implements PeerHost, FencingHost {
   peerFenced(peer: Peer, disk: 'Outdated' | 'Inconsistent'): void {
     peer.knownOutdated = true;
     if (!peer.established) peer.disk = disk;
-    this.newGenerationWithout(peer);
+    this.loss.newGenerationWithout(peer);
     this.changed();
   }
 
@@ -308,90 +304,9 @@ export class Resource implements PeerHost, FencingHost {
     return this.peers.find((p) => p.canRead);
   }
 
-  /**
-   * A session ended. For a Primary with UpToDate data that lost the data peer receiving its
-   * writes, quorum.ts's peerLossAction says what becomes of the writes that peer did not
-   * confirm: they complete (quorum off, no fencing), wait until the tiebreaker has outdated
-   * the peer, wait for fence-peer, or stay frozen (no quorum, on-no-quorum).
-   */
+  /** A session ended (peer-loss.ts). */
   lostPeer(peer: Peer, wasReplicating: boolean, peerWasUpToDate: boolean): void {
-    this.cluster.peerGone(peer);
-    const meta = this.meta;
-    if (
-      !meta ||
-      !wasReplicating ||
-      this.role !== 'Primary' ||
-      this.disk !== 'UpToDate' ||
-      !peerWasUpToDate
-    ) {
-      this.persistFlags();
-      return;
-    }
-    const action = peerLossAction({
-      ...this.cluster.input(),
-      fencing: this.fencing,
-      lostPeer: peer.name,
-    });
-    this.log.info({ peer: peer.name, action }, 'lost the data peer as Primary');
-    switch (action) {
-      case 'complete':
-        this.newGenerationWithout(peer);
-        break;
-      case 'outdate-through-tiebreaker':
-        this.outdating.add(peer.name);
-        void this.cluster.outdateThroughTiebreaker(peer).then((ok) => {
-          if (!this.outdating.delete(peer.name)) return;
-          if (ok) {
-            peer.knownOutdated = true;
-            if (!peer.established) peer.disk = 'Outdated';
-            this.newGenerationWithout(peer);
-            this.log.info({ peer: peer.name }, 'the lost peer is outdated: writes go on');
-          } else {
-            this.log.warn(
-              { peer: peer.name },
-              'could not outdate the lost peer through the tiebreaker: writes stay frozen until it is back or quorum says otherwise',
-            );
-            this.outdateFailed.add(peer.name);
-          }
-          this.changed();
-        });
-        break;
-      case 'fence':
-        this.fencePeer(peer);
-        break;
-      case 'freeze':
-        break;
-    }
-    this.persistFlags();
-  }
-
-  /** Lost peers that could not be outdated: their writes stay held until they are back. */
-  private readonly outdateFailed = new Set<string>();
-
-  /**
-   * drbd.md §3.5: writes go on without the peer, so they start a new data generation
-   * (unless one is already being tracked, B != 0), to be told apart from anything the peer
-   * does on its own.
-   */
-  private newGenerationWithout(peer: Peer): void {
-    const meta = this.meta;
-    if (!meta) return;
-    const sb = meta.superblock();
-    if (sb.uuids.bitmap === 0n) {
-      meta.store.setUuids(rotateNewCurrent(sb.uuids, true));
-      this.log.info({ peer: peer.name }, 'lost the peer as Primary: new data generation');
-    }
-    this.persistFlags();
-  }
-
-  /**
-   * drbd.md §8.2 case 1: a Primary lost its data peer with fencing on. resource-only goes on
-   * writing while fence-peer runs; resource-and-stonith holds I/O until it succeeds.
-   */
-  private fencePeer(peer: Peer): void {
-    const stonith = this.fencing === 'resource-and-stonith';
-    if (!stonith) this.newGenerationWithout(peer);
-    void this.fencer.fence(peer, stonith);
+    this.loss.lostPeer(peer, wasReplicating, peerWasUpToDate);
   }
 
   clusterState(): ClusterSummary {
@@ -401,11 +316,7 @@ export class Resource implements PeerHost, FencingHost {
   peerViewChanged(peer: Peer): void {
     this.cluster.viewChanged(peer);
     if (peer.established && peer.disk === 'UpToDate') this.fencer.peerUpToDate(peer);
-    if (peer.established) {
-      const a = this.outdateFailed.delete(peer.name);
-      const b = this.outdating.delete(peer.name);
-      if (a || b) this.changed();
-    }
+    if (peer.established && this.loss.peerBack(peer)) this.changed();
   }
 
   outdateRequested(from: Peer, id: number, target: string): void {
@@ -517,7 +428,7 @@ export class Resource implements PeerHost, FencingHost {
   /** `up`: attach the disk (unless diskless) and start serving the export socket. */
   async up(): Promise<void> {
     if (this.diskPath !== undefined) await this.attach();
-    await this.startExport();
+    await this.export.start();
     // drbdadm's up is attach + connect; a resource with no peer in the file stays alone.
     for (const p of this.peers) if (p.address !== undefined) await this.connect(false, p.name);
   }
@@ -527,7 +438,7 @@ export class Resource implements PeerHost, FencingHost {
     await this.secondary(force);
     this.leaveGracefully(this.peers);
     for (const p of this.peers) await p.disconnect('resource going down');
-    await this.stopExport();
+    await this.export.stop();
     if (this.attached) await this.detach();
   }
 
@@ -535,7 +446,7 @@ export class Resource implements PeerHost, FencingHost {
   async shutdown(): Promise<void> {
     this.cluster.shutdown();
     void this.handlers.shutdown();
-    await this.stopExport();
+    await this.export.stop();
     for (const p of this.peers) await p.disconnect('urbd stopping');
     if (this.role === 'Primary') this.demoteNow();
     if (this.attached) await this.closeDisk();
@@ -588,7 +499,7 @@ export class Resource implements PeerHost, FencingHost {
     // as Primary is cleared now that this node is Secondary, so a later crash here does
     // not count as a crashed Primary again.
     this.persistFlags();
-    this.nbdExportTarget = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
+    this.export.target = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
     this.log.info(
       {
         disk: diskPath,
@@ -639,7 +550,7 @@ export class Resource implements PeerHost, FencingHost {
     const meta = this.meta;
     this.backing = undefined;
     this.meta = undefined;
-    this.nbdExportTarget = undefined;
+    this.export.target = undefined;
     this.disk = 'Diskless';
     for (const p of this.peers) p.disk = 'DUnknown';
     if (backing) {
@@ -777,11 +688,11 @@ export class Resource implements PeerHost, FencingHost {
 
   async secondary(force: boolean): Promise<void> {
     if (this.role === 'Secondary') return;
-    const openCount = this.clientCount();
+    const openCount = this.export.clientCount();
     const refusal = decideDemote({ role: this.role, openCount, force });
     if (refusal) throw refused(refusal);
     if (openCount > 0) {
-      const n = this.nbd?.dropClientsOf(this.name, 'resource demoted with --force') ?? 0;
+      const n = this.export.dropClients('resource demoted with --force');
       this.log.warn({ clients: n }, 'secondary --force: NBD clients cut off');
     }
     this.demoteNow();
@@ -857,7 +768,8 @@ export class Resource implements PeerHost, FencingHost {
 
   /** ioRefusal as the error a client gets: not writable here, or no data to serve. */
   ioDenied(): TargetError | undefined {
-    if (this.noQuorum && (this.config.options.onNoQuorum === 'io-error' || this.quorumResumed)) {
+    const f = this.freeze;
+    if (f.noQuorum && (this.config.options.onNoQuorum === 'io-error' || f.quorumResumed)) {
       return new TargetError('EIO', `${this.name}: ${this.cluster.verdict.reason}`);
     }
     const refusal = this.ioRefusal();
@@ -886,54 +798,7 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   clientCount(): number {
-    return this.nbd?.clientsOf(this.name) ?? 0;
-  }
-
-  private async startExport(): Promise<void> {
-    if (this.nbd) return;
-    const server = new NbdServer({ log: this.log.child({ nbd: true }) });
-    const currentTarget = (): BlockTarget => {
-      if (this.nbdExportTarget) return this.nbdExportTarget;
-      // Diskless: the device is the peer's, at the peer's size.
-      const peer = this.readPeer();
-      if (peer?.peerDeviceBytes) return new DisklessTarget(this, peer.peerDeviceBytes);
-      throw new Error(`${this.name} has no disk attached and no UpToDate peer`);
-    };
-    server.exports.add(
-      {
-        name: this.name,
-        description: `urbd resource ${this.name} on ${this.opts.node}`,
-        // The disk behind the export comes and goes with attach and detach. A client only
-        // reaches the target after `unavailable` said yes, which needs an attached disk or
-        // an UpToDate peer to read from.
-        get target(): BlockTarget {
-          return currentTarget();
-        },
-        unavailable: () => this.ioRefusal(),
-      },
-      { isDefault: true },
-    );
-    try {
-      await server.listen({ path: this.exportSocket });
-      this.tcpListeners = [];
-      for (const a of this.host.nbdListen) {
-        this.tcpListeners.push(await server.listen({ host: a.host, port: a.port }));
-      }
-    } catch (err) {
-      await server.close();
-      throw commandError('ERR_LISTEN', `cannot serve ${this.name}: ${(err as Error).message}`);
-    }
-    this.nbd = server;
-    this.changed();
-  }
-
-  private async stopExport(): Promise<void> {
-    const server = this.nbd;
-    if (!server) return;
-    this.nbd = undefined;
-    await server.close();
-    fs.rmSync(this.exportSocket, { force: true });
-    this.tcpListeners = [];
+    return this.export.clientCount();
   }
 
   // ---- state bookkeeping -----------------------------------------------------------------
@@ -944,7 +809,7 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   /** drbd.md §2.5: the persistent flags follow the state after every change. */
-  private persistFlags(): void {
+  persistFlags(): void {
     const meta = this.meta;
     if (!meta) return;
     const peer = this.dataPeer;
@@ -983,7 +848,7 @@ export class Resource implements PeerHost, FencingHost {
   changed(): void {
     const q = this.cluster.evaluate();
     if (q.lostNow && this.role === 'Primary') this.quorumLost();
-    this.checkSuspension();
+    this.freeze.checkSuspension();
     // A metadata disk that already failed was reported once; every state change (each peer
     // state message among them) trying it again would only repeat that in the log.
     if (this.meta?.failure == null) {
@@ -1023,201 +888,26 @@ export class Resource implements PeerHost, FencingHost {
 
   private lastIoErrorCall = -Infinity;
 
-  // ---- suspended I/O ----------------------------------------------------------------------
-
-  private suspension: { promise: Promise<void>; release: () => void } | undefined;
-  /** `resume-io` ended a suspension while no data was reachable: fail until it is again. */
-  private ioResumed = false;
-  /** `resume-io` ended a quorum suspension: fail until quorum is back. */
-  private quorumResumed = false;
-  /** resource-and-stonith: fence-peer runs or failed; I/O waits for it (or resume-io). */
-  private fencingFreeze = false;
-
-  private get dataReachable(): boolean {
-    return this.disk === 'UpToDate' || this.readPeer() !== undefined;
-  }
-
-  /** A Primary whose partition has no quorum (drbd.md §8.4). */
-  private get noQuorum(): boolean {
-    return this.role === 'Primary' && quorumOn(this.config) && !this.cluster.verdict.quorum;
-  }
+  // ---- suspended I/O (io-freeze.ts) -------------------------------------------------------
 
   /**
-   * Why application I/O is held now, if it is: each reason ends by itself (data or quorum
-   * back, the lost peer outdated, fence-peer done) or through `resume-io` / a demotion.
-   *   - on-no-data-accessible suspend-io and no UpToDate data reachable (drbd.md §1.3);
-   *   - on-no-quorum suspend-io and no quorum (§8.4);
-   *   - a lost data peer not yet outdated through the tiebreaker (cluster.ts);
-   *   - resource-and-stonith while fence-peer has not succeeded (§8.1).
-   */
-  private freezeReason(): string | undefined {
-    if (this.role !== 'Primary') return undefined;
-    const o = this.config.options;
-    if (o.onNoDataAccessible === 'suspend-io' && !this.ioResumed && !this.dataReachable) {
-      return 'no UpToDate data reachable (on-no-data-accessible suspend-io)';
-    }
-    if (this.noQuorum) {
-      // io-error: requests fail at once (ioDenied) instead of waiting for anything else.
-      if (o.onNoQuorum !== 'suspend-io' || this.quorumResumed) return undefined;
-      return `${this.cluster.verdict.reason} (on-no-quorum suspend-io)`;
-    }
-    if (this.outdating.size > 0 || this.outdateFailed.size > 0) {
-      return `waiting until ${[...this.outdating, ...this.outdateFailed].join(', ')} is outdated through the tiebreaker`;
-    }
-    if (this.fencingFreeze) {
-      const why = this.fencer.lastFailure;
-      return `fence-peer has not succeeded${why ? ` (${why})` : ''}: fencing resource-and-stonith holds I/O`;
-    }
-    return undefined;
-  }
-
-  /**
-   * While application I/O is held (freezeReason), a promise that resolves when requests
-   * should be tried again; changes then run again from the start, local copy included.
+   * While application I/O is held, a promise that resolves when requests should be tried
+   * again.
    */
   ioSuspended(): Promise<void> | undefined {
-    if (this.suspension) return this.suspension.promise;
-    const why = this.freezeReason();
-    if (why === undefined) return undefined;
-    let release!: () => void;
-    const promise = new Promise<void>((r) => (release = r));
-    this.suspension = { promise, release };
-    this.log.warn({ why }, 'I/O suspended');
-    this.opts.onChange(this);
-    return promise;
+    return this.freeze.ioSuspended();
   }
 
-  private checkSuspension(): void {
-    if (this.dataReachable) this.ioResumed = false;
-    if (!this.noQuorum) this.quorumResumed = false;
-    const s = this.suspension;
-    if (!s || this.freezeReason() !== undefined) return;
-    this.suspension = undefined;
-    this.log.info('I/O resumed');
-    s.release();
-  }
-
-  /**
-   * `resume-io`: a fencing freeze thaws (I/O goes on: the admin takes over fence-peer's
-   * job, as with DRBD); requests held for want of data or quorum fail now (EIO), and so do
-   * new ones until data or quorum is back.
-   */
+  /** `resume-io` (io-freeze.ts). */
   resumeIo(): void {
-    const s = this.suspension;
-    if (!s && !this.fencingFreeze) {
-      throw commandError('ERR_IO_NOT_SUSPENDED', `I/O of ${this.name} is not suspended`);
-    }
-    const writesGoOnWithoutPeer =
-      this.fencingFreeze || this.outdating.size > 0 || this.outdateFailed.size > 0;
-    if (this.fencingFreeze) {
-      this.fencingFreeze = false;
-      this.log.warn('resume-io: fencing freeze lifted by the admin');
-    }
-    if (!this.dataReachable) this.ioResumed = true;
-    if (this.noQuorum) this.quorumResumed = true;
-    if (this.outdating.size > 0 || this.outdateFailed.size > 0) {
-      this.log.warn(
-        { peers: [...this.outdating, ...this.outdateFailed] },
-        'resume-io: writes go on without the lost peer being outdated',
-      );
-      this.outdating.clear();
-      this.outdateFailed.clear();
-    }
-    // The writes from here on are ones the lost peer never gets: a new data generation, as
-    // when fence-peer or the tiebreaker outdated it (DRBD's NEW_CUR_UUID at resume-io).
-    // Without it a peer promoted meanwhile (rotated, its bitmap UUID our current) would make
-    // this node a plain SyncTarget at the reconnect, its writes overwritten with no split
-    // brain seen.
-    const peer = this.dataPeer;
-    if (
-      writesGoOnWithoutPeer &&
-      this.role === 'Primary' &&
-      this.disk === 'UpToDate' &&
-      peer !== undefined &&
-      !peer.established
-    ) {
-      this.newGenerationWithout(peer);
-    }
-    this.suspension = undefined;
-    if (s) this.log.warn('resume-io: suspended requests are retried or fail with EIO');
-    s?.release();
-    this.changed();
+    this.freeze.resumeIo();
   }
 
   status(): ResourceStatus {
-    const meta = this.meta;
-    const sb = meta?.superblock();
-    const outOfSync = meta ? meta.outOfSyncBytes() : 0;
-    const refusal = this.ioRefusal();
-    const device: DeviceStatus = {
-      volume: 0,
-      minor: this.host.device.minor,
-      device: this.host.device.path,
-      diskState: this.disk,
-      size: sb?.sizeBytes ?? this.readPeer()?.peerDeviceBytes ?? 0,
-      outOfSync,
-      alActive: meta ? meta.al.activeExtents().length : 0,
-      alExtents: this.config.disk.alExtents,
-      alStats: meta ? { ...meta.al.stats } : undefined,
-      crashedPrimary: sb?.flags.crashedPrimary ?? false,
-      statistics: {
-        read: this.backing?.io.readBytes ?? 0,
-        written: this.backing?.io.writtenBytes ?? 0,
-        alWrites: meta?.al.stats.transactions ?? 0,
-        bmWrites: meta?.bmWrites ?? 0,
-        lowerPending: this.backing?.pending ?? 0,
-      },
-      disk: this.diskPath,
-      metaDisk: this.metaPath,
-      export: {
-        socket: this.exportSocket,
-        tcp: this.tcpListeners.map(formatAddress),
-        listening: this.nbd !== undefined,
-        serving: this.nbd !== undefined && refusal === undefined,
-        clients: this.clientCount(),
-        refusal,
-      },
-    };
-    const peers: PeerStatus[] = this.peers.map((p) => ({
-      name: p.name,
-      nodeId: p.nodeId,
-      connection: p.connection,
-      role: p.role,
-      peerDisk: p.disk,
-      replication: p.replication,
-      outOfSync,
-      statistics: p.statistics(),
-      sync: p.progress(),
-      lastError: p.lastError,
-      paused: p.userPaused || p.peerPaused,
-      resyncSuspended: [
-        ...(p.userPaused ? (['user'] as const) : []),
-        ...(p.peerPaused ? (['peer'] as const) : []),
-      ],
-      diskful: p.diskful,
-      knownOutdated: p.knownOutdated,
-      quorum: p.view && p.established ? p.view.quorum : null,
-      mayPromote:
-        p.view && p.established
-          ? { may: p.view.promotable === '', reason: p.view.promotable }
-          : { may: null, reason: 'not connected' },
-    }));
-    const promo = this.cluster.promotion(false);
-    return {
-      name: this.name,
-      node: this.opts.node,
-      nodeId: this.host.nodeId,
-      role: this.role,
-      suspended: this.suspension !== undefined,
-      suspendedReason: this.suspension ? this.freezeReason() : undefined,
-      quorum: {
-        enabled: quorumOn(this.config),
-        quorum: this.cluster.verdict.quorum,
-        reason: this.cluster.verdict.reason,
-      },
-      mayPromote: { may: promo.may, reason: promo.reason },
-      device,
-      peers,
-    };
+    return buildStatus(this, {
+      diskPath: this.diskPath,
+      tcpListeners: this.export.tcpListeners,
+      listening: this.export.listening,
+    });
   }
 }
