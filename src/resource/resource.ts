@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { HostConfig, ResourceConfig } from '../config/index.js';
-import { type Superblock, UUID_JUST_CREATED } from '../meta/store.js';
-import { newCurrentCommand, rotateNewCurrent, withPrimaryBit } from '../meta/uuid.js';
+import type { Superblock } from '../meta/store.js';
+import { newCurrentCommand, withPrimaryBit } from '../meta/uuid.js';
 import { IntervalLock } from '../replication/interval-lock.js';
 import type { TransferLog } from '../replication/transfer-log.js';
 import { FileDisk } from '../storage/file-disk.js';
@@ -10,13 +10,11 @@ import { exportSocketPath, metaPathFor } from './paths.js';
 import {
   type DiskState,
   type Fencing,
-  type Refusal,
   type Role,
   decideDemote,
   decideDetach,
   decideOutdate,
   crashDealtWith,
-  decidePromote,
   diskStateOnAttach,
   keepCrashedPrimary,
   persistentFlags,
@@ -34,32 +32,10 @@ import { IoFreeze } from './io-freeze.js';
 import { buildStatus } from './resource-status.js';
 import { handlerContext } from './handler-context.js';
 import { type HandlerName, type HandlerResult, HandlerRunner } from './handlers.js';
+import { AdminError, commandError, refused } from './admin-error.js';
+import { promote } from './promotion.js';
 
-/**
- * A failed admin request, with the exit code urbdadm ends with: 11 for a change the state
- * rules refused (drbdsetup's "State change failed", `code` is the SS_* name), 10 for a
- * command that could not be carried out (`code` is ERR_*). The message is one line.
- */
-export class AdminError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly exitCode: 10 | 11,
-  ) {
-    super(message);
-    this.name = 'AdminError';
-  }
-}
-
-/** A refusal from the rules in states.ts. */
-function refused(r: Refusal): AdminError {
-  return new AdminError(r.code, r.message, 11);
-}
-
-/** A command that failed for a reason other than the state rules. */
-export function commandError(code: string, message: string): AdminError {
-  return new AdminError(code, message, 10);
-}
+export { AdminError, commandError } from './admin-error.js';
 
 export interface ResourceOptions {
   config: ResourceConfig;
@@ -250,7 +226,7 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   /** Connected to the data peer (a tiebreaker's link does not count). */
-  private get connected(): boolean {
+  get connected(): boolean {
     return this.dataPeer?.connection === 'Connected';
   }
 
@@ -576,114 +552,13 @@ export class Resource implements PeerHost, FencingHost {
       this.promoting = true;
       try {
         await Promise.all(this.peers.map((p) => p.resyncReadyForLocalWrites()));
-        await this.promote(force);
+        await promote(this, force);
       } finally {
         this.promoting = false;
       }
       return;
     }
-    await this.promote(force);
-  }
-
-  private async promote(force: boolean): Promise<void> {
-    if (this.role === 'Primary') return;
-    if (this.tiebreaker) {
-      throw new AdminError(
-        'SS_NO_UP_TO_DATE_DISK',
-        `State change failed: ${this.node} is a diskless tiebreaker of ${this.name}: it holds no data`,
-        11,
-      );
-    }
-    // drbd.md §8.4: with quorum on, a node may be promoted only while its partition has
-    // quorum; --force overrides the disk state, never quorum (as in DRBD 9).
-    if (quorumOn(this.config) && !this.cluster.verdict.quorum) {
-      throw new AdminError(
-        'SS_NO_QUORUM',
-        `State change failed: ${this.cluster.verdict.reason}`,
-        11,
-      );
-    }
-    const peer = this.dataPeer;
-    const decide = (): ReturnType<typeof decidePromote> =>
-      decidePromote({
-        role: this.role,
-        disk: this.disk,
-        connected: this.connected,
-        peerRole: peer?.role ?? 'Unknown',
-        peerDisk: peer?.disk ?? 'DUnknown',
-        allowTwoPrimaries: this.config.net.allowTwoPrimaries,
-        fencing: this.fencing,
-        force,
-      });
-    // drbd.md §2.9 / §8.2 case 2: a disconnected node whose peer is not known Outdated runs
-    // fence-peer before it takes the Primary role; a fenced peer lets Consistent data count
-    // as UpToDate. If fencing fails, only --force promotes ("forced into split brain").
-    if (
-      peer !== undefined &&
-      this.fencing !== 'dont-care' &&
-      !this.connected &&
-      !peer.knownOutdated &&
-      (this.disk === 'UpToDate' || this.disk === 'Consistent')
-    ) {
-      const r = await this.fencer.fence(peer, false);
-      if (r === 'self-outdated') {
-        throw new AdminError(
-          'SS_NO_UP_TO_DATE_DISK',
-          `State change failed: fence-peer says ${peer.name} is Primary; ${this.node} is Outdated now`,
-          11,
-        );
-      }
-      if (r === 'peer-fenced' && this.disk === 'Consistent') this.setDisk('UpToDate');
-      if (r !== 'peer-fenced' && force) {
-        this.log.error(
-          { peer: peer.name },
-          'fence-peer did not outdate the peer; --force: forced into split brain situation',
-        );
-      }
-    }
-    const decision = decide();
-    if ('code' in decision) throw refused(decision);
-    const meta = this.meta;
-    if (!meta) {
-      // Diskless: no generation of our own; the data and its UUIDs are the peer's.
-      this.role = 'Primary';
-      this.log.info('promoted to Primary (diskless: reads and writes go to the peer)');
-      for (const p of this.peers) p.sendState();
-      this.changed();
-      return;
-    }
-    const sb = meta.superblock();
-    // drbd.md §2.9 step 3: a promotion that nobody else can follow starts a new data
-    // generation, so the writes from here on are told apart from the peer's at reconnect.
-    const newGeneration = decision.forced || (!this.connected && sb.uuids.bitmap === 0n);
-    const uuids = newGeneration
-      ? rotateNewCurrent(sb.uuids, true)
-      : { ...sb.uuids, current: withPrimaryBit(sb.uuids.current, true) };
-    if (newGeneration && sb.uuids.bitmap !== 0n && sb.uuids.bitmap !== UUID_JUST_CREATED) {
-      this.log.warn(
-        { bitmapUuid: sb.uuids.bitmap.toString(16) },
-        'new current UUID overwrites a non-zero bitmap UUID',
-      );
-    }
-    meta.store.setUuids(uuids);
-    // A crashed-primary flag goes with a new generation: it only ever steers a handshake
-    // between equal current UUIDs, and from here the crashed tail is in the bitmap, tracked
-    // against the old generation (now B), so bitmap-self sends it to a peer still at the old one.
-    if (newGeneration && sb.flags.crashedPrimary) {
-      meta.store.setFlags({ crashedPrimary: false });
-      this.log.info('crashed-primary cleared: promoted into a new data generation');
-    }
-    if (decision.forced) this.disk = 'UpToDate';
-    this.role = 'Primary';
-    this.persistFlags();
-    this.log.info({ forced: decision.forced, newGeneration }, 'promoted to Primary');
-    // drbd.md §2.9: a forced promotion while connected sends the new UUIDs, and the peer's
-    // data is judged against them again (a fresh peer then gets its initial full sync).
-    for (const p of this.peers) {
-      if (newGeneration) p.uuidsChanged(false);
-      else p.sendState();
-    }
-    this.changed();
+    await promote(this, force);
   }
 
   async secondary(force: boolean): Promise<void> {
