@@ -16,6 +16,7 @@
 import type { Peer } from './peer.js';
 import type { SeenNode, State, OutdateRecord } from '../replication/schema.js';
 import {
+  initialLost,
   nextLost,
   promotionVerdict,
   type QuorumInput,
@@ -28,7 +29,6 @@ import type { Logger } from 'pino';
 
 /** What the cluster logic needs of its resource. */
 export interface ClusterHost {
-  readonly name: string;
   readonly node: string;
   readonly config: ResourceConfig;
   readonly role: Role;
@@ -36,11 +36,8 @@ export interface ClusterHost {
   readonly diskful: boolean;
   readonly peers: readonly Peer[];
   readonly log: Logger;
-  /** The resource has more than two nodes and this one is diskless. */
-  readonly tiebreaker: boolean;
   /** Marks the local disk Outdated, durably (an outdate order reached this node). */
   outdateSelf(why: string): void;
-  changed(): void;
 }
 
 export type ClusterSummary = Pick<State, 'quorum' | 'sees' | 'promotable' | 'outdated' | 'leaving'>;
@@ -80,7 +77,7 @@ export class Cluster {
   private lastSent = '';
 
   constructor(private readonly host: ClusterHost) {
-    this.lost = quorumOn(host.config);
+    this.lost = initialLost(host.config.options.quorum);
     this.verdict = quorumVerdict(this.input());
   }
 
@@ -108,7 +105,7 @@ export class Cluster {
    * Recomputes the verdict after a change. Returns true when quorum was just lost (the
    * caller runs the quorum-lost handler and publishes an event).
    */
-  evaluate(): { lostNow: boolean; gainedNow: boolean } {
+  evaluate(): { lostNow: boolean } {
     const before = this.verdict.quorum;
     const input = this.input();
     this.verdict = quorumVerdict(input);
@@ -119,7 +116,7 @@ export class Cluster {
     } else if (!before && now && quorumOn(this.host.config)) {
       this.host.log.info('quorum: yes');
     }
-    return { lostNow: before && !now, gainedNow: !before && now };
+    return { lostNow: before && !now };
   }
 
   /** Whether this node may be promoted now and if not, why (status and `primary`). */
