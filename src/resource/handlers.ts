@@ -11,10 +11,15 @@
  *   - Each script runs in its own process group (detached), so the daemon's signals do not
  *     reach it and the group can be killed as one; `shutdown()` kills every running one.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { HandlerName } from '../config/schema.js';
 import type { Address } from '../config/types.js';
+import {
+  type CommandResult,
+  describeResult,
+  failedCommand,
+  ShellCommands,
+} from './shell-command.js';
 
 export type { HandlerName } from '../config/schema.js';
 
@@ -46,20 +51,11 @@ export interface HandlerContext {
   upToDateNodes?: readonly string[];
 }
 
-export interface HandlerResult {
+export interface HandlerResult extends CommandResult {
   name: HandlerName;
-  /** null when the script was killed by a signal or could not be started. */
-  exitCode: number | null;
-  signal: string | null;
-  /** Killed after handler-timeout; a timed-out handler failed whatever it exited with. */
-  timedOut: boolean;
-  durationMs: number;
-  /** The tail of stdout, then the tail of stderr (at most OUTPUT_TAIL bytes each). */
-  output: string;
 }
 
-/** Bytes kept of each of stdout and stderr. */
-export const OUTPUT_TAIL = 4096;
+export { describeResult, OUTPUT_TAIL } from './shell-command.js';
 
 /** Variables this module sets; inherited ones with these names or prefixes are dropped. */
 const OWN_VARIABLE = /^(DRBD_|UP_TO_DATE_NODES$)/;
@@ -138,19 +134,6 @@ export function buildHandlerEnv(ctx: HandlerContext): Record<string, string> {
   return env;
 }
 
-/** Keeps the last `max` bytes written to it. */
-class Tail {
-  private buf = Buffer.alloc(0);
-  constructor(private readonly max: number) {}
-  push(chunk: Buffer): void {
-    this.buf = Buffer.concat([this.buf, chunk]);
-    if (this.buf.length > this.max) this.buf = this.buf.subarray(this.buf.length - this.max);
-  }
-  text(): string {
-    return this.buf.toString('utf8').trimEnd();
-  }
-}
-
 export interface HandlerRunnerOptions {
   /** The resource's handlers section: handler name → shell command. */
   commands: Record<string, string>;
@@ -163,34 +146,21 @@ export interface HandlerRunnerOptions {
   shell?: string;
 }
 
-interface Running {
-  name: HandlerName;
-  pgid: number;
-  /** Starts killing the group (SIGTERM, SIGKILL after the grace period). */
-  kill(why: 'timeout' | 'shutdown'): void;
-  done: Promise<HandlerResult>;
-}
-
-/** How long output may still arrive on the pipes after the shell exited. */
-const DRAIN_MS = 500;
-/** How often a killed group is checked for survivors. */
-const POLL_MS = 50;
-
 export class HandlerRunner {
   private commands: Record<string, string>;
   private timeoutMs: number;
   private readonly log: Logger;
-  private readonly killGraceMs: number;
-  private readonly shell: string;
-  private readonly running = new Set<Running>();
-  private stopping = false;
+  private readonly shell: ShellCommands;
 
   constructor(opts: HandlerRunnerOptions) {
     this.commands = { ...opts.commands };
     this.timeoutMs = opts.timeoutMs;
     this.log = opts.log;
-    this.killGraceMs = opts.killGraceMs ?? 2000;
-    this.shell = opts.shell ?? '/bin/sh';
+    this.shell = new ShellCommands({
+      killGraceMs: opts.killGraceMs,
+      shell: opts.shell,
+      stoppingText: 'not run: urbd is stopping',
+    });
   }
 
   /** New commands or timeout (adjust); handlers already running keep theirs. */
@@ -201,7 +171,7 @@ export class HandlerRunner {
 
   /** Process group ids of the handlers running now. */
   runningGroups(): number[] {
-    return [...this.running].map((r) => r.pgid);
+    return this.shell.runningGroups();
   }
 
   /**
@@ -219,164 +189,26 @@ export class HandlerRunner {
     if (command === undefined) return undefined;
     const started = performance.now();
     let result: HandlerResult;
-    if (this.stopping) {
-      result = failed(name, 0, 'not run: urbd is stopping');
-    } else {
-      try {
-        const env: Record<string, string> = {};
-        for (const [k, v] of Object.entries(process.env)) {
-          if (v !== undefined && !OWN_VARIABLE.test(k)) env[k] = v;
-        }
-        Object.assign(env, buildHandlerEnv(ctx), extraEnv);
-        result = await this.spawnAndWait(name, command, env, started);
-      } catch (err) {
-        // Not expected (spawnAndWait turns its failures into results), but a handler call
-        // must not take the state machine down with it.
-        result = failed(name, performance.now() - started, `not run: ${(err as Error).message}`);
+    try {
+      const env: Record<string, string> = {};
+      for (const [k, v] of Object.entries(process.env)) {
+        if (v !== undefined && !OWN_VARIABLE.test(k)) env[k] = v;
       }
+      Object.assign(env, buildHandlerEnv(ctx), extraEnv);
+      result = { name, ...(await this.shell.run(command, env, this.timeoutMs)) };
+    } catch (err) {
+      // Not expected (run turns its failures into results), but a handler call must not
+      // take the state machine down with it.
+      const why = `not run: ${(err as Error).message}`;
+      result = { name, ...failedCommand(performance.now() - started, why) };
     }
     this.logResult(result, ctx, command);
     return result;
   }
 
   /** Kills every running handler's process group and waits until each call has settled. */
-  async shutdown(): Promise<void> {
-    this.stopping = true;
-    const all = [...this.running];
-    for (const r of all) r.kill('shutdown');
-    await Promise.all(all.map((r) => r.done));
-  }
-
-  private spawnAndWait(
-    name: HandlerName,
-    command: string,
-    env: Record<string, string>,
-    started: number,
-  ): Promise<HandlerResult> {
-    const elapsed = (): number => Math.round(performance.now() - started);
-    let child: ChildProcess;
-    try {
-      // stdin is /dev/null: a handler must not wait for input. detached: its own process
-      // group, so the group can be killed as a whole.
-      child = spawn(this.shell, ['-c', command], {
-        env,
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-    } catch (err) {
-      return Promise.resolve(failed(name, elapsed(), `could not start: ${(err as Error).message}`));
-    }
-    const stdout = new Tail(OUTPUT_TAIL);
-    const stderr = new Tail(OUTPUT_TAIL);
-    child.stdout!.on('data', (c: Buffer) => stdout.push(c));
-    child.stderr!.on('data', (c: Buffer) => stderr.push(c));
-    const pgid = child.pid;
-
-    let exited: { code: number | null; signal: string | null } | undefined;
-    let drained = false;
-    let timedOut = false;
-    /** Set once the group is being killed (timeout or shutdown). */
-    let killing = false;
-    /** The group has been sent SIGKILL, or was found empty: nothing of it can linger. */
-    let groupDone = false;
-    let settled = false;
-    const timers = new Set<NodeJS.Timeout>();
-    const later = (ms: number, fn: () => void): void => {
-      if (settled) return;
-      const t = setTimeout(() => {
-        timers.delete(t);
-        fn();
-      }, ms);
-      timers.add(t);
-    };
-
-    let resolveDone!: (r: HandlerResult) => void;
-    const done = new Promise<HandlerResult>((resolve) => (resolveDone = resolve));
-
-    const settle = (r: HandlerResult): void => {
-      if (settled) return;
-      settled = true;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      child.stdout!.destroy();
-      child.stderr!.destroy();
-      this.running.delete(entry);
-      resolveDone(r);
-    };
-
-    /** Sends `sig` to the whole group; false once nobody is left in it (ESRCH). */
-    const signalGroup = (sig: NodeJS.Signals | 0): boolean => {
-      if (pgid === undefined || groupDone) return false;
-      try {
-        process.kill(-pgid, sig);
-        return true;
-      } catch {
-        groupDone = true;
-        return false;
-      }
-    };
-
-    /** Done once the shell has exited, its output is read, and a killed group is gone. */
-    const maybeSettle = (): void => {
-      if (!exited || !drained || (killing && !groupDone)) return;
-      settle({
-        name,
-        exitCode: exited.code,
-        signal: exited.signal,
-        timedOut,
-        durationMs: elapsed(),
-        output: [stdout.text(), stderr.text()].filter((t) => t !== '').join('\n'),
-      });
-    };
-
-    /** While killing: look for survivors until the group is empty or SIGKILL went out. */
-    const poll = (): void => {
-      signalGroup(0);
-      if (groupDone) maybeSettle();
-      else later(POLL_MS, poll);
-    };
-
-    const kill = (why: 'timeout' | 'shutdown'): void => {
-      if (killing || settled) return;
-      // A handler that exited by itself before its time is not killed for the timeout; at
-      // shutdown whatever it left in its group goes too.
-      if (exited && why === 'timeout') return;
-      killing = true;
-      timedOut = why === 'timeout';
-      signalGroup('SIGTERM');
-      later(this.killGraceMs, () => {
-        signalGroup('SIGKILL');
-        groupDone = true;
-        maybeSettle();
-      });
-      poll();
-    };
-
-    const entry: Running = { name, pgid: pgid ?? -1, kill, done };
-    if (pgid !== undefined) {
-      this.running.add(entry);
-      later(this.timeoutMs, () => kill('timeout'));
-    }
-
-    child.on('error', (err) => {
-      // A shell that cannot be started (ENOENT, EACCES): there is no process.
-      if (pgid === undefined) settle(failed(name, elapsed(), `could not start: ${err.message}`));
-    });
-    child.on('exit', (code, signal) => {
-      exited = { code, signal };
-      // Output still in the pipes arrives before 'close'; a background child that keeps
-      // the pipes open must not hold the result back, so wait for it only briefly.
-      later(DRAIN_MS, () => {
-        drained = true;
-        maybeSettle();
-      });
-      maybeSettle();
-    });
-    child.on('close', () => {
-      drained = true;
-      maybeSettle();
-    });
-    return done;
+  shutdown(): Promise<void> {
+    return this.shell.shutdown();
   }
 
   private logResult(r: HandlerResult, ctx: HandlerContext, command: string): void {
@@ -394,33 +226,6 @@ export class HandlerRunner {
     const ok = r.exitCode === 0 && !r.timedOut;
     this.log[ok ? 'info' : 'warn'](fields, `handler ${r.name}: ${describeResult(r)}`);
   }
-}
-
-function failed(name: HandlerName, durationMs: number, why: string): HandlerResult {
-  return {
-    name,
-    exitCode: null,
-    signal: null,
-    timedOut: false,
-    durationMs: Math.round(durationMs),
-    output: why,
-  };
-}
-
-/** One line about how a handler ended, for logs and messages. */
-export function describeResult(r: HandlerResult): string {
-  if (r.timedOut) {
-    return `timed out after ${(r.durationMs / 1000).toFixed(1)} s and was killed`;
-  }
-  if (r.signal !== null) return `killed by ${r.signal}`;
-  if (r.exitCode === null) return oneLine(r.output) || 'could not start';
-  const hint =
-    r.exitCode === 127 ? ' (command not found)' : r.exitCode === 126 ? ' (not executable)' : '';
-  return `exit code ${r.exitCode}${hint}`;
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, '; ').trim();
 }
 
 // ---- fence-peer's exit code (drbd.md §8.2; kernel drbd_nl.c conn_try_outdate_peer) ----------
