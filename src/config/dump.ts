@@ -1,6 +1,7 @@
 // `urbdadm dump`: the effective configuration in drbd.conf syntax, like `drbdadm dump`, with
 // includes expanded, `common` folded into each resource and every default written out, so an
 // admin sees exactly what the daemon will use. Parsing the output gives the same typed result.
+import { formatFailover } from './failover.js';
 import { handlerInertReason, inertReason } from './inert.js';
 import { resourceFor } from './lookup.js';
 import { DUMP_SECTIONS, quote, quoteIfNeeded } from './schema.js';
@@ -26,7 +27,7 @@ function inert(line: string, reason: string | undefined): string {
   return reason === undefined ? line : `${line} # ignored by urbd: ${reason}`;
 }
 
-function dumpHost(h: HostConfig): string[] {
+function dumpHost(h: HostConfig, res: ResourceConfig): string[] {
   const lines = [`${I}on ${h.name} {`];
   if (h.nodeId !== undefined) lines.push(`${I}${I}node-id ${h.nodeId};`);
   if (h.address !== undefined) lines.push(`${I}${I}address ${formatAddress(h.address)};`);
@@ -37,6 +38,8 @@ function dumpHost(h: HostConfig): string[] {
     lines.push(`${I}${I}meta-disk ${quoteIfNeeded(h.metaDisk)}${index};`);
   }
   for (const l of h.nbdListen) lines.push(`${I}${I}nbd-listen ${formatAddress(l)};`);
+  const own = res.failover?.hosts[h.name];
+  if (own !== undefined) lines.push(...formatFailover(own, `${I}${I}`, false));
   lines.push(`${I}}`);
   return lines;
 }
@@ -66,7 +69,13 @@ function dumpResource(res: ResourceConfig, ignored: IgnoredOption[]): string[] {
       }
     }
   }
-  for (const h of res.hosts) lines.push(...dumpHost(h));
+  // urbd-failover's section (urbd itself does not read it): the resource's with every
+  // default written out, each host's own values inside its `on` section.
+  if (res.failover !== undefined) {
+    const base = res.failover.resource ?? { source: res.source, settings: {}, services: [] };
+    lines.push(...formatFailover(base, I, true));
+  }
+  for (const h of res.hosts) lines.push(...dumpHost(h, res));
   for (const e of ignored) {
     if (e.where === where || e.where.startsWith(`${where} `)) lines.push(ignoredLine(e, I));
   }

@@ -53,6 +53,8 @@ export interface RawHost {
   fields: HostFields;
   /** Options from the host's own disk/net sections, before hoist(). */
   scope: Scope;
+  /** The host's own `failover { }` section (per-node values), read once hosts are known. */
+  failover?: Statement;
 }
 
 export interface RawResource {
@@ -65,6 +67,8 @@ export interface RawResource {
   connections: Scope[];
   /** The first `volume N` seen; urbd serves one volume per resource. */
   volume?: Token;
+  /** The resource's `failover { }` section, read once hosts are known. */
+  failover?: Statement;
 }
 
 const MINOR_MAX = (1 << 20) - 1;

@@ -27,3 +27,13 @@ export type {
   StartupOptions,
   UrbdConfig,
 } from './types.js';
+export { failoverFor, FAILOVER_DEFAULTS } from './failover.js';
+export type {
+  AddressConfig,
+  AttachMethod,
+  FailoverConfig,
+  FailoverSections,
+  MountConfig,
+  ServiceConfig,
+  StopFailure,
+} from './failover.js';

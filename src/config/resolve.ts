@@ -2,6 +2,8 @@
 // resource-level device/disk/meta-disk/nbd-listen, then the host's. Checks that need the whole
 // resource (hosts named in options, node-ids, addresses) happen here.
 import { errorAt, posText, q } from './errors.js';
+import { type FailoverSections, readFailover } from './failover.js';
+import type { Statement } from './syntax.js';
 import { findByHostName } from './hostname.js';
 import type { Token } from './lexer.js';
 import { defaults, type SettingKey } from './schema.js';
@@ -188,6 +190,16 @@ function checkDataNodes(raw: RawResource, hosts: ReturnType<typeof resolveHost>[
   }
 }
 
+function readFailoverSections(raw: RawResource): FailoverSections | undefined {
+  const names = raw.hosts.map((h) => h.name);
+  const own = raw.hosts.filter((h) => h.failover !== undefined);
+  if (raw.failover === undefined && own.length === 0) return undefined;
+  const sections: FailoverSections = { hosts: {} };
+  if (raw.failover) sections.resource = readFailover(raw.failover, names);
+  for (const h of own) sections.hosts[h.name] = readFailover(h.failover as Statement, names);
+  return sections;
+}
+
 export function resolveResource(raw: RawResource, common: Scope | undefined): Resolved {
   if (raw.hosts.length === 0) {
     throw errorAt(
@@ -263,5 +275,7 @@ export function resolveResource(raw: RawResource, common: Scope | undefined): Re
     options: typed.options,
     hosts: hosts.map((h) => h.config),
   };
+  const failover = readFailoverSections(raw);
+  if (failover !== undefined) config.failover = failover;
   return { config, hosts, settings };
 }

@@ -55,6 +55,7 @@ const RESOURCE_KEYWORDS = [
   'syncer',
   'connection',
   'connection-mesh',
+  'failover',
 ];
 
 function readVolume(
@@ -106,6 +107,16 @@ function readVolume(
   }
 }
 
+function onlyOnce(s: Statement, prev: Statement | undefined): Statement {
+  if (prev !== undefined) {
+    throw errorAt(
+      s.keyword,
+      `a second "failover" section here (the first is at ${posText(prev.keyword)}); write one`,
+    );
+  }
+  return s;
+}
+
 function perHostOptions(s: Statement, fields: HostFields): Error {
   return errorAt(
     s.keyword,
@@ -134,6 +145,7 @@ function readHost(s: Statement, res: RawResource, ctx: LoadContext): void {
   // Per-host disk and net options; hoist() decides whether they can apply to the resource.
   const scope = new Scope(`"on ${name}"`);
   const where = `resource ${res.name} on ${name}`;
+  let failover: Statement | undefined;
   for (const h of body) {
     const kw = h.keyword.text;
     if (kw === 'skip') {
@@ -146,6 +158,10 @@ function readHost(s: Statement, res: RawResource, ctx: LoadContext): void {
     }
     if ((kw === 'disk' || kw === 'net') && h.block !== undefined) {
       readOptionSection(h, kw, scope, ctx, where);
+      continue;
+    }
+    if (kw === 'failover') {
+      failover = onlyOnce(h, failover);
       continue;
     }
     if (readHostStatement(h, fields, ctx, where, true)) continue;
@@ -161,7 +177,7 @@ function readHost(s: Statement, res: RawResource, ctx: LoadContext): void {
     if (kw === 'proxy') throw unsupported(h);
     throw unknownKeyword(h.keyword, 'on section', HOST_KEYWORDS, homeOf(kw));
   }
-  res.hosts.push({ name, stmt: s, fields, scope });
+  res.hosts.push({ name, stmt: s, fields, scope, ...(failover ? { failover } : {}) });
 }
 
 export function readResource(s: Statement, ctx: LoadContext): RawResource {
@@ -214,6 +230,9 @@ export function readResource(s: Statement, ctx: LoadContext): RawResource {
       case 'connection-mesh':
         // Read once every `on` section is known: connections may come first in the file.
         connections.push(r);
+        break;
+      case 'failover':
+        res.failover = onlyOnce(r, res.failover);
         break;
       case 'skip':
         recordIgnored(ctx, r, label);

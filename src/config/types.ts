@@ -1,6 +1,8 @@
 // The typed result of loading a config: what the rest of urbd consumes.
 // Times are milliseconds (or seconds where the name says S), rates KiB/s, sizes bytes or sectors as named.
 
+import type { FailoverSections } from './failover.js';
+
 export interface Pos {
   file: string;
   line: number;
@@ -131,6 +133,8 @@ export interface ResourceConfig {
   startup: StartupOptions;
   options: ResourceOptions;
   hosts: HostConfig[];
+  /** urbd-failover's sections (config/failover.ts); failoverFor() gives one node's chain. */
+  failover?: FailoverSections;
 }
 
 export interface IgnoredOption {
