@@ -44,8 +44,13 @@ export class ControlClient {
     });
   }
 
-  static connect(runDir: string): Promise<ControlClient> {
-    const path = controlSocketPath(runDir);
+  /** Resolves when the connection has closed (the daemon went away, or close()). */
+  get closed(): Promise<void> {
+    return this.ended;
+  }
+
+  /** Connects to urbd in `runDir`, or to another daemon's socket speaking the same protocol. */
+  static connect(runDir: string, path = controlSocketPath(runDir)): Promise<ControlClient> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ path });
       socket.once('connect', () => {
@@ -56,11 +61,15 @@ export class ControlClient {
       socket.once('error', (err: NodeJS.ErrnoException) => {
         const why =
           err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
-            ? 'no urbd is running there'
+            ? `no ${path === controlSocketPath(runDir) ? 'urbd' : 'daemon'} is running there`
             : err.code === 'EACCES'
               ? 'permission denied (run as root)'
               : err.message;
-        reject(new DaemonUnreachable(`cannot reach urbd at ${path}: ${why}`));
+        reject(
+          new DaemonUnreachable(
+            `cannot reach ${path === controlSocketPath(runDir) ? 'urbd' : 'it'} at ${path}: ${why}`,
+          ),
+        );
       });
     });
   }
