@@ -57,6 +57,10 @@ export interface TrioOptions {
    * sparse file in `dir`; `meta-disk internal` puts the metadata beside the path given.
    */
   diskFiles?: Partial<Record<DiskfulNode, string>>;
+  /** The body of a resource-level `failover { }` section (urbd-failover's chain). */
+  failover?: string;
+  /** The body of each node's own `failover { }` section inside its `on` section. */
+  failoverOn?: Partial<Record<TrioNode, string>>;
 }
 
 export interface Trio {
@@ -100,6 +104,8 @@ interface FileSpec {
   options: string;
   handlers: string;
   connectionSections: boolean;
+  failover?: string;
+  failoverOn?: Partial<Record<TrioNode, string>>;
 }
 
 function resourceFile(f: FileSpec): string {
@@ -110,6 +116,7 @@ function resourceFile(f: FileSpec): string {
       ...(f.connectionSections ? [] : [`address ${addr(n)};`]),
       `device minor ${NODE_ID[n]};`,
       ...(n === 'gamma' ? ['disk none;'] : [`disk ${f.disks[n]};`, 'meta-disk internal;']),
+      ...(f.failoverOn?.[n] !== undefined ? [`failover { ${f.failoverOn[n]} }`] : []),
     ];
     return `  on ${n} {\n${lines.map((l) => `    ${l}`).join('\n')}\n  }\n`;
   });
@@ -131,7 +138,7 @@ function resourceFile(f: FileSpec): string {
   disk { ${f.disk} }
   options { ${f.options} }
   handlers { ${f.handlers} }
-${on.join('')}${conns.join('')}}
+${f.failover !== undefined ? `  failover { ${f.failover} }\n` : ''}${on.join('')}${conns.join('')}}
 `;
 }
 
@@ -180,6 +187,8 @@ export async function startTrio(t: Teardown, dir: string, o: TrioOptions = {}): 
         options: o.options ?? '',
         handlers: o.handlers ?? '',
         connectionSections: o.connectionSections ?? false,
+        ...(o.failover !== undefined ? { failover: o.failover } : {}),
+        ...(o.failoverOn !== undefined ? { failoverOn: o.failoverOn } : {}),
       }),
     );
     configs[me] = file;

@@ -1,0 +1,201 @@
+/**
+ * urbd-failover with three real urbd daemons (alpha, beta with disks; gamma the diskless
+ * tiebreaker) and a supervisor on each, on one host: the chain comes up by itself on the
+ * node that may promote, a failed monitor restarts the service in place, a planned
+ * switchover under load moves it, a stop that cannot complete escalates and keeps the
+ * device where it is, and a Primary cut off from both peers stops and lets beta take over.
+ * The service is a small writer script (test/fixtures/services/writer); MariaDB and
+ * RabbitMQ have end-to-end tests of their own.
+ */
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t, { type Test } from 'tap';
+import { tmpDir, sleep } from '../helpers/server.js';
+import { status } from '../helpers/pair.js';
+import {
+  promoteAndSyncTrio,
+  startTrio,
+  waitHealthy,
+  waitStatus,
+  type Trio,
+} from '../helpers/trio.js';
+import {
+  makeFilesystem,
+  releaseChain,
+  startSupervisor,
+  type SupervisorHandle,
+  waitSupervisor,
+} from '../helpers/failover.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const WRITER = path.resolve(here, '../../../test/fixtures/services/writer');
+
+function writerService(run: string): string {
+  const cmd = (a: string) => `"${WRITER} ${a} ${run}"`;
+  return `service writer { start ${cmd('start')}; stop ${cmd('stop')}; monitor ${cmd('monitor')}; timeout 20; }`;
+}
+
+async function setup(
+  t: Test,
+  extra = '',
+): Promise<{ trio: Trio; dir: string; sup: Record<'alpha' | 'beta' | 'gamma', SupervisorHandle> }> {
+  const dir = tmpDir(t, 'urbd-failover-');
+  const perNode = (n: string) => `mount ${dir}/mnt-${n} ext4; ${writerService(`${dir}/svc-${n}`)}`;
+  const trio = await startTrio(t, dir, {
+    sizeBytes: 64 << 20,
+    options: 'quorum majority; on-no-quorum io-error;',
+    net: 'ping-int 1; ping-timeout 5; timeout 10; connect-int 1;',
+    failover: `attach nbdfuse; monitor-interval 1; promote-delay 1; min-failover-interval 0; ${extra}`,
+    failoverOn: { alpha: perNode('alpha'), beta: perNode('beta') },
+  });
+  // Runs after the supervisors are stopped (teardowns run last in, first out).
+  t.teardown(async () => {
+    for (const n of ['alpha', 'beta'] as const) await releaseChain(trio.node(n), `${dir}/mnt-${n}`);
+  });
+  await promoteAndSyncTrio(trio);
+  await makeFilesystem(trio.alpha);
+  const r = await trio.alpha.adm(['secondary', 'r0']);
+  if (r.code !== 0) throw new Error(`secondary: ${r.stderr}`);
+  const sup = {
+    alpha: await startSupervisor(t, trio.alpha),
+    beta: await startSupervisor(t, trio.beta),
+    gamma: await startSupervisor(t, trio.gamma),
+  };
+  return { trio, dir, sup };
+}
+
+const lines = (file: string): number =>
+  existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '').length
+    : 0;
+
+t.test(
+  'the chain comes up on alpha, restarts a dead service in place, and a switchover moves it to beta',
+  async (t) => {
+    const { trio, dir, sup } = await setup(t);
+    const up = await waitSupervisor(sup.alpha, (r) => r.phase === 'running', 'running on alpha');
+    t.equal(up.role, 'Primary');
+    t.same(
+      up.lastFailover?.phases.map((p) => p.phase).filter((p) => p !== 'decide'),
+      ['promote', 'attach', `mount ${dir}/mnt-alpha`, 'service writer'],
+      'each phase timed, in order',
+    );
+    const b = await sup.beta.resource();
+    t.equal(b.phase, 'stopped');
+    t.match(b.decision, /alpha is Primary/);
+    t.match((await sup.gamma.status()).unmanaged, [{ resource: 'r0', why: /tiebreaker/ }]);
+    const text = await sup.alpha.cli(['status']);
+    t.match(text.stdout, /r0 role:Primary phase:running auto-promote:yes/);
+    t.match(text.stdout, /last takeover: start ok in \d+ ms/);
+
+    // The service dies: the monitor restarts it here (migration-threshold 3 allows two restarts).
+    await waitFor(() => lines(`${dir}/mnt-alpha/writer.log`) > 5, 'the writer writes');
+    process.kill(Number(readFileSync(`${dir}/svc-alpha/writer.pid`, 'utf8')), 'SIGKILL');
+    const restarted = await waitSupervisor(
+      sup.alpha,
+      (r) => r.lastTransition?.kind === 'restart' && r.lastTransition.ok && r.phase === 'running',
+      'restarted in place',
+    );
+    t.equal(restarted.failures, 1);
+    t.equal(restarted.role, 'Primary', 'still on alpha');
+
+    // A planned switchover, with the writer writing.
+    const before = lines(`${dir}/mnt-alpha/writer.log`);
+    const sw = await sup.alpha.cli(['switchover', 'r0', '--to', 'beta']);
+    t.equal(sw.code, 0, sw.stderr);
+    t.match(sw.stdout, /stopped here in \d+ ms/);
+    const onBeta = await waitSupervisor(sup.beta, (r) => r.phase === 'running', 'running on beta');
+    t.equal(onBeta.role, 'Primary');
+    const a = await sup.alpha.resource();
+    t.equal(a.phase, 'stopped');
+    t.ok(a.bannedForMs > 0, 'alpha stays away after handing it over');
+    await waitFor(
+      () => lines(`${dir}/mnt-beta/writer.log`) > before + 5,
+      'the writer goes on on beta',
+    );
+    const log = readFileSync(`${dir}/mnt-beta/writer.log`, 'utf8').trim().split('\n');
+    t.same(
+      log.map((l) => Number(l.split(' ')[0])),
+      log.map((_, i) => i + 1),
+      'every line alpha wrote is on beta, numbered without a gap',
+    );
+    await waitHealthy(trio);
+  },
+);
+
+t.test(
+  'a stop that cannot complete blocks and escalates; the other node does not start the service',
+  async (t) => {
+    const { trio, dir, sup } = await setup(
+      t,
+      `on-stop-failure fence "touch ${'$'}URBD_NODE.fenced";`,
+    );
+    await waitSupervisor(sup.alpha, (r) => r.phase === 'running', 'running on alpha');
+    // The writer will not die.
+    writeFileSync(`${dir}/svc-alpha/stuck`, '');
+    const sw = await sup.alpha.cli(['switchover', 'r0']);
+    t.not(sw.code, 0, 'the switchover fails');
+    const blocked = await waitSupervisor(sup.alpha, (r) => r.phase === 'blocked', 'blocked');
+    t.match(blocked.blockedReason, /stop writer: exit code 1: writer: will not die/);
+    t.equal(blocked.role, 'Primary', 'alpha keeps the device: it may still be written');
+    await sleep(3000);
+    const b = await sup.beta.resource();
+    t.equal(b.phase, 'stopped', 'beta did not start it');
+    t.match(b.decision, /alpha is Primary/);
+    t.equal((await status(trio.beta)).role, 'Secondary');
+    // The fence command ran (in the supervisor's working directory).
+    t.ok(existsSync(path.join(process.cwd(), 'alpha.fenced')), 'on-stop-failure fence ran');
+    rmSync(path.join(process.cwd(), 'alpha.fenced'), { force: true });
+    // The admin fixes it and clears: the supervisor carries on.
+    rmSync(`${dir}/svc-alpha/stuck`);
+    t.equal((await sup.alpha.cli(['clear', 'r0'])).code, 0);
+    await waitSupervisor(sup.alpha, (r) => r.phase === 'running', 'running again after clear');
+  },
+);
+
+t.test(
+  'a Primary cut off from both peers stops its chain; beta takes over; no split brain after healing',
+  async (t) => {
+    const { trio, dir, sup } = await setup(t);
+    await waitSupervisor(sup.alpha, (r) => r.phase === 'running', 'running on alpha');
+    await waitFor(() => lines(`${dir}/mnt-alpha/writer.log`) > 5, 'the writer writes');
+    trio.isolate('alpha');
+    const onBeta = await waitSupervisor(
+      sup.beta,
+      (r) => r.phase === 'running',
+      'running on beta',
+      90000,
+    );
+    t.equal(onBeta.role, 'Primary');
+    const a = await waitSupervisor(
+      sup.alpha,
+      (r) => r.phase === 'stopped',
+      'stopped on alpha',
+      90000,
+    );
+    t.match(a.lastTransition?.why, /lost quorum/);
+    t.equal((await status(trio.alpha)).role, 'Secondary', 'alpha demoted itself');
+    trio.healAll();
+    await waitHealthy(trio, 90000);
+    const s = await waitStatus(
+      trio.alpha,
+      (x) => x.role === 'Secondary' && x.device.diskState === 'UpToDate',
+    );
+    t.notOk(
+      s.peers.some((p) => /split/i.test(p.lastError ?? '')),
+      'no split brain',
+    );
+    t.equal((await sup.beta.resource()).phase, 'running', 'beta keeps it (no failback)');
+  },
+);
+
+async function waitFor(fn: () => boolean, what: string, ms = 30000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > deadline) throw new Error(`not ${what} within ${ms} ms`);
+    await sleep(200);
+  }
+}
