@@ -8,6 +8,7 @@
  * Stopping the supervisor leaves the services where they run (the next start adopts them
  * after probing); moving them is switchover's job.
  */
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { failoverFor, hostFor, loadConfig, type ResourceConfig } from '../config/index.js';
@@ -67,6 +68,7 @@ export class Supervisor {
   }
 
   async start(): Promise<void> {
+    mkdirSync(this.o.runDir, { recursive: true, mode: 0o755 });
     await this.control.listen(failoverSocketPath(this.o.runDir));
     await this.load();
     notifySystemd('READY=1', this.o.log);
