@@ -336,9 +336,10 @@ export class ResourceSupervisor {
     if (up.length === this.chain.length) {
       this.phase = 'running';
       this.log.info('probe: the whole chain runs here; adopted');
-    } else if (up.length > 1) {
-      // Partly up (the supervisor died mid-way): start() completes it or stop() unwinds it.
-      this.phase = 'starting';
+    } else if (up.length > 0) {
+      // Partly up (the supervisor died mid-way): on a Primary, start() completes it (steps
+      // found running are skipped); elsewhere it must come down, which stop() does.
+      this.phase = this.role === 'Primary' ? 'stopped' : 'running';
       this.log.warn({ up }, 'probe: the chain is partly up here');
     }
   }
