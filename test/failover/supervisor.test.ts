@@ -29,7 +29,7 @@ import {
 } from '../helpers/failover.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const WRITER = path.resolve(here, '../../../test/fixtures/services/writer');
+const WRITER = path.resolve(here, '../../../scripts/services/writer');
 
 function writerService(run: string): string {
   const cmd = (a: string) => `"${WRITER} ${a} ${run}"`;
