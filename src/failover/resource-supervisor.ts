@@ -413,7 +413,8 @@ export class ResourceSupervisor {
       if (!wasPrimary) this.lastFailover = done;
       return;
     }
-    await this.finish(t, t0, false);
+    const failed = await this.finish(t, t0, false);
+    if (!wasPrimary) this.lastFailover = failed;
     // Pacemaker's start-failure-is-fatal: a node where the chain does not start gives the
     // resource up and stays away for failure-timeout, so another node can take it.
     await this.stopChain({

@@ -4,7 +4,7 @@
  * node that may promote, a failed monitor restarts the service in place, a planned
  * switchover under load moves it, a stop that cannot complete escalates and keeps the
  * device where it is, and a Primary cut off from both peers stops and lets beta take over.
- * The service is a small writer script (test/fixtures/services/writer); MariaDB and
+ * The service is a small writer script (scripts/services/writer); MariaDB and
  * RabbitMQ have end-to-end tests of their own.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,59 +13,30 @@ import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { tmpDir, sleep } from '../helpers/server.js';
 import { status } from '../helpers/pair.js';
-import {
-  promoteAndSyncTrio,
-  startTrio,
-  waitHealthy,
-  waitStatus,
-  type Trio,
-} from '../helpers/trio.js';
-import {
-  makeFilesystem,
-  releaseChain,
-  startSupervisor,
-  type SupervisorHandle,
-  waitSupervisor,
-} from '../helpers/failover.js';
+import { waitHealthy, waitStatus } from '../helpers/trio.js';
+import { failoverTrio, startSupervisor, waitSupervisor } from '../helpers/failover.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const WRITER = path.resolve(here, '../../../scripts/services/writer');
+const WRITER = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../../scripts/services/writer',
+);
 
 function writerService(run: string): string {
   const cmd = (a: string) => `"${WRITER} ${a} ${run}"`;
   return `service writer { start ${cmd('start')}; stop ${cmd('stop')}; monitor ${cmd('monitor')}; timeout 20; }`;
 }
 
-async function setup(
+function setup(
   t: Test,
   extra = '',
   own: Partial<Record<'alpha' | 'beta', string>> = {},
   onNoQuorum: 'io-error' | 'suspend-io' = 'io-error',
-): Promise<{ trio: Trio; dir: string; sup: Record<'alpha' | 'beta' | 'gamma', SupervisorHandle> }> {
-  const dir = tmpDir(t, 'urbd-failover-');
-  const perNode = (n: 'alpha' | 'beta') =>
-    `mount ${dir}/mnt-${n} ext4; ${writerService(`${dir}/svc-${n}`)} ${own[n] ?? ''}`;
-  const trio = await startTrio(t, dir, {
-    sizeBytes: 64 << 20,
-    options: `quorum majority; on-no-quorum ${onNoQuorum};`,
-    net: 'ping-int 1; ping-timeout 5; timeout 10; connect-int 1;',
-    failover: `attach nbdfuse; monitor-interval 1; promote-delay 1; min-failover-interval 0; ${extra}`,
-    failoverOn: { alpha: perNode('alpha'), beta: perNode('beta') },
+) {
+  return failoverTrio(t, {
+    extra,
+    onNoQuorum,
+    perNode: (n, dir) => `${writerService(`${dir}/svc-${n}`)} ${own[n] ?? ''}`,
   });
-  // Runs after the supervisors are stopped (teardowns run last in, first out).
-  t.teardown(async () => {
-    for (const n of ['alpha', 'beta'] as const) await releaseChain(trio.node(n), `${dir}/mnt-${n}`);
-  });
-  await promoteAndSyncTrio(trio);
-  await makeFilesystem(trio.alpha);
-  const r = await trio.alpha.adm(['secondary', 'r0']);
-  if (r.code !== 0) throw new Error(`secondary: ${r.stderr}`);
-  const sup = {
-    alpha: await startSupervisor(t, trio.alpha),
-    beta: await startSupervisor(t, trio.beta),
-    gamma: await startSupervisor(t, trio.gamma),
-  };
-  return { trio, dir, sup };
 }
 
 const lines = (file: string): number =>

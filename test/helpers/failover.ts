@@ -11,7 +11,9 @@ import { usersOf } from '../../src/failover/steps.js';
 import { failoverSocketPath, type SupervisorStatus } from '../../src/failover/supervisor.js';
 import type { ResourceSupervisorStatus } from '../../src/failover/resource-supervisor.js';
 import type { NodeSpec } from './daemon.js';
+import { promoteAndSyncTrio, startTrio, type Trio } from './trio.js';
 import {
+  tmpDir,
   followLogs,
   run,
   type RunResult,
@@ -147,4 +149,80 @@ export async function releaseChain(spec: NodeSpec, mountDir: string): Promise<vo
     if (u.code !== 0) await run('umount', ['-l', mountDir], { timeoutMs: 20000 });
   }
   await failoverCli(spec, ['detach', 'r0'], 30000);
+}
+
+export type DataNode = 'alpha' | 'beta';
+
+export interface FailoverTrio {
+  trio: Trio;
+  dir: string;
+  /** Each node's mount point: DIR/mnt-NODE. */
+  mnt: Record<DataNode, string>;
+  sup: Record<'alpha' | 'beta' | 'gamma', SupervisorHandle>;
+}
+
+/**
+ * Three daemons (test/helpers/trio.ts) with quorum, a filesystem made once on alpha, and a
+ * supervisor on every node: each data node's failover section mounts DIR/mnt-NODE and has
+ * what `perNode` adds (its services); `extra` goes into the resource-level section. alpha
+ * is Secondary when the supervisors start, so the first takeover is theirs.
+ */
+export async function failoverTrio(
+  t: Teardown,
+  o: {
+    perNode: (n: DataNode, dir: string) => string;
+    extra?: string;
+    onNoQuorum?: 'io-error' | 'suspend-io';
+    sizeBytes?: number;
+  },
+): Promise<FailoverTrio> {
+  const dir = tmpDir(t, 'urbd-failover-');
+  const mnt = { alpha: `${dir}/mnt-alpha`, beta: `${dir}/mnt-beta` };
+  const section = (n: DataNode) => `mount ${mnt[n]} ext4; ${o.perNode(n, dir)}`;
+  const trio = await startTrio(t, dir, {
+    sizeBytes: o.sizeBytes ?? 64 << 20,
+    options: `quorum majority; on-no-quorum ${o.onNoQuorum ?? 'io-error'};`,
+    net: 'ping-int 1; ping-timeout 5; timeout 10; connect-int 1;',
+    failover: `attach nbdfuse; monitor-interval 1; promote-delay 1; min-failover-interval 0; ${o.extra ?? ''}`,
+    failoverOn: { alpha: section('alpha'), beta: section('beta') },
+  });
+  // Runs after the supervisors are stopped (teardowns run last in, first out).
+  t.teardown(async () => {
+    for (const n of ['alpha', 'beta'] as const) await releaseChain(trio.node(n), mnt[n]);
+  });
+  await promoteAndSyncTrio(trio);
+  await makeFilesystem(trio.alpha);
+  const r = await trio.alpha.adm(['secondary', 'r0']);
+  if (r.code !== 0) throw new Error(`secondary: ${r.stderr}`);
+  const sup = {
+    alpha: await startSupervisor(t, trio.alpha),
+    beta: await startSupervisor(t, trio.beta),
+    gamma: await startSupervisor(t, trio.gamma),
+  };
+  return { trio, dir, mnt, sup };
+}
+
+/**
+ * alpha dies as a node does: its urbd and supervisor are killed -9 together with `extra`
+ * PIDs (its services), and its attach goes (the filesystem is lazily unmounted, nbdfuse
+ * killed), so nothing of alpha writes any more. Returns when it is done (the kill time).
+ */
+export async function killNode(
+  f: FailoverTrio,
+  node: DataNode,
+  extra: number[] = [],
+): Promise<number> {
+  const at = Date.now();
+  const pids = [f.trio.node(node).proc.pid, f.sup[node].proc.pid, ...extra];
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  await Promise.all([f.trio.node(node).proc.exited, f.sup[node].proc.exited]);
+  await run('umount', ['-l', f.mnt[node]], { timeoutMs: 20000 });
+  await failoverCli(f.trio.node(node), ['detach', 'r0'], 30000);
+  return at;
 }
