@@ -17,6 +17,7 @@ import {
   deviceLinkPath,
   detachExport,
   type AttachMethod,
+  defaultAttachStateDir,
   type AttachSpec,
 } from '../failover/attach.js';
 import { exportSocketPath } from '../resource/paths.js';
@@ -42,10 +43,6 @@ function runDirOf(program: Command): string {
 }
 
 /** The default state directory of a resource's attach: RUNDIR/failover/RES. */
-export function defaultAttachStateDir(runDir: string, resource: string): string {
-  return path.join(runDir, 'failover', resource);
-}
-
 function specFor(program: Command, resource: string, o: AttachOpts): AttachSpec {
   const runDir = runDirOf(program);
   const seconds = Number(o.timeout);

@@ -45,7 +45,14 @@ import {
   toolFailure,
 } from './attach-sys.js';
 
-export type AttachMethod = 'auto' | 'nbd-client' | 'nbdfuse';
+import type { AttachMethod } from '../config/index.js';
+
+export type { AttachMethod };
+
+/** The state directory of a resource's attach: RUN_DIR/failover/RES. */
+export function defaultAttachStateDir(runDir: string, resource: string): string {
+  return path.join(runDir, 'failover', resource);
+}
 
 export interface AttachSpec {
   resource: string;

@@ -18,6 +18,7 @@ import type { ControlRequest } from '../control/protocol.js';
 import { notifySystemd } from '../control/systemd.js';
 import { exportSocketPath } from '../resource/paths.js';
 import { ShellCommands } from '../resource/shell-command.js';
+import { defaultAttachStateDir } from './attach.js';
 import { autoPromotion, candidateOrder } from './decide.js';
 import { ResourceSupervisor, type ResourceSupervisorStatus } from './resource-supervisor.js';
 
@@ -171,7 +172,7 @@ export class Supervisor {
           // nbd-client attaches the device the resource file names (`device /dev/nbd0`)
           // unless `attach nbd-client /dev/nbdN` says otherwise.
           ...nbdDevice(cfg.attach.device ?? host.device.path),
-          stateDir: path.join(this.o.runDir, 'failover', res.name),
+          stateDir: defaultAttachStateDir(this.o.runDir, res.name),
           timeoutMs: cfg.attach.timeoutMs,
         },
         log: this.o.log,
