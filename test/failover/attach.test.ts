@@ -25,7 +25,7 @@ import {
 } from '../../src/failover/attach-sys.js';
 import { adm, oneNodeConfig, startDaemon, type NodeSpec } from '../helpers/daemon.js';
 import { isMounted } from '../helpers/block-stack.js';
-import { makeDisk, run, showRun, tmpDir, type Teardown } from '../helpers/server.js';
+import { makeDisk, run, showRun, tmpDir, type Teardown, waitFor } from '../helpers/server.js';
 import { fileURLToPath } from 'node:url';
 
 t.setTimeout(120000);
@@ -212,6 +212,14 @@ t.test('nbdfuse + loop against a real Primary', async (t) => {
     nbdfusePid: number;
   };
   process.kill(rec2.nbdfusePid, 'SIGKILL');
+  // SIGKILL is delivered asynchronously: wait until it is dead (a zombie has no cmdline).
+  await waitFor(() => {
+    try {
+      return readFileSync(`/proc/${rec2.nbdfusePid}/cmdline`, 'utf8') === '';
+    } catch {
+      return true;
+    }
+  }, 10000);
   const s2 = await attachState(spec);
   t.match(s2, { state: 'failed', reason: /nbdfuse \(pid \d+\) is not running/ }, 'nbdfuse dead');
   await detachExport(spec);
