@@ -85,6 +85,11 @@ export interface RabbitOptions {
   epmdPort: number;
   /** A cookie file shared by all nodes (script default: one on the data dir). */
   cookie?: string;
+  /**
+   * A rabbitmq.conf. On a small test volume write one with `disk_free_limit.absolute = 1MB`:
+   * the default limit (50 MB free) raises a disk alarm that blocks every publisher.
+   */
+  config?: string;
   timeoutS?: number;
 }
 
@@ -94,6 +99,7 @@ export function rabbitCommands(o: RabbitOptions): ServiceCommands {
   if (o.data !== undefined) args.push('--data', o.data);
   if (o.distPort !== undefined) args.push('--dist-port', String(o.distPort));
   if (o.cookie !== undefined) args.push('--cookie', o.cookie);
+  if (o.config !== undefined) args.push('--config', o.config);
   if (o.timeoutS !== undefined) args.push('--timeout', String(o.timeoutS));
   return commands('', o.bin ?? RABBITMQ_SCRIPT, args);
 }
