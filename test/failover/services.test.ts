@@ -25,6 +25,8 @@ import {
 } from '../helpers/services.js';
 
 t.setTimeout(180000);
+// the two servers are independent: run both subtests at once (RabbitMQ's boot dominates)
+t.jobs = 2;
 
 /** Run a command and return its exit code and how long it took. */
 async function timed(cmd: string, env?: Record<string, string>) {
