@@ -441,6 +441,7 @@ export class ResourceSupervisor {
     const { t, t0 } = this.begin('stop', a.why);
     this.phase = 'stopping';
     this.ctx.forceDemote = a.force;
+    if (a.force && a.demote) await this.failHeldIo(t.phases);
     const ok = await this.stopFrom(0, t.phases, a.demote);
     this.ctx.forceDemote = false;
     if (!ok) {
@@ -450,6 +451,21 @@ export class ResourceSupervisor {
     this.phase = 'stopped';
     if (a.ban) this.bannedUntil = now() + this.o.cfg.failureTimeoutMs;
     return this.finish(t, t0, true);
+  }
+
+  /**
+   * Quorum lost with `on-no-quorum suspend-io`: the services' writes are held and can
+   * never be acknowledged, so they would hang every stop step. Demoting with --force first
+   * fails what is held (the services see I/O errors and can be stopped) and makes the node
+   * Secondary, where nothing can be written any more; the device is released only in the
+   * sense that this node can no longer write it.
+   */
+  private async failHeldIo(phases: PhaseTiming[]): Promise<void> {
+    const s = await this.status().catch(() => undefined);
+    if (s?.role !== 'Primary' || !s.suspended) return;
+    await this.timed(phases, 'secondary --force (I/O held)', async () => {
+      await (await this.urbd()).request('secondary', this.name, { force: true });
+    });
   }
 
   /**

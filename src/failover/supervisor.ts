@@ -53,6 +53,10 @@ function managedCommandError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code, exitCode: code === 'ENOENT' ? 10 : 11 });
 }
 
+function nbdDevice(path: string): { device?: string } {
+  return /^\/dev\/nbd[0-9]+$/.test(path) ? { device: path } : {};
+}
+
 export class Supervisor {
   private readonly resources = new Map<string, ResourceSupervisor>();
   private unmanaged: SupervisorStatus['unmanaged'] = [];
@@ -164,7 +168,9 @@ export class Supervisor {
           resource: res.name,
           socket: exportSocketPath(this.o.runDir, res.name),
           method: cfg.attach.method,
-          ...(cfg.attach.device !== undefined ? { device: cfg.attach.device } : {}),
+          // nbd-client attaches the device the resource file names (`device /dev/nbd0`)
+          // unless `attach nbd-client /dev/nbdN` says otherwise.
+          ...nbdDevice(cfg.attach.device ?? host.device.path),
           stateDir: path.join(this.o.runDir, 'failover', res.name),
           timeoutMs: cfg.attach.timeoutMs,
         },

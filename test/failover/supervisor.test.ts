@@ -40,13 +40,14 @@ async function setup(
   t: Test,
   extra = '',
   own: Partial<Record<'alpha' | 'beta', string>> = {},
+  onNoQuorum: 'io-error' | 'suspend-io' = 'io-error',
 ): Promise<{ trio: Trio; dir: string; sup: Record<'alpha' | 'beta' | 'gamma', SupervisorHandle> }> {
   const dir = tmpDir(t, 'urbd-failover-');
   const perNode = (n: 'alpha' | 'beta') =>
     `mount ${dir}/mnt-${n} ext4; ${writerService(`${dir}/svc-${n}`)} ${own[n] ?? ''}`;
   const trio = await startTrio(t, dir, {
     sizeBytes: 64 << 20,
-    options: 'quorum majority; on-no-quorum io-error;',
+    options: `quorum majority; on-no-quorum ${onNoQuorum};`,
     net: 'ping-int 1; ping-timeout 5; timeout 10; connect-int 1;',
     failover: `attach nbdfuse; monitor-interval 1; promote-delay 1; min-failover-interval 0; ${extra}`,
     failoverOn: { alpha: perNode('alpha'), beta: perNode('beta') },
@@ -201,7 +202,9 @@ t.test(
 t.test(
   'a Primary cut off from both peers stops its chain; beta takes over; no split brain after healing',
   async (t) => {
-    const { trio, dir, sup } = await setup(t);
+    // suspend-io (urbd's default): alpha's writer hangs on held I/O, which must not hang
+    // the stop.
+    const { trio, dir, sup } = await setup(t, '', {}, 'suspend-io');
     await waitSupervisor(sup.alpha, (r) => r.phase === 'running', 'running on alpha');
     await waitFor(() => lines(`${dir}/mnt-alpha/writer.log`) > 5, 'the writer writes');
     trio.isolate('alpha');
@@ -219,6 +222,17 @@ t.test(
       90000,
     );
     t.match(a.lastTransition?.why, /lost quorum/);
+    t.same(
+      a.lastTransition?.phases
+        .filter((p) => p.phase !== 'decide')
+        .map((p) => [p.phase, p.ok])
+        .slice(0, 2),
+      [
+        ['secondary --force (I/O held)', true],
+        ['stop service writer', true],
+      ],
+      'held I/O is failed first, then the chain comes down',
+    );
     t.equal((await status(trio.alpha)).role, 'Secondary', 'alpha demoted itself');
     trio.healAll();
     await waitHealthy(trio, 90000);
