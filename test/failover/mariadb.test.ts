@@ -8,20 +8,20 @@
  * TABLE is clean. alpha comes back, rejoins as Secondary and resyncs, and with the
  * filesystem frozen both disks are identical.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import mariadb, { type Connection } from 'mariadb';
 import t from 'tap';
-import { failoverTrio, killNode, startSupervisor, waitSupervisor } from '../helpers/failover.js';
+import {
+  failoverTrio,
+  killNode,
+  serviceBlock,
+  startSupervisor,
+  waitSupervisor,
+} from '../helpers/failover.js';
+import { mariadbCommands, runService } from '../helpers/services.js';
 import { freePort, status } from '../helpers/pair.js';
 import { run, sha256File, sleep } from '../helpers/server.js';
 import { waitHealthy, waitStatus } from '../helpers/trio.js';
-
-const MARIADB = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '../../../scripts/services/mariadb',
-);
 
 async function connect(port: number): Promise<Connection> {
   return mariadb.createConnection({ host: '127.0.0.1', port, user: 'root', connectTimeout: 2000 });
@@ -29,20 +29,14 @@ async function connect(port: number): Promise<Connection> {
 
 t.test('kill -9 of the Primary: beta runs MariaDB with every acknowledged commit', async (t) => {
   const port = await freePort();
-  const f = await failoverTrio(t, {
-    perNode: (n, dir) => {
-      // A 64 MiB volume: InnoDB's default 96 MiB redo log would not fit.
-      const cmd = (a: string) =>
-        `"MARIADB_ARGS=--innodb-log-file-size=16M ${MARIADB} ${a} --run ${dir}/db-${n} --port ${port}"`;
-      return `service db { start ${cmd('start')}; stop ${cmd('stop')}; monitor ${cmd('monitor')}; timeout 120; }`;
-    },
-  });
+  // A 64 MiB volume: InnoDB's default 96 MiB redo log would not fit.
+  const cmds = (n: 'alpha' | 'beta', dir: string) =>
+    mariadbCommands({ run: `${dir}/db-${n}`, port, serverArgs: '--innodb-log-file-size=16M' });
+  const f = await failoverTrio(t, { perNode: (n, dir) => serviceBlock('db', cmds(n, dir)) });
   // Whatever runs at the end is stopped by PID (teardowns run last in, first out: this one
   // before the chain is released).
   t.teardown(async () => {
-    for (const n of ['alpha', 'beta']) {
-      await run(MARIADB, ['kill', '--run', `${f.dir}/db-${n}`], { timeoutMs: 10000 });
-    }
+    for (const n of ['alpha', 'beta'] as const) await runService(cmds(n, f.dir).kill);
   });
   const up = await waitSupervisor(
     f.sup.alpha,
@@ -134,10 +128,7 @@ t.test('kill -9 of the Primary: beta runs MariaDB with every acknowledged commit
 
   // Quiesce beta (maintenance, MariaDB stopped, the filesystem frozen) and compare the disks.
   t.equal((await f.sup.beta.cli(['maintenance', 'on'])).code, 0);
-  t.equal(
-    (await run(MARIADB, ['stop', '--run', `${f.dir}/db-beta`], { timeoutMs: 60000 })).code,
-    0,
-  );
+  t.equal((await runService(cmds('beta', f.dir).stop)).code, 0);
   const freeze = await run('fsfreeze', ['-f', f.mnt.beta], { timeoutMs: 30000 });
   t.equal(freeze.code, 0, freeze.stderr);
   try {

@@ -6,19 +6,14 @@
  * records every confirmed one; alpha dies as a node does, beta takes over by itself, and
  * every confirmed message is consumed from beta's broker.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import amqp from 'amqplib';
 import t from 'tap';
-import { failoverTrio, killNode, waitSupervisor } from '../helpers/failover.js';
+import { failoverTrio, killNode, serviceBlock, waitSupervisor } from '../helpers/failover.js';
+import { rabbitCommands, runService } from '../helpers/services.js';
 import { freePort } from '../helpers/pair.js';
 import { run, sleep } from '../helpers/server.js';
 
-const RABBITMQ = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '../../../scripts/services/rabbitmq',
-);
 const QUEUE = 'orders';
 const QUEUE_TYPE = process.env.URBD_TEST_QUEUE_TYPE ?? 'classic';
 
@@ -26,22 +21,24 @@ t.test('kill -9 of the Primary: every confirmed message is consumed from beta', 
   const port = await freePort();
   const epmd = { alpha: await freePort(), beta: await freePort() };
   const dist = await freePort();
-  let cookie = '';
+  // The same Erlang cookie on both nodes, as a real pair would have.
+  const cmds = (n: 'alpha' | 'beta', dir: string) =>
+    rabbitCommands({
+      run: `${dir}/mq-${n}`,
+      port,
+      distPort: dist,
+      epmdPort: epmd[n],
+      cookie: `${dir}/erlang.cookie`,
+    });
   const f = await failoverTrio(t, {
     sizeBytes: 128 << 20,
     perNode: (n, dir) => {
-      // The same Erlang cookie on both nodes, as a real pair would have.
-      cookie = `${dir}/erlang.cookie`;
-      writeFileSync(cookie, 'urbd-failover-test-cookie', { mode: 0o400 });
-      const args = `--run ${dir}/mq-${n} --port ${port} --dist-port ${dist} --epmd-port ${epmd[n]} --cookie ${cookie}`;
-      const cmd = (a: string) => `"${RABBITMQ} ${a} ${args}"`;
-      return `service broker { start ${cmd('start')}; stop ${cmd('stop')}; monitor ${cmd('monitor')}; timeout 120; }`;
+      writeFileSync(`${dir}/erlang.cookie`, 'urbd-failover-test-cookie', { mode: 0o400 });
+      return serviceBlock('broker', cmds(n, dir));
     },
   });
   t.teardown(async () => {
-    for (const n of ['alpha', 'beta'] as const) {
-      await run(RABBITMQ, ['kill', '--run', `${f.dir}/mq-${n}`], { timeoutMs: 10000 });
-    }
+    for (const n of ['alpha', 'beta'] as const) await runService(cmds(n, f.dir).kill);
   });
   const up = await waitSupervisor(
     f.sup.alpha,

@@ -14,7 +14,12 @@ import t, { type Test } from 'tap';
 import { tmpDir, sleep } from '../helpers/server.js';
 import { status } from '../helpers/pair.js';
 import { waitHealthy, waitStatus } from '../helpers/trio.js';
-import { failoverTrio, startSupervisor, waitSupervisor } from '../helpers/failover.js';
+import {
+  failoverTrio,
+  serviceBlock,
+  startSupervisor,
+  waitSupervisor,
+} from '../helpers/failover.js';
 
 const WRITER = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -22,8 +27,12 @@ const WRITER = path.resolve(
 );
 
 function writerService(run: string): string {
-  const cmd = (a: string) => `"${WRITER} ${a} ${run}"`;
-  return `service writer { start ${cmd('start')}; stop ${cmd('stop')}; monitor ${cmd('monitor')}; timeout 20; }`;
+  const cmd = (a: string) => `${WRITER} ${a} ${run}`;
+  return serviceBlock(
+    'writer',
+    { start: cmd('start'), stop: cmd('stop'), monitor: cmd('monitor') },
+    20,
+  );
 }
 
 function setup(

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { quote } from '../../src/config/schema.js';
 import { ControlClient } from '../../src/control/client.js';
 import { isMountPoint } from '../../src/failover/attach-sys.js';
 import { usersOf } from '../../src/failover/steps.js';
@@ -225,4 +226,13 @@ export async function killNode(
   await run('umount', ['-l', f.mnt[node]], { timeoutMs: 20000 });
   await failoverCli(f.trio.node(node), ['detach', 'r0'], 30000);
   return at;
+}
+
+/** A command service for a failover section: `service NAME { start "…"; stop "…"; monitor "…"; }`. */
+export function serviceBlock(
+  name: string,
+  c: { start: string; stop: string; monitor: string },
+  timeoutS = 120,
+): string {
+  return `service ${name} { start ${quote(c.start)}; stop ${quote(c.stop)}; monitor ${quote(c.monitor)}; timeout ${timeoutS}; }`;
 }
