@@ -617,8 +617,17 @@ class RabbitMqService extends ClientService {
     const ch = await c.createConfirmChannel();
     ch.on('error', () => undefined);
     await ch.assertQueue('bench', { durable: true });
+    if (!this.settled) {
+      // RabbitMQ 3.10 does not fsync what it creates at first boot and at the first
+      // declaration of a queue; a failover seconds later finds those files missing and the
+      // broker cannot boot (docs/failover-rabbitmq.md §3). An established broker has had
+      // them written back by the kernel: sync -f stands for that, once.
+      await execP('sync', ['-f', this.b.mnt(n)]);
+      this.settled = true;
+    }
     return { c, ch };
   }
+  private settled = false;
   async write(conn: unknown, id: number): Promise<void> {
     const { ch } = conn as { ch: amqp.ConfirmChannel };
     ch.sendToQueue('bench', Buffer.from(String(id)), { persistent: true });

@@ -25,7 +25,8 @@ export const IN_SYNC: WaitGoal = {
       (p) =>
         p.connection === 'Connected' &&
         p.replication === 'Established' &&
-        p.peerDisk === 'UpToDate',
+        // A diskless tiebreaker holds no data to be in sync with.
+        (p.peerDisk === 'UpToDate' || !p.diskful),
     ),
 };
 

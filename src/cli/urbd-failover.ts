@@ -90,7 +90,10 @@ export function renderFailoverStatus(s: SupervisorStatus): string {
     if (r.failures > 0) lines.push(`  failures within failure-timeout: ${r.failures}`);
     lines.push(`  steps: ${r.steps.map((x) => `${x.name}:${x.health ?? '?'}`).join(', ')}`);
     if (r.lastFailover) lines.push(transitionText(r.lastFailover, 'last takeover'));
-    if (r.lastTransition && r.lastTransition !== r.lastFailover) {
+    // After the socket's JSON the two are never the same object: compare what they are.
+    const same = (a?: Transition, b?: Transition) =>
+      a?.startedAt === b?.startedAt && a?.kind === b?.kind;
+    if (r.lastTransition && !same(r.lastTransition, r.lastFailover)) {
       lines.push(transitionText(r.lastTransition, 'last transition'));
     }
   }

@@ -71,6 +71,15 @@ t.test('the goals', async (t) => {
   t.notOk(IN_SYNC.done(res([{ replication: 'SyncTarget' }])));
   t.notOk(IN_SYNC.done(res([{ peerDisk: 'Outdated' }])));
   t.notOk(IN_SYNC.done(res([{ connection: 'Connecting' }])));
+  // A diskless tiebreaker is in sync by having nothing: only its link counts.
+  t.ok(IN_SYNC.done(res([{}, { peerDisk: 'Diskless', diskful: false }])), 'with a tiebreaker');
+  t.notOk(
+    IN_SYNC.done(res([{}, { peerDisk: 'Diskless', diskful: false, connection: 'Connecting' }])),
+  );
+  t.notOk(
+    IN_SYNC.done(res([{ peerDisk: 'Diskless', diskful: true }])),
+    'a data peer without its disk',
+  );
   t.equal(CONNECTED.what, 'connected');
   t.equal(IN_SYNC.what, 'in sync');
 });

@@ -183,7 +183,11 @@ export async function failoverTrio(
   const trio = await startTrio(t, dir, {
     sizeBytes: o.sizeBytes ?? 64 << 20,
     options: `quorum majority; on-no-quorum ${o.onNoQuorum ?? 'io-error'};`,
-    net: 'ping-int 1; ping-timeout 5; timeout 10; connect-int 1;',
+    // A 2 s ping timeout: on a loaded 2-core machine a shorter one drops the beta–gamma
+    // link now and then, and a node that was ever alone may not regain quorum through the
+    // tiebreaker (DRBD's rule), so a cut-off test could end with nobody promoted. A kill
+    // closes the TCP connections, which is noticed at once whatever the timeout.
+    net: 'ping-int 1; ping-timeout 20; timeout 20; connect-int 1;',
     failover: `attach nbdfuse; monitor-interval 1; promote-delay 1; min-failover-interval 0; ${o.extra ?? ''}`,
     failoverOn: { alpha: section('alpha'), beta: section('beta') },
   });
