@@ -12,6 +12,7 @@ import { ControlClient } from '../control/client.js';
 import type { ResourceStatus } from '../resource/status.js';
 import type { ShellCommands } from '../resource/shell-command.js';
 import type { AttachSpec } from './attach.js';
+import { sleep } from './attach-sys.js';
 import { type Action, decide, type Memory, type Phase } from './decide.js';
 import { buildChain, type Step, type StepContext } from './steps.js';
 
@@ -248,7 +249,7 @@ export class ResourceSupervisor {
   }
 
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.busy) await new Promise((r) => setTimeout(r, 50));
+    while (this.busy) await sleep(50);
     this.busy = true;
     try {
       return await fn();

@@ -15,7 +15,7 @@ import {
   describeResult,
   type ShellCommands,
 } from '../resource/shell-command.js';
-import { mounts } from './attach-sys.js';
+import { mounts, sleep } from './attach-sys.js';
 import { attachExport, attachState, detachExport, type AttachSpec } from './attach.js';
 
 export type Health = { state: 'running' } | { state: 'stopped' } | { state: 'failed'; why: string };
@@ -171,8 +171,6 @@ export async function usersOf(dir: string): Promise<number[]> {
   }
   return pids;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function mountStep(ctx: StepContext, m: MountConfig): Step {
   return {
