@@ -6,12 +6,14 @@
  * queued with process.nextTick, so a burst of small frames becomes one writev. A write's
  * callback fires once libuv has handed its bytes to the kernel.
  *
- * Reads use plain 'data' chunks: Node reads every chunk into a fresh Buffer, which is what lets
- * the decoder hand out views of them.
+ * Reads go through a FrameReader: with a socket made to read into it (`onread`, see
+ * connectChannel and PeerListener) large payloads land straight in pooled buffers; any other
+ * socket feeds it Node's 'data' chunks.
  */
 import type { Socket } from 'node:net';
 
-import { FrameDecoder, FrameError, type Frame, type FrameLimits } from './frame.js';
+import { FrameError, type Frame, type FrameLimits } from './frame.js';
+import { FrameReader } from './frame-reader.js';
 import type { CloseKind } from './link-error.js';
 
 export type FrameHandler = (frame: Frame) => void;
@@ -28,7 +30,7 @@ export class FrameChannel {
   /** Date.now() when bytes last arrived. */
   lastHeardMs = Date.now();
 
-  private readonly decoder: FrameDecoder;
+  private readonly reader: FrameReader;
   private onFrame: FrameHandler = noop;
   private onEnd: EndHandler | undefined;
   private ended: { reason: string; kind: CloseKind } | undefined;
@@ -36,15 +38,23 @@ export class FrameChannel {
   private finishing = false;
   private graceTimer: NodeJS.Timeout | undefined;
 
+  /**
+   * `reader`: the FrameReader the socket was made to read into (`onread`); without one the
+   * socket's 'data' chunks are fed to a reader of the channel's own.
+   */
   constructor(
     readonly socket: Socket,
     label: string,
+    reader?: FrameReader,
   ) {
     this.label = label;
-    this.decoder = new FrameDecoder((f) => this.onFrame(f));
+    this.reader = reader ?? new FrameReader();
+    this.reader.onFrame = (f) => this.onFrame(f);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (reader === undefined)
+      socket.on('data', (chunk: Buffer) => this.onData(chunk.length, chunk));
+    else this.reader.sink = (n, buf) => this.onData(n, buf);
     socket.on('end', () => {
       const partial = this.decoder.midFrame && !this.decoder.isPaused;
       this.fail(
@@ -185,11 +195,15 @@ export class FrameChannel {
     this.fail(reason, kind);
   }
 
-  private onData(chunk: Buffer): void {
+  private get decoder(): FrameReader['decoder'] {
+    return this.reader.decoder;
+  }
+
+  private onData(n: number, buf: Buffer): void {
     this.lastHeardMs = Date.now();
     if (this.finishing || this.ended) return;
     try {
-      this.decoder.push(chunk);
+      this.reader.received(n, buf);
     } catch (err) {
       if (!(err instanceof FrameError)) throw err;
       this.fail(err.message, 'ProtocolError');

@@ -8,6 +8,7 @@
  * against fixed limits as soon as a header arrives, so a peer that lies about a length is
  * refused before anything is buffered for it.
  */
+import { payloadPool, type BufferPool } from '../nbd/buffer-pool.js';
 import { MAX_PAYLOAD } from '../nbd/constants.js';
 import type { Payload } from '../nbd/target.js';
 import {
@@ -27,10 +28,27 @@ export const MAX_CONTROL_BYTES = 1024 * 1024;
 /** Largest data part: the largest single call the NBD server makes to its target (requests over it reach the target in pieces, src/nbd/split.ts). */
 export const MAX_DATA_BYTES = MAX_PAYLOAD;
 
-/** One decoded frame; `payload` is undefined when the frame carried no data bytes. */
+/**
+ * One decoded frame; `payload` is undefined when the frame carried no data bytes. A `pooled`
+ * payload is a buffer of its own from the decoder's pool: whoever is done with it last may
+ * hand it back (releasePayload) so the next large frame lands in memory already faulted in.
+ */
 export interface Frame {
   msg: PeerMessage;
   payload: Buffer | undefined;
+  pooled?: boolean;
+}
+
+/** Payloads larger than this that span socket reads get a pooled buffer of their own. */
+export const POOLED_PAYLOAD_MIN = 64 * 1024 + 1;
+
+/**
+ * Hand a frame's payload back to the pool once nothing refers to it (the disk write is done,
+ * the bytes were copied). Payloads that are views of a socket read must never be pooled: the
+ * caller passes the frame's `pooled` flag.
+ */
+export function releasePayload(payload: Buffer | undefined, pooled: boolean | undefined): void {
+  if (pooled && payload) payloadPool.put(payload);
 }
 
 /** The bytes on a socket are not a well-formed frame stream; `message` is one line. */
@@ -101,10 +119,12 @@ const EMPTY = Buffer.alloc(0);
  * the constructor, in order and synchronously from push() or resume().
  *
  * Copies: a header or control message that straddles chunks is copied (they are small); a
- * payload inside one chunk is handed out as a view of it, and one that spans chunks is
- * copied once, piece by piece as the chunks arrive, into a Buffer of its exact size. Views
- * stay valid because every socket read lands in a fresh Buffer. Decoded `bytes` fields are
- * views as well.
+ * payload inside one chunk is handed out as a view of it, and one that spans chunks goes into
+ * a Buffer of its exact size (from the pool when large): what already arrived is copied into
+ * it, and the rest can be read straight into it (payloadSpace / payloadReceived), so a large
+ * replicated write or resync reply is never copied at all. Views stay valid because socket
+ * reads never land twice in the same memory (FrameChannel carves its scratch space front to
+ * back). Decoded `bytes` fields are views as well.
  *
  * pause() stops delivery after the current frame; bytes keep being accepted (the caller
  * pauses the socket to stop them) and resume() delivers what is queued.
@@ -122,6 +142,9 @@ export class FrameDecoder {
   private msg: PeerMessage | undefined;
   /** A payload that spans chunks, being filled. */
   private payload: Buffer | undefined;
+  private payloadPooled = false;
+  /** The payload takePayload just returned came from the pool. */
+  private tookPooled = false;
   private filled = 0;
   private paused = false;
   private draining = false;
@@ -132,6 +155,7 @@ export class FrameDecoder {
   constructor(
     private readonly onFrame: (frame: Frame) => void,
     limits: FrameLimits = DEFAULT_LIMITS,
+    private readonly pool: BufferPool = payloadPool,
   ) {
     this.limits = limits;
   }
@@ -146,6 +170,22 @@ export class FrameDecoder {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.queued += chunk.length;
+    if (!this.paused && !this.draining) this.drain();
+  }
+
+  /**
+   * Where the next socket read may land directly: the unfilled rest of a payload being
+   * assembled, when nothing else is queued before it. Undefined otherwise (read into scratch).
+   */
+  payloadSpace(): Buffer | undefined {
+    if (this.payload === undefined || this.queued !== 0 || this.failure) return undefined;
+    return this.payload.subarray(this.filled, this.dataLen);
+  }
+
+  /** `n` bytes were read into the space payloadSpace() gave. */
+  payloadReceived(n: number): void {
+    if (this.failure) throw this.failure;
+    this.filled += n;
     if (!this.paused && !this.draining) this.drain();
   }
 
@@ -191,7 +231,9 @@ export class FrameDecoder {
         const msg = this.msg!;
         this.msg = undefined;
         this.stage = Stage.Header;
-        this.onFrame({ msg, payload });
+        const pooled = this.tookPooled;
+        this.tookPooled = false;
+        this.onFrame(pooled ? { msg, payload, pooled } : { msg, payload });
       }
     } finally {
       this.draining = false;
@@ -235,10 +277,9 @@ export class FrameDecoder {
     const n = this.dataLen;
     if (n === 0) return undefined;
     if (this.payload === undefined) {
-      if (this.queued === 0) return null;
-      const first = this.chunks[0]!;
-      if (first.length - this.head >= n) return this.take(n); // a view
-      this.payload = Buffer.allocUnsafe(n);
+      if (this.queued !== 0 && this.chunks[0]!.length - this.head >= n) return this.take(n); // a view
+      this.payloadPooled = n >= POOLED_PAYLOAD_MIN;
+      this.payload = this.payloadPooled ? this.pool.get(n) : Buffer.allocUnsafe(n);
       this.filled = 0;
     }
     const out = this.payload;
@@ -251,6 +292,8 @@ export class FrameDecoder {
     }
     if (this.filled < n) return null;
     this.payload = undefined;
+    this.tookPooled = this.payloadPooled;
+    this.payloadPooled = false;
     this.filled = 0;
     return out;
   }
@@ -291,6 +334,7 @@ export class FrameDecoder {
     this.queued = 0;
     this.head = 0;
     this.payload = undefined;
+    this.payloadPooled = false;
     this.filled = 0;
     throw this.failure;
   }

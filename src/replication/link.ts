@@ -21,7 +21,9 @@ import net from 'node:net';
 
 import { type Payload, payloadLength } from '../nbd/target.js';
 import { checkHmacAlg, DEFAULT_HMAC_ALG, LINK_ID_BYTES } from './auth.js';
+import { readInto } from '../nbd/socket-reader.js';
 import { FrameChannel } from './channel.js';
+import { FrameReader } from './frame-reader.js';
 import { encodeFrame, type Frame } from './frame.js';
 import { runHandshake, type HandshakeResult, type LinkIdentity } from './handshake.js';
 import { LinkError, type CloseKind } from './link-error.js';
@@ -140,7 +142,8 @@ function connectChannel(
 ): Promise<FrameChannel> {
   const where = `${address.host}:${address.port}`;
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: address.host, port: address.port });
+    const reader = new FrameReader();
+    const socket = net.connect({ host: address.host, port: address.port, onread: reader.onread });
     const done = (err?: LinkError): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
@@ -171,7 +174,7 @@ function connectChannel(
     socket.once('connect', () => {
       done();
       // The channel's own handlers are in place before anything else can happen.
-      resolve(new FrameChannel(socket, label));
+      resolve(new FrameChannel(socket, label, reader));
     });
   });
 }
@@ -215,7 +218,8 @@ export class PeerListener extends EventEmitter {
     timers: LinkTimers,
   ): Promise<PeerListener> {
     checkIdentity(me);
-    const server = net.createServer();
+    // Paused so that nothing is read before the socket reads into a FrameReader (readInto).
+    const server = net.createServer({ pauseOnConnect: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(address.port, address.host, () => {
@@ -268,7 +272,12 @@ export class PeerListener extends EventEmitter {
       socket.destroy();
       return;
     }
-    const ch = new FrameChannel(socket, 'incoming');
+    const reader = new FrameReader();
+    const reads = {
+      nextBuffer: () => reader.nextBuffer(),
+      received: (n: number, buf: Buffer) => reader.sink(n, buf),
+    };
+    const ch = new FrameChannel(readInto(socket, reads, false), 'incoming', reader);
     this.pending.add(ch);
     runHandshake(ch, {
       me: this.me,
@@ -338,7 +347,8 @@ export class PeerListener extends EventEmitter {
 
 /**
  * One established link. Events:
- *   'message' (msg: PeerMessage, payload: Buffer | undefined, channel: 'DATA' | 'META')
+ *   'message' (msg: PeerMessage, payload: Buffer | undefined, channel: 'DATA' | 'META',
+ *     pooled: boolean) — a pooled payload may be handed back with releasePayload (frame.ts)
  *   'close'   (reason: string, kind: CloseKind), exactly once.
  * Pings, ping acks and goodbyes are handled here and not delivered. A payload is a view of
  * received memory that stays valid; it is undefined when the frame carried no data bytes.
@@ -523,7 +533,7 @@ export class PeerLink extends EventEmitter {
       return;
     }
     if (f.payload !== undefined) this.traffic.receivedBytes += f.payload.length;
-    this.emit('message', msg, f.payload, channel);
+    this.emit('message', msg, f.payload, channel, f.pooled === true);
   }
 
   private armIdle(ms: number): void {

@@ -17,6 +17,7 @@
  * Reading pauses only while too much is in flight.
  */
 import type { Payload, ZeroOptions } from '../nbd/target.js';
+import { releasePayload } from './frame.js';
 import { IntervalLock } from './interval-lock.js';
 import {
   DATA_FLAG_FUA,
@@ -90,7 +91,7 @@ export class Receiver {
    * replay or a gap), out of bounds, or whose payload does not match its length; nothing is
    * applied then.
    */
-  onData(d: Data, payload: Buffer | undefined): void {
+  onData(d: Data, payload: Buffer | undefined, pooled = false): void {
     if (this.closed) return;
     if (d.seq !== this.lastSeq + 1) {
       throw new PeerProtocolError(
@@ -124,12 +125,14 @@ export class Receiver {
     const run = (h: Exclude<typeof held, Promise<unknown>>): void => {
       this.apply(d, payload).then(
         () => {
+          releasePayload(payload, pooled);
           this.lock.release(h);
           this.applied++;
           if (d.flags & DATA_FLAG_WRITE_ACK) this.acks.writeAck(d.seq);
           this.done(d);
         },
         (err: Error) => {
+          releasePayload(payload, pooled);
           this.lock.release(h);
           this.localFailure(d.offset, d.length, err);
           this.acks.negAck(d.seq, (err as { code?: string }).code ?? err.message);

@@ -3,6 +3,7 @@
  * a Primary here, and reads served to or asked of a peer whose disk is UpToDate when ours
  * is not.
  */
+import { releasePayload } from '../replication/frame.js';
 import { Receiver, PeerProtocolError } from '../replication/receiver.js';
 import type { Peer } from './peer.js';
 import type { Session } from './peer-session.js';
@@ -57,6 +58,7 @@ export function onReadReply(
   s: Session,
   r: { id: number; error: string },
   payload: Buffer | undefined,
+  pooled = false,
 ): void {
   const pending = s.reads.get(r.id);
   if (!pending) throw new PeerProtocolError(`read reply #${r.id} for no request`);
@@ -66,6 +68,7 @@ export function onReadReply(
     return;
   }
   payload.copy(pending.buf);
+  releasePayload(payload, pooled);
   pending.resolve();
 }
 

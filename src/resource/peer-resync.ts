@@ -137,7 +137,8 @@ export function startSource(p: Peer, s: Session): void {
   const backing = p.host.backing!;
   s.resyncSource = new ResyncSource(meta.bitmap, p.host.changeLock, meta.sizeBytes, {
     read: (buf, offset) => backing.read(buf, offset),
-    reply: (offset, length, error, data) => s.link.send('rsReply', { offset, length, error }, data),
+    reply: (offset, length, error, data, onSent) =>
+      s.link.send('rsReply', { offset, length, error }, data, onSent),
   });
   p.disk = 'Inconsistent';
   p.replication = 'SyncSource';

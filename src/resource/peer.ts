@@ -19,6 +19,7 @@ import { dialPeer, LinkError, type PeerLink, type CloseKind } from '../replicati
 import { redialDelayMs } from '../replication/redial.js';
 import { IntervalLock } from '../replication/interval-lock.js';
 import { TransferLog } from '../replication/transfer-log.js';
+import { releasePayload } from '../replication/frame.js';
 import { PeerProtocolError } from '../replication/receiver.js';
 import {
   type PeerMessage,
@@ -367,19 +368,22 @@ export class Peer {
     this.setConnection('Connected');
     this.replication = 'Off';
     this.log.info({ peerNodeId: link.peerNodeId, protocol: link.protocol }, 'peer connected');
-    link.on('message', (msg: PeerMessage, payload: Buffer | undefined) => {
-      if (this.session !== s) return;
-      try {
-        this.onMessage(s, msg, payload);
-      } catch (err) {
-        const reason =
-          err instanceof PeerProtocolError
-            ? err.message
-            : `protocol error handling ${msg.type}: ${(err as Error).message}`;
-        this.log.error({ reason }, 'dropping the peer connection');
-        this.endSession(reason, 'ProtocolError', false);
-      }
-    });
+    link.on(
+      'message',
+      (msg: PeerMessage, payload: Buffer | undefined, _channel: string, pooled: boolean) => {
+        if (this.session !== s) return;
+        try {
+          this.onMessage(s, msg, payload, pooled);
+        } catch (err) {
+          const reason =
+            err instanceof PeerProtocolError
+              ? err.message
+              : `protocol error handling ${msg.type}: ${(err as Error).message}`;
+          this.log.error({ reason }, 'dropping the peer connection');
+          this.endSession(reason, 'ProtocolError', false);
+        }
+      },
+    );
     link.on('close', (reason: string, kind: CloseKind) => {
       if (this.session === s) this.endSession(reason, kind, false);
     });
@@ -429,7 +433,13 @@ export class Peer {
     });
   }
 
-  private onMessage(s: Session, msg: PeerMessage, payload: Buffer | undefined): void {
+  /** `pooled`: the payload may go back to the pool once written or copied (frame.ts). */
+  private onMessage(
+    s: Session,
+    msg: PeerMessage,
+    payload: Buffer | undefined,
+    pooled: boolean,
+  ): void {
     switch (msg.type) {
       case 'params':
         s.peerParams = msg.body;
@@ -453,7 +463,7 @@ export class Peer {
         return onResyncDone(this, s, msg.body);
       case 'data':
         if (!s.receiver) throw new PeerProtocolError('replicated write before the handshake');
-        return s.receiver.onData(msg.body, payload);
+        return s.receiver.onData(msg.body, payload, pooled);
       case 'barrier':
         if (!s.receiver) throw new PeerProtocolError('barrier before the handshake');
         return s.receiver.onBarrier(msg.body.epoch, msg.body.writes);
@@ -469,7 +479,7 @@ export class Peer {
       case 'readRequest':
         return serveRead(this, s, msg.body);
       case 'readReply':
-        return onReadReply(s, msg.body, payload);
+        return onReadReply(s, msg.body, payload, pooled);
       case 'rsRequest': {
         if (!s.resyncSource) throw new PeerProtocolError('resync request while not SyncSource');
         const bad = s.resyncSource.onRequest(msg.body.offset, msg.body.length);
@@ -477,8 +487,14 @@ export class Peer {
         return;
       }
       case 'rsReply':
-        if (!s.resyncTarget) return;
-        return s.resyncTarget.onReply(msg.body.offset, msg.body.length, msg.body.error, payload);
+        if (!s.resyncTarget) return releasePayload(payload, pooled);
+        return s.resyncTarget.onReply(
+          msg.body.offset,
+          msg.body.length,
+          msg.body.error,
+          payload,
+          pooled,
+        );
       case 'rsWriteAck':
         return s.resyncSource?.onAck(msg.body.offset, msg.body.length, msg.body.ok);
       case 'syncPause':

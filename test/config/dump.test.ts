@@ -93,7 +93,7 @@ resource r0 {
         c-plan-ahead 20;
         c-delay-target 10; # ignored by urbd: the resync controller follows c-fill-target and the rates only
         c-fill-target 100;
-        c-max-rate 1G;
+        c-max-rate 4G;
         c-min-rate 10M;
     }
     handlers {

@@ -129,7 +129,7 @@ t.test('defaults with an empty resource: DRBD values, LAN resync rates', async (
   t.equal(res.net.fencing, 'dont-care');
   t.equal(res.disk.resyncRateKiB, 100 * 1024);
   t.equal(res.disk.cMinRateKiB, 10 * 1024);
-  t.equal(res.disk.cMaxRateKiB, 1024 * 1024);
+  t.equal(res.disk.cMaxRateKiB, 4 * 1024 * 1024);
   t.equal(res.disk.alExtents, 1237);
   t.equal(res.disk.sizeBytes, undefined);
   t.equal(res.disk.resyncAfter, undefined);

@@ -9,8 +9,12 @@ import {
   FrameError,
   MAX_CONTROL_BYTES,
   MAX_DATA_BYTES,
+  POOLED_PAYLOAD_MIN,
+  releasePayload,
   type Frame,
 } from '../../src/replication/frame.js';
+import { FrameReader } from '../../src/replication/frame-reader.js';
+import { payloadPool } from '../../src/nbd/buffer-pool.js';
 import { encodeMessage } from '../../src/replication/schema.js';
 
 function collect(): { frames: Frame[]; decoder: FrameDecoder } {
@@ -225,4 +229,78 @@ t.test('frames before bad bytes in the same chunk are delivered', async (t) => {
   const stream = Buffer.concat([...encodeFrame('ping', { id: 1 }), Buffer.from('junkjunkjunk')]);
   t.throws(() => decoder.push(stream), FrameError);
   t.equal(frames.length, 1);
+});
+
+t.test('FrameReader: a large payload is read straight into a pooled buffer', async (t) => {
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  reader.onFrame = (f) => frames.push(f);
+  const big = pattern(POOLED_PAYLOAD_MIN + 4096 * 60, 9);
+  const small = pattern(512, 4);
+  const wire = Buffer.concat([
+    ...encodeFrame('rsReply', { offset: 0, length: big.length }, big),
+    ...encodeFrame('data', { seq: 1, offset: 0, length: 512 }, small),
+  ]);
+  // Feed it as a socket made with `onread` would: each read fills what nextBuffer() gave.
+  let at = 0;
+  let direct = 0;
+  let reads = 0;
+  while (at < wire.length) {
+    const space = reader.nextBuffer();
+    const n = Math.min(space.length, wire.length - at, 100_000);
+    wire.copy(space, 0, at, at + n);
+    if (frames.length === 0 && at > 64) direct++;
+    reader.received(n, space);
+    at += n;
+    reads++;
+  }
+  t.equal(frames.length, 2);
+  t.ok(frames[0]!.pooled, 'the large payload came from the pool');
+  t.same(frames[0]!.payload, big);
+  t.notOk(frames[1]!.pooled, 'a small payload is a view, never pooled');
+  t.same(frames[1]!.payload, small);
+  t.ok(direct > 0 && reads < 10, `${reads} reads, ${direct} of them into the payload itself`);
+  releasePayload(frames[0]!.payload, frames[0]!.pooled);
+  t.equal(payloadPool.get(big.length), frames[0]!.payload, 'released back to the pool');
+});
+
+t.test('FrameReader: reads of Node chunks decode the same frames', async (t) => {
+  let runs = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 300_000 }), { minLength: 1 }),
+      async (cuts) => {
+        runs++;
+        const reader = new FrameReader();
+        const frames: Frame[] = [];
+        reader.onFrame = (f) => frames.push(f);
+        const big = pattern(300_000, 5);
+        const wire = Buffer.concat([
+          ...encodeFrame('data', { seq: 1, offset: 0, length: big.length }, big),
+          ...encodeFrame('ping', { id: 3 }),
+        ]);
+        let at = 0;
+        let i = 0;
+        while (at < wire.length) {
+          // Alternate between our buffers and chunks of Node's own.
+          const n = Math.min(cuts[i++ % cuts.length]!, wire.length - at);
+          if (i % 2 === 0) {
+            const space = reader.nextBuffer();
+            const m = Math.min(n, space.length);
+            wire.copy(space, 0, at, at + m);
+            reader.received(m, space);
+            at += m;
+          } else {
+            reader.received(n, Buffer.from(wire.subarray(at, at + n)));
+            at += n;
+          }
+        }
+        return (
+          frames.length === 2 && frames[0]!.payload!.equals(big) && frames[1]!.msg.type === 'ping'
+        );
+      },
+    ),
+    { numRuns: 60 },
+  );
+  t.equal(runs, 60, 'every mix of reads decoded both frames intact');
 });

@@ -13,7 +13,7 @@ import {
   RESYNC_TICK_MS,
   type ResyncRates,
 } from '../../src/replication/rate.js';
-import { ResyncSource, ResyncTarget } from '../../src/replication/resync.js';
+import { MERGE_GAP_BITS, ResyncSource, ResyncTarget } from '../../src/replication/resync.js';
 import { FakeTimers } from '../helpers/fake-timers.js';
 
 const B = BM_BLOCK_SIZE;
@@ -111,21 +111,24 @@ async function simulate(
 ): Promise<Result> {
   const size = o.bits * B - o.tail;
   const src = fillDisk(o.bits * B, 0x1234567);
-  const tgt = fillDisk(o.bits * B, 0x7654321);
-  const tgtOrig = Buffer.from(tgt);
+  // A clean bit means both disks hold the same block; dirty blocks differ.
+  const tgt = Buffer.from(src);
+  const other = fillDisk(o.bits * B, 0x7654321);
   const tgtBm = new CheckedBitmap(o.bits);
   const srcBm = new CheckedBitmap(o.bits);
   for (const b of o.dirty) {
     tgtBm.setRange(b, b + 1);
     srcBm.setRange(b, b + 1);
+    other.copy(tgt, b * B, b * B, (b + 1) * B);
   }
+  const tgtOrig = Buffer.from(tgt);
   const problems: string[] = [];
   const finished: number[] = [];
   const written = new Set<number>(); // blocks whose target write completed
   const everFailed = new Set<number>();
   const succeeded = new Set<number>();
   /** Requests not acked yet, as the target counts them (a reply's write included). */
-  const inflight: Array<{ offset: number; length: number }> = [];
+  const inflight: Array<{ offset: number; length: number; merged: boolean }> = [];
   let inflightBytes = 0;
   let tickBytes = 0;
 
@@ -171,8 +174,20 @@ async function simulate(
       if (offset % B !== 0) problems.push(`unaligned request at ${offset}`);
       if (length <= 0 || length > RESYNC_MAX_REQUEST) problems.push(`request of ${length} bytes`);
       if (offset + length > size) problems.push(`request ${offset}+${length} past ${size}`);
-      for (const b of blocksOf(offset, length)) {
-        if (!tgtBm.test(b)) problems.push(`request for clean block ${b}`);
+      // Clean blocks only in gaps of at most MERGE_GAP_BITS between dirty runs.
+      const blocks = blocksOf(offset, length);
+      let gap = 0;
+      let merged = false;
+      for (const b of blocks) {
+        if (tgtBm.test(b)) {
+          gap = 0;
+          continue;
+        }
+        merged = true;
+        if (++gap > MERGE_GAP_BITS) problems.push(`request over ${gap} clean blocks at ${b}`);
+      }
+      if (!tgtBm.test(blocks[0]!) || !tgtBm.test(blocks[blocks.length - 1]!)) {
+        problems.push(`request ${offset}+${length} starts or ends on a clean block`);
       }
       if (inflightBytes >= o.window) {
         problems.push(`request with ${inflightBytes} in flight, window ${o.window}`);
@@ -187,7 +202,7 @@ async function simulate(
       if (tickBytes >= o.budget + B) {
         problems.push(`${tickBytes} requested in one tick, budget ${o.budget}`);
       }
-      inflight.push({ offset, length });
+      inflight.push({ offset, length, merged });
       inflightBytes += length;
       deliver(`request ${offset}+${length}`, () => {
         const refused = source.onRequest(offset, length);
@@ -196,12 +211,14 @@ async function simulate(
     },
     ack: (offset, length, ok) => {
       const i = inflight.findIndex((r) => r.offset === offset && r.length === length);
+      const merged = i >= 0 && inflight[i]!.merged;
       if (i < 0) problems.push(`ack for ${offset}+${length} not asked`);
       else inflight.splice(i, 1);
       inflightBytes -= length;
       for (const b of blocksOf(offset, length)) {
         if (ok) succeeded.add(b);
-        else everFailed.add(b);
+        // A merged request that failed is asked for again in runs (resync.ts).
+        else if (!merged) everFailed.add(b);
       }
       deliver(`ack ${offset}+${length} ${ok}`, () => source.onAck(offset, length, ok));
     },
@@ -437,10 +454,10 @@ t.test(
   're-pass: a block that failed on the source is not asked again nor counted twice',
   async (t) => {
     await FakeTimers.with(RESYNC_TICK_MS, async () => {
-      const bits = 16;
+      const bits = 64;
       const tgtBm = new Bitmap(bits);
       tgtBm.setRange(0, 1);
-      tgtBm.setRange(8, 9);
+      tgtBm.setRange(40, 41);
       const requests: Array<[number, number]> = [];
       const finished: number[] = [];
       const writes: Array<() => void> = [];
@@ -455,18 +472,18 @@ t.test(
       target.start();
       t.same(requests, [
         [0, B],
-        [8 * B, B],
+        [40 * B, B],
       ]);
       target.onReply(0, B, 'EIO', undefined);
       t.equal(target.failedBits, 1);
-      // A local write failure marks block 4 out of sync behind the walk.
-      tgtBm.setRange(4, 5);
-      target.onReply(8 * B, B, '', Buffer.alloc(B, 8));
+      // A local write failure marks block 20 out of sync behind the walk.
+      tgtBm.setRange(20, 21);
+      target.onReply(40 * B, B, '', Buffer.alloc(B, 8));
       writes.shift()!();
       await flush();
-      t.notOk(tgtBm.test(8));
+      t.notOk(tgtBm.test(40));
       t.ok(
-        requests.slice(2).some(([o]) => o === 4 * B),
+        requests.slice(2).some(([o]) => o === 20 * B),
         'the bit set behind the walk is requested in another pass',
       );
       t.notOk(
@@ -489,20 +506,20 @@ t.test(
 
 t.test('a pump while a reply is being written does not start another pass', async (t) => {
   await FakeTimers.with(RESYNC_TICK_MS, async (tt) => {
-    const w = bareTarget(8, [0, 4], { budget: 64 * B, window: 64 * B });
+    const w = bareTarget(32, [0, 20], { budget: 64 * B, window: 64 * B });
     w.target.start();
     t.same(w.requests, [
       [0, B],
-      [4 * B, B],
+      [20 * B, B],
     ]);
     w.target.onReply(0, B, '', Buffer.alloc(B, 1));
-    w.target.onReply(4 * B, B, '', Buffer.alloc(B, 2));
+    w.target.onReply(20 * B, B, '', Buffer.alloc(B, 2));
     await flush();
     t.equal(w.writes.length, 1, 'one resync write at a time: the second reply waits');
     w.writes.shift()!.done();
     await flush();
     t.equal(w.writes.length, 1, 'then the second reply is written');
-    t.same(w.requests.length, 2, 'block 4, whose write is still running, is not asked for again');
+    t.same(w.requests.length, 2, 'block 20, whose write is still running, is not asked for again');
     // Ticks while a write hangs: each may start one more pass, and the 4th ends the resync.
     for (let i = 0; i < 6 && w.finished.length === 0; i++) {
       tt.advance();
@@ -563,12 +580,12 @@ t.test('ResyncTarget', async (t) => {
       const max = RESYNC_MAX_REQUEST / B;
       const w = bareTarget(max * 2 + 10, [], { budget: 8 << 20, window: 8 << 20 });
       w.bm.setRange(3, 3 + max + 5);
-      w.bm.setRange(max + 20, max + 21);
+      w.bm.setRange(max + 30, max + 31);
       w.target.start();
       t.same(w.requests, [
         [3 * B, RESYNC_MAX_REQUEST],
         [(3 + max) * B, 5 * B],
-        [(max + 20) * B, B],
+        [(max + 30) * B, B],
       ]);
       w.target.stop();
     });
@@ -601,11 +618,12 @@ t.test('ResyncTarget', async (t) => {
     });
 
     await t.test('the window bounds what is in flight; replies free room', async (t) => {
-      const w = bareTarget(64, [], { budget: 64 * B, window: 3 * B });
+      // Dirty blocks further apart than MERGE_GAP_BITS: one request each.
+      const w = bareTarget(128, [], { budget: 64 * B, window: 3 * B });
       w.bm.setRange(0, 1);
-      w.bm.setRange(2, 3);
-      w.bm.setRange(4, 5);
-      w.bm.setRange(6, 7);
+      w.bm.setRange(20, 21);
+      w.bm.setRange(40, 41);
+      w.bm.setRange(60, 61);
       w.target.start();
       t.equal(w.requests.length, 3, 'three blocks fill a window of three');
       w.target.onReply(0, B, '', Buffer.alloc(B));
@@ -620,7 +638,7 @@ t.test('ResyncTarget', async (t) => {
     });
 
     await t.test('pause stops requests, resume continues', async (t) => {
-      const w = bareTarget(8, [0, 2, 4], { budget: 64 * B, window: 64 * B });
+      const w = bareTarget(64, [0, 20, 40], { budget: 64 * B, window: 64 * B });
       w.target.setPaused(true);
       w.target.start();
       t.same(w.requests, []);
@@ -655,6 +673,52 @@ t.test('ResyncTarget', async (t) => {
       t.same(w.acks, [[B, 2 * B, false]]);
       t.same(setBits(w.bm), [1, 2]);
       t.same(w.finished, [2]);
+    });
+
+    await t.test('dirty runs a small clean gap apart go in one request', async (t) => {
+      const g = MERGE_GAP_BITS;
+      // 0-1 dirty, gap of g, then g+2 dirty: merged; then a gap of g+1: not merged.
+      const w = bareTarget(4 * g, [0, 1, g + 2, 2 * g + 4], { budget: 64 << 20, window: 64 << 20 });
+      w.target.start();
+      t.same(w.requests, [
+        [0, (g + 3) * B],
+        [(2 * g + 4) * B, B],
+      ]);
+      w.target.onReply(0, (g + 3) * B, '', Buffer.alloc((g + 3) * B, 1));
+      w.target.onReply((2 * g + 4) * B, B, '', Buffer.alloc(B, 2));
+      for (let k = 0; k < 4; k++) {
+        for (const wr of w.writes.splice(0)) wr.done();
+        await flush();
+      }
+      t.same(setBits(w.bm), [], 'every dirty bit is clear');
+      t.same(w.finished, [0]);
+    });
+
+    await t.test('a merged request that fails is asked for again run by run', async (t) => {
+      const g = MERGE_GAP_BITS;
+      const w = bareTarget(2 * g, [0, g], { budget: 64 << 20, window: 64 << 20 });
+      w.target.start();
+      t.same(w.requests, [[0, (g + 1) * B]]);
+      // The source could not read a block of the range (maybe a clean one in the gap).
+      w.target.onReply(0, (g + 1) * B, 'EIO', undefined);
+      await flush();
+      t.equal(w.target.failedBits, 0, 'no dirty block is given up on yet');
+      t.same(
+        w.requests.slice(1),
+        [
+          [0, B],
+          [g * B, B],
+        ],
+        'the next pass asks for each dirty run on its own',
+      );
+      w.target.onReply(0, B, '', Buffer.alloc(B, 1));
+      w.target.onReply(g * B, B, 'EIO', undefined);
+      for (let k = 0; k < 4; k++) {
+        for (const wr of w.writes.splice(0)) wr.done();
+        await flush();
+      }
+      t.same(setBits(w.bm), [g], 'only the block that failed on its own is left');
+      t.same(w.finished, [1]);
     });
 
     await t.test('after stop() replies are ignored and no tick runs', async (t) => {

@@ -1,0 +1,99 @@
+/**
+ * The read side of a peer socket: where the kernel puts the bytes, and the FrameDecoder they
+ * go to.
+ *
+ * Node reads a socket 64 KiB at a time into a fresh Buffer per read; a 1 MiB replicated write
+ * or resync reply was then 16 reads, 16 allocations and a copy into one more fresh Buffer,
+ * and the garbage collector took a sixth of the secondary's time (docs/performance.md). A
+ * socket made with `onread` reads into buffers of our choosing instead, as much as the kernel
+ * has (as the NBD server does, src/nbd/socket-reader.ts):
+ * - the rest of a large payload is read straight into the pooled Buffer the decoder
+ *   assembles it in, which then goes to the disk and back to the pool;
+ * - everything else lands in scratch space carved front to back and replaced when little is
+ *   left, so views the decoder hands out (headers, control messages, small payloads) stay
+ *   valid as long as someone holds them.
+ * After a payload read directly, the next read is kept small: it is most likely the next
+ * frame's header and control message, and a large read would copy the start of the next
+ * payload through scratch.
+ */
+import type { OnReadOpts } from 'node:net';
+import type { ReadTarget } from '../nbd/socket-reader.js';
+import { FrameDecoder, type Frame, type FrameLimits } from './frame.js';
+
+const SCRATCH_SIZE = 256 * 1024;
+const MIN_SCRATCH_READ = 64 * 1024;
+/** A frame's header and control message fit this with room to spare (a data or rsReply is ~40 bytes). */
+const AFTER_PAYLOAD_READ = 4096;
+
+export class FrameReader implements ReadTarget {
+  readonly decoder: FrameDecoder;
+  /** Where decoded frames go (set by the FrameChannel that owns this reader). */
+  onFrame: (frame: Frame) => void = () => {};
+  /**
+   * What a socket read made with `onread` reports to: received() until the FrameChannel that
+   * owns this reader takes the reads (it checks its own state and catches FrameError).
+   */
+  sink: (n: number, buf: Buffer) => void = (n, buf) => this.received(n, buf);
+  private scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+  private scratchUsed = 0;
+  private handed: Buffer | undefined;
+  private handedDirect = false;
+  private afterPayload = false;
+
+  constructor(limits?: FrameLimits) {
+    this.decoder = new FrameDecoder((f) => this.onFrame(f), limits);
+  }
+
+  /** The `onread` option for net.connect / new net.Socket. */
+  get onread(): OnReadOpts {
+    return {
+      buffer: () => this.nextBuffer(),
+      // true: reading goes on; flow control is the channel's pause()/resume().
+      callback: (n, buf) => {
+        this.sink(n, buf as Buffer);
+        return true;
+      },
+    };
+  }
+
+  nextBuffer(): Buffer {
+    const direct = this.decoder.payloadSpace();
+    if (direct !== undefined && direct.length > 0) {
+      this.handed = direct;
+      this.handedDirect = true;
+      return direct;
+    }
+    if (this.scratch.length - this.scratchUsed < MIN_SCRATCH_READ) {
+      this.scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+      this.scratchUsed = 0;
+    }
+    const end = this.afterPayload ? this.scratchUsed + AFTER_PAYLOAD_READ : this.scratch.length;
+    this.handed = this.scratch.subarray(this.scratchUsed, end);
+    this.handedDirect = false;
+    return this.handed;
+  }
+
+  /**
+   * `n` bytes arrived in `buf`: our direct payload space, our scratch, or (on a socket that
+   * reads the usual way) a fresh chunk of Node's. Throws FrameError for bad input.
+   */
+  received(n: number, buf: Buffer): void {
+    if (n <= 0) return;
+    if (buf === this.handed && this.handedDirect) {
+      this.handed = undefined;
+      this.afterPayload = true;
+      this.decoder.payloadReceived(n);
+      return;
+    }
+    let view: Buffer;
+    if (buf === this.handed) {
+      view = this.scratch.subarray(this.scratchUsed, this.scratchUsed + n);
+      this.scratchUsed += n;
+    } else {
+      view = n === buf.length ? buf : buf.subarray(0, n);
+    }
+    this.handed = undefined;
+    this.afterPayload = false;
+    this.decoder.push(view);
+  }
+}
