@@ -9,7 +9,8 @@
  * 0. Physical references: one iperf3 stream over loopback (`iperf3 -s -1` started and
  *    stopped by PID, `iperf3 -c -t 3 -J`), and a `dd bs=1M conv=fsync` copy of alpha's file
  *    into a fresh sparse file (and the same copy without the fsync), `repeat` times each,
- *    rotating. Measured whenever part 1 or 2 runs; the ratios at the end use their medians.
+ *    rotating. Measured when part 2 runs or part 1 runs the pairs' 1M writes; the ratios at
+ *    the end use their medians.
  * 1. Throughput: fio's nbd engine against nbdkit, one urbd node alone (no peer, Primary), a
  *    protocol C pair and a protocol A pair (served by alpha; beta replicates), each on its
  *    own backing file(s) filled with the same random data, one server at a time, the first
@@ -54,7 +55,7 @@ import {
   ratioTable,
 } from './fio.js';
 import { iperf3MiBs } from './iperf3.js';
-import { startMariaDbOn } from './mariadb-commits.js';
+import { type MountedDb, startMariaDbOn } from './mariadb-commits.js';
 import { startUrbdResource } from './nbd-resource.js';
 import { type RunningServer, startNbdkit, startNbdkitUnix } from './nbd-servers.js';
 import { inSync, RES, type StateWatch, startUrbdPair } from './urbd-pair.js';
@@ -141,13 +142,17 @@ const DISKS: Record<Kind, string[]> = {
 
 /** Servers and pairs running now, stopped on SIGINT/SIGTERM. */
 const running = new Set<RunningServer>();
+/** The MariaDB running now (mariadbd, its mount, the nbdfuse attach), stopped first. */
+let runningDb: MountedDb | undefined;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     console.error(`${sig}: stopping ${running.size} server(s)`);
-    void Promise.allSettled([...running].map((s) => s.stop())).then(() => {
-      if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
-      process.exit(130);
-    });
+    void Promise.allSettled([runningDb?.stop()])
+      .then(() => Promise.allSettled([...running].map((s) => s.stop())))
+      .then(() => {
+        if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
+        process.exit(130);
+      });
   });
 }
 
@@ -495,6 +500,7 @@ async function mariadbPart(): Promise<void> {
           mkfs: !made.has(kind),
         });
         made.add(kind);
+        runningDb = db;
         try {
           for (const c of CLIENTS) {
             const v = await db.commits(c, runtime);
@@ -502,6 +508,7 @@ async function mariadbPart(): Promise<void> {
             console.error(`  MariaDB ${c} client(s) / ${LABEL[kind]}: ${v.toFixed(0)} commits/s`);
           }
         } finally {
+          runningDb = undefined;
           await db.stop();
         }
       } finally {
@@ -592,7 +599,13 @@ async function main(): Promise<void> {
     for (const f of ['node.img', 'alpha.img', 'beta.img']) {
       await run('cp', [file('nbdkit.img'), file(f)]);
     }
-    if (doThroughput || doResync) refs = await references();
+    // The references are what the resync and the pairs' 1M writes are compared with.
+    const seqWriteRuns =
+      doThroughput &&
+      (kinds.includes('pairC') || kinds.includes('pairA')) &&
+      (workloadTokens.length === 0 ||
+        workloadTokens.some((t) => SEQ_WRITE.toLowerCase().includes(t)));
+    if (doResync || seqWriteRuns) refs = await references();
     if (doThroughput) await throughput();
     if (doResync) await resync();
     physicalRatios();
