@@ -13,6 +13,8 @@ export interface FioWorkload {
   bs: string;
   iodepth: number;
   unit: 'IOPS' | 'MiB/s';
+  /** fio's --fsync=N: an fsync (NBD FLUSH) after every N writes. */
+  fsync?: number;
 }
 
 export interface FioResult {
@@ -38,6 +40,7 @@ export async function fio(uri: string, w: FioWorkload, o: FioOptions): Promise<F
       `--rw=${w.rw}`,
       `--bs=${w.bs}`,
       `--iodepth=${w.iodepth}`,
+      ...(w.fsync !== undefined ? [`--fsync=${w.fsync}`] : []),
       `--size=${o.sizeMiB}M`,
       `--runtime=${o.runtime}`,
       '--time_based',
@@ -53,6 +56,28 @@ export async function fio(uri: string, w: FioWorkload, o: FioOptions): Promise<F
     ios: side.total_ios,
     runtimeMs: side.runtime,
   };
+}
+
+/**
+ * What every fio run starts from, in both benchmarks: nothing dirty, and each backing file
+ * wholly in the page cache in the same shape whatever wrote it.
+ *
+ * - `sync`: dirty pages of the previous run would be written back during this one.
+ * - Drop the file's cached pages (`dd iflag=nocache count=0`, a POSIX_FADV_DONTNEED of the
+ *   whole file), then read it with `dd bs=1M`. The shape of the cache matters on this kernel
+ *   (6.18, ext4 with large folios): a file whose cache came from 1 MiB writes or from
+ *   readahead sits in large folios, a file written by `cp` (copy_file_range, page by page)
+ *   in 4 KiB ones, and nbdkit's 4K randwrite QD32 measured 10–16k IOPS on the first against
+ *   24–26k on the second, back to back. Dropping and re-reading gives every file the same
+ *   (readahead) folios, and also brings back what the host paged out (this VM runs DAMON
+ *   proactive reclaim on cache untouched for about a minute).
+ */
+export async function prepareFiles(files: readonly string[]): Promise<void> {
+  await run('sync', []);
+  for (const f of files) {
+    await run('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
+    await run('dd', [`if=${f}`, 'of=/dev/null', 'bs=1M', 'status=none']);
+  }
 }
 
 /** The upper median (the middle run for an odd count). */

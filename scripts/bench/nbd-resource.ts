@@ -32,6 +32,8 @@ export interface ResourceOptions {
 }
 
 export interface RunningResource extends RunningServer {
+  /** The daemon's --run-dir (its export's Unix socket is RUNDIR/r0.nbd). */
+  runDir: string;
   /** device.alStats from `urbdadm status --json` (cumulative since the daemon started). */
   alStats(): Promise<AlStats>;
 }
@@ -112,6 +114,7 @@ export async function startUrbdResource(
     name: 'resource',
     uri: `nbd://127.0.0.1:${port}/${RES}`,
     proc: daemon,
+    runDir,
     stop,
     async alStats() {
       const list = JSON.parse(await adm('status', '--json', RES)) as Array<{

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,4 +85,33 @@ export async function startUrbd(file: string, nodeOptions: string[] = []): Promi
     [...nodeOptions, URBD_CLI, 'serve', '--disk', file, '--listen', `127.0.0.1:${port}`],
     port,
   );
+}
+
+/** `nbdkit file` on a Unix socket (any export name), for attaching it as a block device. */
+export async function startNbdkitUnix(file: string, socket: string): Promise<RunningServer> {
+  const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, 'file', file], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(socket)) {
+    if (proc.exitCode !== null) throw new Error(`nbdkit exited with ${proc.exitCode}`);
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`nbdkit made no socket ${socket} within 10 s`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    name: 'nbdkit',
+    uri: `nbd+unix:///?socket=${socket}`,
+    proc,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = once(proc, 'exit');
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import { measureAlCost, type Timing } from './al-cost.js';
-import { type FioResult, fio, fmtRuns, median, ratioTable } from './fio.js';
+import { type FioResult, fio, fmtRuns, median, prepareFiles, ratioTable } from './fio.js';
 import { type AlStats, startUrbdResource } from './nbd-resource.js';
 import { type RunningServer, startNbdkit, startUrbd } from './nbd-servers.js';
 
@@ -135,11 +135,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 /** One fio run against a fresh server (leftover queues or caches stay out of the next run). */
 async function once(kind: ServerKind, w: Workload): Promise<RunResult> {
-  // Dirty pages from the previous run would be written back during this one.
-  await run('sync', []);
-  // The host may page out cache that was not touched for a while (this VM runs DAMON
-  // proactive reclaim): read the file once so every run starts with all of it cached.
-  await run('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none']);
+  await prepareFiles([file]);
   const server = await startServer(kind, w);
   running.add(server);
   try {

@@ -1,37 +1,63 @@
 /**
  * Replication benchmark: a replicated urbd pair side by side with `nbdkit file` and a
- * one-node urbd resource, then resync throughput.
+ * one-node urbd resource, against the machine's own limits (loopback TCP, a plain file copy),
+ * then resync times and a database's commit rate.
  *
  *   node dist/scripts/bench/pair.js [--size-mib N] [--runtime S] [--repeat N] [--dir PATH]
  *     [--only LIST] [--cpu-prof DIR] [--keep] [--net 'STATEMENTS'] [--disk 'STATEMENTS']
  *
+ * 0. Physical references: one iperf3 stream over loopback (`iperf3 -s -1` started and
+ *    stopped by PID, `iperf3 -c -t 3 -J`), and a `dd bs=1M conv=fsync` copy of alpha's file
+ *    into a fresh sparse file (and the same copy without the fsync), `repeat` times each,
+ *    rotating. Measured when part 2 runs or part 1 runs the pairs' 1M writes; the ratios at
+ *    the end use their medians.
  * 1. Throughput: fio's nbd engine against nbdkit, one urbd node alone (no peer, Primary), a
  *    protocol C pair and a protocol A pair (served by alpha; beta replicates), each on its
  *    own backing file(s) filled with the same random data, one server at a time, the first
- *    one rotating from repeat to repeat, `sync` before every run.
+ *    one rotating from repeat to repeat. Before every run the same steps as the NBD bench
+ *    (fio.ts prepareFiles): `sync`, then each of the server's files dropped from the page
+ *    cache and read back whole, so every file is cached in the same shape however it was
+ *    written (dd, cp, the last run's writes).
  * 2. Full initial sync: `primary --force` on a fresh pair (alpha: N MiB of data, beta: a fresh
- *    sparse file), timed until both nodes are Connected/Established/UpToDate, against a plain
- *    `dd bs=1M conv=fsync` copy of the same file into a fresh sparse file (the SyncTarget
- *    flushes its disk before it saves cleared bits, every 2 s and at the end), and the same
- *    copy without the fsync.
- * 3. Bitmap resync: on that pair, `urbdadm down` on beta, 1 % of the disk written through NBD
- *    on alpha (random 4–64 KiB spots), `urbdadm up` on beta, timed until in sync again.
+ *    sparse file), timed until both nodes are Connected/Established/UpToDate (the SyncTarget
+ *    flushes its disk before it saves cleared bits, every 2 s and at the end, so the fair
+ *    copy to compare with is the one with conv=fsync). Then the bitmap resync: `urbdadm down`
+ *    on beta, 1 % of the disk written through NBD on alpha (random 4–64 KiB spots),
+ *    `urbdadm up` on beta, timed until in sync again.
+ * 3. MariaDB: ext4 on the export attached with nbdfuse + a loop device with direct I/O (as
+ *    urbd-failover attaches it), mkfs once per backing target, mariadbd on it through
+ *    scripts/services/mariadb (innodb_flush_log_at_trx_commit=1), then single-row INSERTs
+ *    with autocommit for --runtime seconds from 1 client and from 8, for nbdkit, the node
+ *    alone and the protocol C pair, the target rotating from repeat to repeat.
  *
  * --only takes a comma-separated list: server kinds (nbdkit, node, pairC, pairA) and workload
- * fragments pick throughput runs; `resync` alone runs only parts 2 and 3, `throughput` only
- * part 1. --cpu-prof DIR runs the urbd daemons under `node --cpu-prof`. Everything lives in a
- * temp dir under --dir (default: the OS temp dir), removed at the end unless --keep. --net and
- * --disk add statements to the pairs' `net { }` and `disk { }` sections (defaults otherwise,
- * but for `connect-int 1`), e.g. --disk 'c-max-rate 4G; c-fill-target 64M;'.
+ * fragments pick throughput runs (kinds also pick MariaDB targets); the parts `throughput`,
+ * `resync` and `mariadb` pick parts (no part named: all of them, or only the throughput when
+ * kinds or workloads are named). --cpu-prof DIR runs the urbd daemons under
+ * `node --cpu-prof`. Everything lives in a temp dir under --dir (default: the OS temp dir),
+ * removed at the end unless --keep. --net and --disk add statements to the pairs' `net { }`
+ * and `disk { }` sections (defaults otherwise, but for `connect-int 1`), e.g.
+ * --disk 'c-max-rate 4G; c-fill-target 64M;'.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { type FioResult, type FioWorkload, fio, fmtRuns, median, ratioTable } from './fio.js';
+import { exportSocketPath } from '../../src/resource/paths.js';
+import {
+  type FioResult,
+  type FioWorkload,
+  fio,
+  fmtRuns,
+  median,
+  prepareFiles,
+  ratioTable,
+} from './fio.js';
+import { iperf3MiBs } from './iperf3.js';
+import { type MountedDb, startMariaDbOn } from './mariadb-commits.js';
 import { startUrbdResource } from './nbd-resource.js';
-import { type RunningServer, startNbdkit } from './nbd-servers.js';
+import { type RunningServer, startNbdkit, startNbdkitUnix } from './nbd-servers.js';
 import { inSync, RES, type StateWatch, startUrbdPair } from './urbd-pair.js';
 
 const run = promisify(execFile);
@@ -49,7 +75,19 @@ const WORKLOADS: FioWorkload[] = [
   { name: '4K randwrite QD32', rw: 'randwrite', bs: '4k', iodepth: 32, unit: 'IOPS' },
   { name: '1M seq write QD8', rw: 'write', bs: '1m', iodepth: 8, unit: 'MiB/s' },
   { name: '4K randread QD32', rw: 'randread', bs: '4k', iodepth: 32, unit: 'IOPS' },
+  { name: '4K randwrite QD1', rw: 'randwrite', bs: '4k', iodepth: 1, unit: 'IOPS' },
+  // Every write followed by a flush (fio --fsync=1 sends NBD FLUSH): what a database's commit
+  // costs.
+  {
+    name: '4K write+fsync QD1',
+    rw: 'randwrite',
+    bs: '4k',
+    iodepth: 1,
+    fsync: 1,
+    unit: 'IOPS',
+  },
 ];
+const SEQ_WRITE = '1M seq write QD8';
 
 const { values } = parseArgs({
   options: {
@@ -77,15 +115,20 @@ const tokens = (values.only ?? '')
   .filter((t) => t.length > 0);
 const isKind = (t: string): t is Kind => (KINDS as readonly string[]).includes(t);
 const kindTokens = tokens.filter(isKind);
+const PARTS = ['throughput', 'resync', 'mariadb'];
+const partTokens = tokens.filter((t) => PARTS.includes(t));
 const workloadTokens = tokens
-  .filter((t) => !isKind(t) && t !== 'resync' && t !== 'throughput')
+  .filter((t) => !isKind(t) && !PARTS.includes(t))
   .map((t) => t.toLowerCase());
 const kinds: readonly Kind[] = kindTokens.length > 0 ? kindTokens : KINDS;
-const doThroughput = !tokens.includes('resync') || tokens.includes('throughput');
-const doResync =
-  tokens.length === 0 ||
-  tokens.includes('resync') ||
-  (!tokens.includes('throughput') && kindTokens.length === 0 && workloadTokens.length === 0);
+const doThroughput =
+  tokens.length === 0 || partTokens.includes('throughput') || partTokens.length === 0;
+const doResync = tokens.length === 0 || partTokens.includes('resync');
+const doMariadb = tokens.length === 0 || partTokens.includes('mariadb');
+/** MariaDB runs on these (the protocol A pair would add little: a commit waits for a flush). */
+const DB_KINDS: readonly Kind[] = (['nbdkit', 'node', 'pairC'] as const).filter((k) =>
+  kinds.includes(k),
+);
 
 const dir = fs.mkdtempSync(path.join(path.resolve(values.dir), 'urbd-bench-pair.'));
 const file = (name: string): string => path.join(dir, name);
@@ -99,13 +142,17 @@ const DISKS: Record<Kind, string[]> = {
 
 /** Servers and pairs running now, stopped on SIGINT/SIGTERM. */
 const running = new Set<RunningServer>();
+/** The MariaDB running now (mariadbd, its mount, the nbdfuse attach), stopped first. */
+let runningDb: MountedDb | undefined;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     console.error(`${sig}: stopping ${running.size} server(s)`);
-    void Promise.allSettled([...running].map((s) => s.stop())).then(() => {
-      if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
-      process.exit(130);
-    });
+    void Promise.allSettled([runningDb?.stop()])
+      .then(() => Promise.allSettled([...running].map((s) => s.stop())))
+      .then(() => {
+        if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
+        process.exit(130);
+      });
   });
 }
 
@@ -117,13 +164,6 @@ async function withServer<T>(s: RunningServer, fn: (s: RunningServer) => Promise
     await s.stop();
     running.delete(s);
   }
-}
-
-/** Writes back dirty pages, then reads the files once so the run starts with them cached. */
-async function settle(files: string[]): Promise<void> {
-  await run('sync', []);
-  // This VM pages out cache left untouched for a minute (see the one-node section).
-  for (const f of files) await run('dd', [`if=${f}`, 'of=/dev/null', 'bs=1M', 'status=none']);
 }
 
 async function startKind(kind: Kind): Promise<RunningServer> {
@@ -159,13 +199,25 @@ async function startKind(kind: Kind): Promise<RunningServer> {
 }
 
 async function once(kind: Kind, w: FioWorkload): Promise<FioResult> {
-  await settle(DISKS[kind]);
+  await prepareFiles(DISKS[kind]);
   return withServer(await startKind(kind), async (s) => {
     const r = await fio(s.uri, w, { sizeMiB, runtime });
     console.error(`  ${w.name} / ${LABEL[kind]}: ${Math.round(r.value)} ${w.unit}`);
     return r;
   });
 }
+
+/** Medians for the ratios at the end. */
+const seqWrite: Partial<Record<'pairC' | 'pairA', number>> = {};
+interface Refs {
+  /** iperf3 MiB/s per run. */
+  iperf: number[];
+  /** dd copy times, ms. */
+  copy: number[];
+  fsyncCopy: number[];
+}
+let refs: Refs | undefined;
+const syncs: SyncRun[] = [];
 
 async function throughput(): Promise<void> {
   const workloads = WORKLOADS.filter(
@@ -195,6 +247,11 @@ async function throughput(): Promise<void> {
     ] as const
   ).filter(([a, b]) => kinds.includes(a) && kinds.includes(b));
   console.log(ratioTable(rows, kinds, pairs, (k) => LABEL[k], repeat));
+  const seq = rows.find((r) => r.w.name === SEQ_WRITE);
+  for (const k of ['pairC', 'pairA'] as const) {
+    const rs = seq?.res.get(k);
+    if (rs) seqWrite[k] = median(rs.map((r) => r.value));
+  }
   if (kinds.includes('pairC') || kinds.includes('pairA')) {
     // Every write went through alpha and was replicated: the two files must be equal.
     const same = await run('cmp', ['-s', file('alpha.img'), file('beta.img')]).then(
@@ -223,7 +280,7 @@ function freshSparse(f: string): void {
 async function plainCopy(fsync: boolean): Promise<number> {
   const dst = file('copy.img');
   freshSparse(dst);
-  await settle([file('alpha.img')]);
+  await prepareFiles([file('alpha.img')]);
   const t0 = performance.now();
   await run('dd', [
     `if=${file('alpha.img')}`,
@@ -272,7 +329,7 @@ async function syncOnce(): Promise<SyncRun> {
   const d = fs.mkdtempSync(file('resync.'));
   const betaDisk = path.join(d, 'beta.img');
   freshSparse(betaDisk);
-  await settle([file('alpha.img')]);
+  await prepareFiles([file('alpha.img')]);
   const pair = await startUrbdPair({
     dir: d,
     alphaDisk: file('alpha.img'),
@@ -346,44 +403,52 @@ async function syncOnce(): Promise<SyncRun> {
   }
 }
 
-async function resync(): Promise<void> {
-  const copies: number[] = [];
-  const fsyncCopies: number[] = [];
-  const syncs: SyncRun[] = [];
+/** Part 0: loopback TCP and a plain copy, measured once for every ratio that needs them. */
+async function references(): Promise<Refs> {
+  const r: Refs = { iperf: [], copy: [], fsyncCopy: [] };
   // The first copy into a fresh file after the setup's big writes and deletes ran 3–10×
   // slower than the rest in trials (ext4 allocating around just-freed blocks): warm up once.
   await plainCopy(false);
   for (let i = 0; i < repeat; i++) {
     const steps = [
-      async () => copies.push(await plainCopy(false)),
-      async () => fsyncCopies.push(await plainCopy(true)),
-      async () => {
-        const r = await syncOnce();
-        syncs.push(r);
-        console.error(`  resync: ${JSON.stringify(r)}`);
-      },
+      async () => r.iperf.push(await iperf3MiBs(3)),
+      async () => r.copy.push(await plainCopy(false)),
+      async () => r.fsyncCopy.push(await plainCopy(true)),
     ];
-    // Rotate which goes first.
     for (let j = 0; j < steps.length; j++) await steps[(i + j) % steps.length]!();
     console.error(
-      `  copy ${secs(copies.at(-1)!)} s, copy+fsync ${secs(fsyncCopies.at(-1)!)} s, ` +
-        `full sync ${secs(syncs.at(-1)!.fullMs)} s`,
+      `  iperf3 ${r.iperf.at(-1)!.toFixed(0)} MiB/s, copy ${secs(r.copy.at(-1)!)} s, ` +
+        `copy+fsync ${secs(r.fsyncCopy.at(-1)!)} s`,
     );
   }
+  const rate = (ms: number): number => (sizeMiB * 1000) / ms;
+  const row = (what: string, xs: number[]): void =>
+    console.log(
+      `| ${what} | ${xs.map((x) => x.toFixed(0)).join(' / ')} | ${median(xs).toFixed(0)} |`,
+    );
+  console.log(`| physical reference (${repeat} runs) | MiB/s | median MiB/s |`);
+  console.log('|---|---|---|');
+  row('loopback TCP: iperf3, one stream, 3 s', r.iperf);
+  row(`plain copy of ${sizeMiB} MiB: dd bs=1M conv=fsync`, r.fsyncCopy.map(rate));
+  row(`plain copy of ${sizeMiB} MiB: dd bs=1M, no fsync`, r.copy.map(rate));
+  console.log('');
+  return r;
+}
+
+async function resync(): Promise<void> {
+  for (let i = 0; i < repeat; i++) {
+    const r = await syncOnce();
+    syncs.push(r);
+    console.error(`  resync: ${JSON.stringify(r)}`);
+  }
   const list = (xs: number[]): string => xs.map(secs).join(' / ');
-  const med = (xs: number[]): number => median(xs);
-  const copy = med(copies);
-  const full = med(syncs.map((s) => s.fullMs));
-  const bitmap = med(syncs.map((s) => s.bitmapMs));
-  const reconnect = med(syncs.map((s) => s.reconnectMs));
   const dirty = syncs.map((s) => ((100 * s.dirtyBytes) / sizeBytes).toFixed(2));
-  const fsyncCopy = med(fsyncCopies);
   const row = (what: string, xs: number[], rate: boolean): void =>
-    console.log(`| ${what} | ${list(xs)} | ${secs(med(xs))} | ${rate ? mibs(med(xs)) : ''} |`);
+    console.log(
+      `| ${what} | ${list(xs)} | ${secs(median(xs))} | ${rate ? mibs(median(xs)) : ''} |`,
+    );
   console.log(`| measure (${sizeMiB} MiB, ${repeat} runs) | seconds | median | MiB/s (median) |`);
   console.log('|---|---|---|---|');
-  row('plain copy: dd bs=1M conv=fsync', fsyncCopies, true);
-  row('plain copy: dd bs=1M, no fsync', copies, true);
   row(
     'full initial sync: primary --force → both in sync',
     syncs.map((s) => s.fullMs),
@@ -410,16 +475,115 @@ async function resync(): Promise<void> {
     false,
   );
   console.log(
-    `\nfull sync / plain copy with fsync (throughput): ${(fsyncCopy / full).toFixed(2)}; ` +
-      `/ copy without fsync: ${(copy / full).toFixed(2)}`,
+    `\nbeta identical to alpha after each bitmap resync: ${syncs.map((s) => (s.identical ? 'yes' : 'NO')).join(' / ')}\n`,
   );
-  console.log(
-    `bitmap resync / full sync (time): ${((100 * bitmap) / full).toFixed(1)} %; ` +
-      `counting the redial too: ${((100 * (bitmap + reconnect)) / full).toFixed(1)} %`,
+}
+
+/** Part 3: MariaDB commits per second on each target, the target rotating per repeat. */
+async function mariadbPart(): Promise<void> {
+  const CLIENTS = [1, 8];
+  const res = new Map<number, Map<Kind, Array<{ value: number }>>>(
+    CLIENTS.map((c) => [c, new Map(DB_KINDS.map((k) => [k, []]))]),
   );
-  console.log(
-    `beta identical to alpha after each bitmap resync: ${syncs.map((s) => (s.identical ? 'yes' : 'NO')).join(' / ')}`,
-  );
+  const made = new Set<Kind>();
+  for (let i = 0; i < repeat; i++) {
+    for (let j = 0; j < DB_KINDS.length; j++) {
+      const kind = DB_KINDS[(i + j) % DB_KINDS.length]!;
+      await prepareFiles(DISKS[kind]);
+      const server = await startDbServer(kind);
+      running.add(server);
+      try {
+        const db = await startMariaDbOn({
+          dir: file(`db-${kind}`),
+          socket: server.socket,
+          exportName: RES,
+          mkfs: !made.has(kind),
+        });
+        made.add(kind);
+        runningDb = db;
+        try {
+          for (const c of CLIENTS) {
+            const v = await db.commits(c, runtime);
+            res.get(c)!.get(kind)!.push({ value: v });
+            console.error(`  MariaDB ${c} client(s) / ${LABEL[kind]}: ${v.toFixed(0)} commits/s`);
+          }
+        } finally {
+          runningDb = undefined;
+          await db.stop();
+        }
+      } finally {
+        await server.stop();
+        running.delete(server);
+      }
+    }
+  }
+  const rows = CLIENTS.map((c) => ({
+    w: {
+      name: `MariaDB single-row INSERT commits, ${c} client${c > 1 ? 's' : ''}`,
+      unit: 'commits/s',
+    },
+    res: res.get(c)!,
+  }));
+  const pairs = (
+    [
+      ['node', 'nbdkit'],
+      ['pairC', 'nbdkit'],
+      ['pairC', 'node'],
+    ] as const
+  ).filter(([a, b]) => DB_KINDS.includes(a) && DB_KINDS.includes(b));
+  console.log(ratioTable(rows, DB_KINDS, pairs, (k) => LABEL[k], repeat));
+  console.log('');
+}
+
+/** A server for MariaDB: its NBD export on a Unix socket, which nbdfuse attaches. */
+async function startDbServer(kind: Kind): Promise<RunningServer & { socket: string }> {
+  if (kind === 'nbdkit') {
+    const socket = file('nbdkit.sock');
+    return { ...(await startNbdkitUnix(DISKS.nbdkit[0]!, socket)), socket };
+  }
+  if (kind === 'node') {
+    const s = await startUrbdResource(DISKS.node[0]!, { nodeOptions });
+    return { ...s, socket: exportSocketPath(s.runDir, RES) };
+  }
+  const s = (await startKind(kind)) as RunningServer & { runDir(n: 'alpha'): string };
+  return { ...s, socket: exportSocketPath(s.runDir('alpha'), RES) };
+}
+
+/** Each measurement against the machine's own limits, from the medians. */
+function physicalRatios(): void {
+  if (!refs) return;
+  const iperf = median(refs.iperf);
+  const copyFsync = (sizeMiB * 1000) / median(refs.fsyncCopy);
+  const copy = (sizeMiB * 1000) / median(refs.copy);
+  const lines: string[] = [];
+  for (const k of ['pairC', 'pairA'] as const) {
+    const v = seqWrite[k];
+    if (v === undefined) continue;
+    lines.push(
+      `| ${LABEL[k]}: 1M seq write QD8 / loopback TCP (iperf3) | ${v.toFixed(0)} / ${iperf.toFixed(0)} MiB/s | ${(v / iperf).toFixed(2)} |`,
+    );
+  }
+  if (syncs.length > 0) {
+    const fullMs = median(syncs.map((s) => s.fullMs));
+    const full = (sizeMiB * 1000) / fullMs;
+    const limit = Math.min(copyFsync, iperf);
+    lines.push(
+      `| full initial sync / min(dd conv=fsync, iperf3) | ${full.toFixed(0)} / ${limit.toFixed(0)} MiB/s | ${(full / limit).toFixed(2)} |`,
+      `| full initial sync / dd conv=fsync | ${full.toFixed(0)} / ${copyFsync.toFixed(0)} MiB/s | ${(full / copyFsync).toFixed(2)} |`,
+      `| full initial sync / dd without fsync | ${full.toFixed(0)} / ${copy.toFixed(0)} MiB/s | ${(full / copy).toFixed(2)} |`,
+    );
+    const bitmap = median(syncs.map((s) => s.bitmapMs));
+    const reconnect = median(syncs.map((s) => s.reconnectMs));
+    lines.push(
+      `| bitmap resync (1 %) time / full sync time | ${secs(bitmap)} / ${secs(fullMs)} s | ${((100 * bitmap) / fullMs).toFixed(1)} % |`,
+      `| the same counting the redial (up on beta → alpha Connected) | ${secs(bitmap + reconnect)} / ${secs(fullMs)} s | ${((100 * (bitmap + reconnect)) / fullMs).toFixed(1)} % |`,
+    );
+  }
+  if (lines.length === 0) return;
+  console.log('| ratio (medians) | values | ratio |');
+  console.log('|---|---|---|');
+  for (const l of lines) console.log(l);
+  console.log('');
 }
 
 async function main(): Promise<void> {
@@ -435,8 +599,17 @@ async function main(): Promise<void> {
     for (const f of ['node.img', 'alpha.img', 'beta.img']) {
       await run('cp', [file('nbdkit.img'), file(f)]);
     }
+    // The references are what the resync and the pairs' 1M writes are compared with.
+    const seqWriteRuns =
+      doThroughput &&
+      (kinds.includes('pairC') || kinds.includes('pairA')) &&
+      (workloadTokens.length === 0 ||
+        workloadTokens.some((t) => SEQ_WRITE.toLowerCase().includes(t)));
+    if (doResync || seqWriteRuns) refs = await references();
     if (doThroughput) await throughput();
     if (doResync) await resync();
+    physicalRatios();
+    if (doMariadb && DB_KINDS.length > 0) await mariadbPart();
     console.log(
       `\ndir: ${dir} (${sizeMiB} MiB files), fio ${runtime}s per run, ${os.cpus().length} cores, ` +
         `load average at the end ${os
