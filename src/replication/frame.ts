@@ -13,7 +13,7 @@ import { MAX_PAYLOAD } from '../nbd/constants.js';
 import type { Payload } from '../nbd/target.js';
 import {
   decodeMessage,
-  encodeMessage,
+  encodeMessageAfter,
   SchemaError,
   type MessageBodies,
   type MessageType,
@@ -60,7 +60,8 @@ export class FrameError extends Error {
 }
 
 /**
- * One frame as the Buffers to write: the header and control message in one Buffer, then the
+ * One frame as the Buffers to write: the header and control message in one Buffer (one
+ * allocation: the message is encoded after room for the header), then the
  * payload pieces as they are (not copied). Throws RangeError for an oversize payload: that
  * is a bug in the caller, not something to put on the wire.
  */
@@ -69,7 +70,8 @@ export function encodeFrame<K extends MessageType>(
   body: Partial<MessageBodies[K]>,
   payload?: Payload,
 ): Buffer[] {
-  const control = encodeMessage(type, body);
+  const head = encodeMessageAfter(type, body, FRAME_HEADER_BYTES);
+  const controlLen = head.length - FRAME_HEADER_BYTES;
   let dataLen = 0;
   if (payload !== undefined) {
     if (Buffer.isBuffer(payload)) dataLen = payload.length;
@@ -78,16 +80,14 @@ export function encodeFrame<K extends MessageType>(
   if (dataLen > MAX_DATA_BYTES) {
     throw new RangeError(`data of ${dataLen} bytes exceeds the ${MAX_DATA_BYTES}-byte limit`);
   }
-  if (control.length > MAX_CONTROL_BYTES) {
+  if (controlLen > MAX_CONTROL_BYTES) {
     throw new RangeError(
-      `${type} message of ${control.length} bytes exceeds the ${MAX_CONTROL_BYTES}-byte limit`,
+      `${type} message of ${controlLen} bytes exceeds the ${MAX_CONTROL_BYTES}-byte limit`,
     );
   }
-  const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES + control.length);
   head.writeUInt32BE(FRAME_MAGIC, 0);
-  head.writeUInt32BE(control.length, 4);
+  head.writeUInt32BE(controlLen, 4);
   head.writeUInt32BE(dataLen, 8);
-  head.set(control, FRAME_HEADER_BYTES);
   if (dataLen === 0) return [head];
   if (Buffer.isBuffer(payload)) return [head, payload];
   const out: Buffer[] = [head];

@@ -287,7 +287,152 @@ export function encodeMessage<K extends MessageType>(
   type: K,
   body: Partial<MessageBodies[K]>,
 ): Uint8Array {
-  return envelope.encode(envelope.fromObject({ [type]: body })).finish();
+  return encodeMessageAfter(type, body, 0);
+}
+
+/**
+ * The messages sent once or more per replicated write, which have only integer fields: they
+ * are encoded and decoded here by hand, because protobufjs' fromObject/encode/toObject cost
+ * several allocations and a few microseconds per message on both nodes. The bytes are the
+ * ones protobufjs writes (present fields in field order, each as a varint), so the wire
+ * format and PROTOCOL_VERSION are unchanged; anything the fast path does not expect (a
+ * value out of range, an unknown or non-varint field) goes through protobufjs.
+ */
+interface VarintLayout {
+  /** The envelope field's tag (field number << 3 | 2) as varint bytes. */
+  tag: readonly number[];
+  /** Field names in field-number order (fields 1, 2, …). */
+  keys: readonly string[];
+  /** Per field: a uint32 (else a uint64 that we keep below 2^53). */
+  u32: readonly boolean[];
+}
+
+function layout(field: number, keys: string[], u32: string[] = []): VarintLayout {
+  const tag: number[] = [];
+  for (let v = (field << 3) | 2; ; v >>>= 7) {
+    if (v < 0x80) {
+      tag.push(v);
+      break;
+    }
+    tag.push((v & 0x7f) | 0x80);
+  }
+  return { tag, keys, u32: keys.map((k) => u32.includes(k)) };
+}
+
+const VARINT_LAYOUTS: Partial<Record<MessageType, VarintLayout>> = {
+  data: layout(20, ['seq', 'epoch', 'offset', 'length', 'flags'], ['flags']),
+  barrier: layout(21, ['epoch', 'writes'], ['writes']),
+  recvAck: layout(30, ['seq']),
+  writeAck: layout(31, ['seq']),
+  barrierAck: layout(33, ['epoch', 'writes'], ['writes']),
+};
+/** Envelope tag (2-byte varint, all fast types have one) → type. */
+const FAST_BY_TAG = new Map<number, MessageType>();
+for (const [type, l] of Object.entries(VARINT_LAYOUTS)) {
+  FAST_BY_TAG.set(l.tag[0]! | (l.tag[1]! << 8), type as MessageType);
+}
+
+function varintSize(v: number): number {
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80);
+    n++;
+  }
+  return n;
+}
+
+function putVarint(buf: Buffer, at: number, v: number): number {
+  while (v >= 0x80) {
+    buf[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  buf[at++] = v;
+  return at;
+}
+
+/**
+ * One control message encoded into a fresh Buffer after `headroom` bytes left for the
+ * caller (the frame header), so a frame's head is one allocation.
+ */
+export function encodeMessageAfter<K extends MessageType>(
+  type: K,
+  body: Partial<MessageBodies[K]>,
+  headroom: number,
+): Buffer {
+  const l = VARINT_LAYOUTS[type];
+  if (l !== undefined) {
+    const b = body as Record<string, unknown>;
+    let inner = 0;
+    let ok = true;
+    for (let i = 0; i < l.keys.length; i++) {
+      const v = b[l.keys[i]!];
+      if (v === undefined) continue;
+      if (
+        typeof v !== 'number' ||
+        !Number.isSafeInteger(v) ||
+        v < 0 ||
+        (l.u32[i] && v > 0xffffffff)
+      ) {
+        ok = false;
+        break;
+      }
+      inner += 1 + varintSize(v);
+    }
+    if (ok) {
+      const out = Buffer.allocUnsafe(headroom + l.tag.length + varintSize(inner) + inner);
+      let at = headroom;
+      for (const t of l.tag) out[at++] = t;
+      at = putVarint(out, at, inner);
+      for (let i = 0; i < l.keys.length; i++) {
+        const v = b[l.keys[i]!] as number | undefined;
+        if (v === undefined) continue;
+        out[at++] = (i + 1) << 3; // field i+1, wire type 0 (varint)
+        at = putVarint(out, at, v);
+      }
+      return out;
+    }
+  }
+  const bytes = encodeWithProtobuf(type, body);
+  const out = Buffer.allocUnsafe(headroom + bytes.length);
+  out.set(bytes, headroom);
+  return out;
+}
+
+/**
+ * The fast path of decodeMessage for VARINT_LAYOUTS' messages: the envelope holds exactly
+ * one such body and nothing else, every field of it is known and a varint small enough to
+ * be exact as a number. Undefined when anything else is there (protobufjs decides).
+ */
+function decodeVarintMessage(bytes: Uint8Array): PeerMessage | undefined {
+  const n = bytes.length;
+  if (n < 3) return undefined;
+  const type = FAST_BY_TAG.get(bytes[0]! | (bytes[1]! << 8));
+  if (type === undefined) return undefined;
+  const l = VARINT_LAYOUTS[type]!;
+  let at = 2;
+  const len = bytes[at++]!;
+  // Our bodies are far below 128 bytes: a longer length is not ours to judge here.
+  if (len >= 0x80 || at + len !== n) return undefined;
+  const body: Record<string, number> = {};
+  for (const k of l.keys) body[k] = 0;
+  while (at < n) {
+    const tag = bytes[at++]!;
+    const field = tag >> 3;
+    if (tag >= 0x80 || (tag & 7) !== 0 || field < 1 || field > l.keys.length) return undefined;
+    let v = 0;
+    let scale = 1;
+    for (let i = 0; ; i++) {
+      // Seven bytes hold 49 bits: always exact; longer varints go to protobufjs.
+      if (at >= n || i === 7) return undefined;
+      const byte = bytes[at++]!;
+      v += (byte & 0x7f) * scale;
+      scale *= 0x80;
+      if (byte < 0x80) break;
+    }
+    if (l.u32[field - 1] && v > 0xffffffff) return undefined;
+    body[l.keys[field - 1]!] = v;
+  }
+  return { type, body } as unknown as PeerMessage;
 }
 
 /**
@@ -295,6 +440,19 @@ export function encodeMessage<K extends MessageType>(
  * not a valid envelope or carry no known body.
  */
 export function decodeMessage(bytes: Uint8Array): PeerMessage {
+  return decodeVarintMessage(bytes) ?? decodeWithProtobuf(bytes);
+}
+
+/** encodeMessage without the hand-written fast path (the reference the tests compare to). */
+export function encodeWithProtobuf<K extends MessageType>(
+  type: K,
+  body: Partial<MessageBodies[K]>,
+): Uint8Array {
+  return envelope.encode(envelope.fromObject({ [type]: body })).finish();
+}
+
+/** decodeMessage without the hand-written fast path (the reference the tests compare to). */
+export function decodeWithProtobuf(bytes: Uint8Array): PeerMessage {
   let decoded: protobuf.Message;
   try {
     decoded = envelope.decode(bytes);

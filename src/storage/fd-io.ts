@@ -46,6 +46,28 @@ export function writeAll(
   fs.write(fd, buf, 0, length, position, step);
 }
 
+/**
+ * writeAll on the calling thread: for small writes into the page cache, where a thread-pool
+ * round trip costs more than the copy. `done` is called before this returns.
+ */
+export function writeAllSync(fd: number, buf: Buffer, position: number, done: Completion): void {
+  let put = 0;
+  let failure: Error | null = null;
+  try {
+    while (put < buf.length) {
+      const n = fs.writeSync(fd, buf, put, buf.length - put, position + put);
+      if (n === 0) {
+        failure = shortTransfer('write', fd, position + put);
+        break;
+      }
+      put += n;
+    }
+  } catch (err) {
+    failure = err as Error;
+  }
+  done(failure);
+}
+
 /** Write every piece, in order, from `position` on: one writev, looping over short writes. */
 export function writevAll(
   fd: number,

@@ -18,6 +18,7 @@ import {
   openFd,
   readAll,
   writeAll,
+  writeAllSync,
   writevAll,
   writeZeroes,
   type Completion,
@@ -249,8 +250,19 @@ export class FileDisk implements BlockTarget {
   private submitBatch(native: NativeBinding, batch: WriteBatch): void {
     if (this.pendingBatch === batch) this.pendingBatch = undefined;
     if (batch.bufs.length === 1) {
-      // Alone, a write is quicker through libuv's own path (which may use io_uring).
       const buf = batch.bufs[0]!;
+      if (this.inflight === 1) {
+        // The only request on this disk (a client at queue depth 1, the secondary's copy
+        // of each replicated write at queue depth 1): copied into the page cache right
+        // here, a few µs for 64 KiB at most, where a trip through the thread pool costs a
+        // futex wake, an eventfd write and read and another turn of the loop, on both
+        // nodes for every replicated write. The cost: a write throttled by dirty-page
+        // writeback holds the loop instead of a pool thread; with other requests in
+        // flight that would hold them up too, so those writes still go to the pool.
+        writeAllSync(this.fd, buf, batch.offsets[0]!, batch.done[0]!);
+        return;
+      }
+      // Alone, a write is quicker through libuv's own path (which may use io_uring).
       writeAll(this.fd, buf, buf.length, batch.offsets[0]!, batch.done[0]!);
       return;
     }
