@@ -26,7 +26,9 @@
  * - If `persist` throws, or its promise rejects, every write of that transaction (and every
  *   write that joined it) rejects with the error, holds no references, and the log is as it
  *   was (the failed extents are not active, the extents that would have been evicted still
- *   are). Writes queued meanwhile for other extents stay queued for the next transaction.
+ *   are). So does every queued write on an extent it evicted (the rollback makes that extent
+ *   active again, but a failed sync leaves unknown whether the eviction reached the disk).
+ *   Writes queued for other extents stay queued for the next transaction.
  *
  * LRU order follows DRBD's lru_cache: referenced extents are out of the LRU list; an extent
  * goes to the most-recently-used end when its last reference is dropped. So the eviction
@@ -411,11 +413,20 @@ export class ActivityLog {
   private fail(batch: Batch, err: unknown): void {
     this.rollback(batch);
     for (const w of batch.admitted) w.reject(err);
-    // Begins that found this batch's extents pending waited for it: they fail with it.
-    if (this.queue.some((w) => w.joined === batch)) {
-      const joined = this.queue.filter((w) => w.joined === batch);
-      this.queue = this.queue.filter((w) => w.joined !== batch);
-      for (const w of joined) w.reject(err);
+    // Begins that found this batch's extents pending waited for it: they fail with it. So do
+    // queued begins on an extent it evicted: the rollback makes that extent active again, but
+    // whether the eviction reached the disk is unknown (a failed sync), and a write must not
+    // start on an extent the on-disk log may have dropped.
+    const victims = new Set(batch.victims.map((v) => v.extent));
+    const doomed = (w: Waiter): boolean => {
+      if (w.joined === batch) return true;
+      for (let x = w.first; x <= w.last; x++) if (victims.has(x)) return true;
+      return false;
+    };
+    if (this.queue.some(doomed)) {
+      const failed = this.queue.filter(doomed);
+      this.queue = this.queue.filter((w) => !doomed(w));
+      for (const w of failed) w.reject(err);
     }
   }
 

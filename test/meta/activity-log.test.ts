@@ -533,10 +533,13 @@ t.test('async: a failed sync rejects its writes and those that joined it', async
   });
   const joined = watch(al.begin(1 * X + 100, 1));
   const other = watch(al.begin(3 * X, 1)); // a plain miss, queued for the next transaction
+  // A write to the extent being evicted: after a failed sync, nobody knows whether 7 is
+  // still in the on-disk log, so it must not start on it.
+  const onVictim = watch(al.begin(7 * X, 1));
   t.notOk(al.isActive(7), 'the victim left the log with the transaction');
   flights[0]!.reject(new Error('fdatasync: EIO'));
   await settle();
-  for (const [name, w] of Object.entries({ a, b, joined })) {
+  for (const [name, w] of Object.entries({ a, b, joined, onVictim })) {
     t.equal(w.err?.message, 'fdatasync: EIO', `${name} rejected with the error`);
   }
   t.same(al.slots().slice(0, 2), [7, 6], 'the evicted extent is back');
@@ -639,6 +642,13 @@ t.test('model (async): random begin/end/sync outcomes keep the invariants', asyn
           resolve: () => void;
           reject: () => void;
         } | null = null;
+        /**
+         * Extents a failed sync may or may not have put in (or taken out of) the log, with the
+         * number of that failure. A begin issued before it must not start on them (one issued
+         * after it is the caller's business: DiskMeta refuses every write after such a failure).
+         */
+        const uncertain = new Map<number, number>();
+        let failures = 0;
         const held: Array<{ first: number; last: number }> = [];
         let unsettled = 0;
         const problems: string[] = [];
@@ -661,9 +671,19 @@ t.test('model (async): random begin/end/sync outcomes keep the invariants', asyn
                 after,
                 resolve: () => {
                   for (let s = 0; s < n; s++) durable[s] = after[s]!;
+                  for (const e of after) if (e !== null) uncertain.delete(e);
                   resolve();
                 },
-                reject: () => reject(new Error('sync failed')),
+                reject: () => {
+                  // A failed sync: the on-disk log may be the old table or the new one.
+                  failures++;
+                  for (const c of tx.slots) {
+                    const old = durable[c.slot];
+                    if (old !== null && old !== undefined) uncertain.set(old, failures);
+                    if (c.extent !== null) uncertain.set(c.extent, failures);
+                  }
+                  reject(new Error('sync failed'));
+                },
               };
             });
           },
@@ -702,15 +722,18 @@ t.test('model (async): random begin/end/sync outcomes keep the invariants', asyn
           const [h] = held.splice(i, 1);
           al.end(h!.first * X, (h!.last - h!.first + 1) * X);
         };
-        const onStart = (r: { first: number; last: number }): void => {
+        const onStart = (r: { first: number; last: number; epoch: number }): void => {
           for (let x = r.first; x <= r.last; x++) {
             if (!durable.includes(x)) problems.push(`write started on ${x} before it was durable`);
+            if ((uncertain.get(x) ?? -1) > r.epoch) {
+              problems.push(`write started on ${x}, uncertain after a failure`);
+            }
           }
           held.push(r);
         };
         for (const [i, c] of cmds.entries()) {
           if (c.t === 'begin') {
-            const r = { first: c.ext, last: c.ext + c.span - 1 };
+            const r = { first: c.ext, last: c.ext + c.span - 1, epoch: failures };
             const p = al.begin(c.ext * X, c.span * X);
             if (p === undefined) onStart(r);
             else {
