@@ -6,16 +6,29 @@
  * - Hit (extent active): take a reference. No allocation, no promise, no I/O.
  * - Miss: the write is queued. Everything queued in one turn of the event loop goes to the
  *   disk as one transaction of up to 64 slot changes (more → several), through `persist`; the
- *   writes resolve after it returns. Each change takes a free slot, or else the slot of the
- *   least recently used extent without references, which leaves the log (`evicted`: the caller
- *   must persist its bitmap pages in the same transaction).
+ *   writes resolve once it is durable: when it returns, or, if it returns a promise, when that
+ *   resolves. Each change takes a free slot, or else the slot of the least recently used
+ *   extent without references, which leaves the log (`evicted`: the caller must persist its
+ *   bitmap pages in the same transaction).
+ * - Asynchronous persist (the transaction is written at once, its sync is awaited off the
+ *   event loop): one transaction is in flight at a time. Its new extents are "pending": they
+ *   are in the log and referenced by the writes that wait for them, so nothing evicts them,
+ *   but a later write that touches one is queued like a miss and starts only once that same
+ *   transaction is durable (it "joined" it: if the transaction fails, it fails with it).
+ *   Misses arriving meanwhile wait in the queue and go into the next transaction, built when
+ *   this one settles. Serializing keeps the rule simple (a transaction only ever evicts
+ *   extents whose activation is durable, a failure rolls back one batch), and costs little:
+ *   everything that queued during one sync is committed together in the next.
  * - A queued write takes its references only when all its extents can be active at once
  *   (DRBD's all-or-nothing `drbd_al_begin_io_nonblock`), so writes waiting for a slot hold
  *   none and cannot deadlock each other. Writes needing slots are served in order; when every
  *   slot is referenced they wait for an `end()`.
- * - If `persist` throws, every write of that transaction rejects with the error, holds no
- *   references, and the log is as it was (the failed extents are not active, the extents that
- *   would have been evicted still are).
+ * - If `persist` throws, or its promise rejects, every write of that transaction (and every
+ *   write that joined it) rejects with the error, holds no references, and the log is as it
+ *   was (the failed extents are not active, the extents that would have been evicted still
+ *   are). So does every queued write on an extent it evicted (the rollback makes that extent
+ *   active again, but a failed sync leaves unknown whether the eviction reached the disk).
+ *   Writes queued for other extents stay queued for the next transaction.
  *
  * LRU order follows DRBD's lru_cache: referenced extents are out of the LRU list; an extent
  * goes to the most-recently-used end when its last reference is dropped. So the eviction
@@ -27,8 +40,16 @@ export const AL_EXTENT_SIZE = 2 ** AL_EXTENT_SHIFT;
 /** DRBD's AL_UPDATES_PER_TRANSACTION. */
 export const AL_MAX_UPDATES = 64;
 
+/**
+ * Writes one transaction. Returns when it is durable, or returns a promise that resolves once
+ * it is (the transaction itself must be written before returning: the next one may follow it
+ * as soon as the promise resolves, and must land after it).
+ */
 export interface AlPersist {
-  (tx: { slots: Array<{ slot: number; extent: number | null }>; evicted: number[] }): void;
+  (tx: {
+    slots: Array<{ slot: number; extent: number | null }>;
+    evicted: number[];
+  }): void | Promise<void>;
 }
 
 export interface ActivityLogOptions {
@@ -51,12 +72,19 @@ export interface AlStats {
   evictions: number;
   /** Queued begins that found no slot free of references and had to wait for an end(). */
   waits: number;
+  /**
+   * Extents begin() found active but not yet durable (activated by the transaction in flight):
+   * the write waited for that transaction. Counted in `hits` too.
+   */
+  pendingHits: number;
 }
 
 interface Entry {
   extent: number;
   slot: number;
   refs: number;
+  /** Activated by the transaction being persisted: in the log, not yet durable. */
+  pending: boolean;
   /** Neighbours in the unused (refs = 0) LRU list; null while referenced. */
   prev: Entry | null;
   next: Entry | null;
@@ -68,13 +96,18 @@ interface Waiter {
   resolve: () => void;
   reject: (err: unknown) => void;
   waited: boolean;
+  /** The in-flight batch this begin found pending extents of: it fails if that one fails. */
+  joined: Batch | null;
 }
 
 interface Batch {
+  /** Begins that wait for this transaction (they took references on its extents). */
   admitted: Waiter[];
+  /** Begins that took references on durable extents only: resolved at once, not persisted. */
+  ready: Waiter[];
   changes: Array<{ slot: number; extent: number }>;
   created: Entry[];
-  /** Entries a reference was taken on (hits), in order. */
+  /** Entries an admitted begin took a reference on (hits), in order. */
   reffed: Entry[];
   /** Evicted entries, in eviction (LRU) order. */
   victims: Entry[];
@@ -85,7 +118,14 @@ interface Batch {
 const extentOf = (offset: number): number => Math.floor(offset / AL_EXTENT_SIZE);
 
 export class ActivityLog {
-  readonly stats: AlStats = { hits: 0, misses: 0, transactions: 0, evictions: 0, waits: 0 };
+  readonly stats: AlStats = {
+    hits: 0,
+    misses: 0,
+    transactions: 0,
+    evictions: 0,
+    waits: 0,
+    pendingHits: 0,
+  };
   readonly slotCount: number;
   readonly enabled: boolean;
 
@@ -99,6 +139,8 @@ export class ActivityLog {
   private queue: Waiter[] = [];
   private scheduled = false;
   private inPersist = false;
+  /** The batch whose asynchronous persist has not settled yet. */
+  private inFlight: Batch | null = null;
   private readonly persist: AlPersist;
   private readonly maxUpdates: number;
 
@@ -111,7 +153,14 @@ export class ActivityLog {
       throw new RangeError(`maxUpdatesPerTransaction must be a positive integer`);
     }
     if (this.slotCount < 1) throw new RangeError('the activity log needs at least one slot');
-    const sentinel = { extent: -1, slot: -1, refs: 0, prev: null, next: null } as Entry;
+    const sentinel = {
+      extent: -1,
+      slot: -1,
+      refs: 0,
+      pending: false,
+      prev: null,
+      next: null,
+    } as Entry;
     sentinel.prev = sentinel;
     sentinel.next = sentinel;
     this.lru = sentinel;
@@ -122,7 +171,7 @@ export class ActivityLog {
         throw new RangeError(`activity-log slot ${slot} holds an invalid extent ${extent}`);
       }
       if (this.map.has(extent)) throw new RangeError(`extent ${extent} is in two slots`);
-      const e: Entry = { extent, slot, refs: 0, prev: null, next: null };
+      const e: Entry = { extent, slot, refs: 0, pending: false, prev: null, next: null };
       this.map.set(extent, e);
       this.pushMru(e);
     });
@@ -147,18 +196,29 @@ export class ActivityLog {
       this.beginDisabled(first, last);
       return undefined;
     }
+    let joined: Batch | null = null;
     if (first === last) {
       const e = this.map.get(first);
       if (e !== undefined) {
-        if (e.refs++ === 0) this.unlink(e);
         this.stats.hits++;
-        return undefined;
+        if (!e.pending) {
+          if (e.refs++ === 0) this.unlink(e);
+          return undefined;
+        }
+        this.stats.pendingHits++;
+        joined = this.inFlight;
+      } else {
+        this.stats.misses++;
       }
-      this.stats.misses++;
     } else {
       let misses = 0;
-      for (let x = first; x <= last; x++) if (!this.map.has(x)) misses++;
-      if (misses === 0) {
+      let pending = 0;
+      for (let x = first; x <= last; x++) {
+        const e = this.map.get(x);
+        if (e === undefined) misses++;
+        else if (e.pending) pending++;
+      }
+      if (misses === 0 && pending === 0) {
         for (let x = first; x <= last; x++) this.ref(this.map.get(x)!);
         this.stats.hits += last - first + 1;
         return undefined;
@@ -170,9 +230,11 @@ export class ActivityLog {
       }
       this.stats.misses += misses;
       this.stats.hits += last - first + 1 - misses;
+      this.stats.pendingHits += pending;
+      if (pending > 0) joined = this.inFlight;
     }
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ first, last, resolve, reject, waited: false });
+      this.queue.push({ first, last, resolve, reject, waited: false, joined });
       this.schedule();
     });
   }
@@ -219,9 +281,14 @@ export class ActivityLog {
     return out;
   }
 
-  /** begin() calls waiting for their activation. */
+  /** begin() calls waiting for their activation (queued, or in the transaction in flight). */
   get pending(): number {
-    return this.queue.length;
+    return this.queue.length + (this.inFlight?.admitted.length ?? 0);
+  }
+
+  /** Whether the extent is in the log but its activation is not durable yet. */
+  isPending(extent: number): boolean {
+    return this.map.get(extent)?.pending === true;
   }
 
   private unbalanced(extent: number): Error {
@@ -235,7 +302,7 @@ export class ActivityLog {
         e.refs++;
         this.stats.hits++;
       } else {
-        this.map.set(x, { extent: x, slot: -1, refs: 1, prev: null, next: null });
+        this.map.set(x, { extent: x, slot: -1, refs: 1, pending: false, prev: null, next: null });
         this.stats.misses++;
       }
     }
@@ -290,41 +357,89 @@ export class ActivityLog {
     });
   }
 
-  /** Commits queued activations, a batch at a time, until the queue is empty or must wait. */
+  /**
+   * Commits queued activations, a batch at a time, until the queue is empty or must wait (for
+   * an end(), or for the asynchronous transaction in flight).
+   */
   private flush(): void {
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && this.inFlight === null) {
       const batch = this.buildBatch();
-      if (batch.admitted.length === 0) return;
-      const taken = new Set(batch.admitted);
+      if (batch.admitted.length === 0 && batch.ready.length === 0) return;
+      const taken = new Set([...batch.admitted, ...batch.ready]);
       this.queue = this.queue.filter((w) => !taken.has(w));
-      if (batch.changes.length === 0) {
-        for (const w of batch.admitted) w.resolve();
-        continue;
-      }
+      for (const w of batch.ready) w.resolve();
+      if (batch.changes.length === 0) continue;
+      let result: void | Promise<void>;
       try {
         this.inPersist = true;
-        this.persist({ slots: batch.changes, evicted: batch.victims.map((v) => v.extent) });
+        result = this.persist({
+          slots: batch.changes,
+          evicted: batch.victims.map((v) => v.extent),
+        });
       } catch (err) {
         this.inPersist = false;
-        this.rollback(batch);
-        for (const w of batch.admitted) w.reject(err);
+        this.fail(batch, err);
         continue;
       }
       this.inPersist = false;
-      this.stats.transactions++;
-      this.stats.evictions += batch.victims.length;
-      for (const w of batch.admitted) w.resolve();
+      if (result === undefined) {
+        this.succeed(batch);
+        continue;
+      }
+      this.inFlight = batch;
+      result.then(
+        () => this.settle(batch, true, undefined),
+        (err: unknown) => this.settle(batch, false, err),
+      );
+      return;
+    }
+  }
+
+  private settle(batch: Batch, ok: boolean, err: unknown): void {
+    this.inFlight = null;
+    if (ok) this.succeed(batch);
+    else this.fail(batch, err);
+    // The misses that queued while this one was syncing: the next transaction, right away.
+    this.flush();
+  }
+
+  private succeed(batch: Batch): void {
+    for (const e of batch.created) e.pending = false;
+    this.stats.transactions++;
+    this.stats.evictions += batch.victims.length;
+    for (const w of batch.admitted) w.resolve();
+  }
+
+  private fail(batch: Batch, err: unknown): void {
+    this.rollback(batch);
+    for (const w of batch.admitted) w.reject(err);
+    // Begins that found this batch's extents pending waited for it: they fail with it. So do
+    // queued begins on an extent it evicted: the rollback makes that extent active again, but
+    // whether the eviction reached the disk is unknown (a failed sync), and a write must not
+    // start on an extent the on-disk log may have dropped.
+    const victims = new Set(batch.victims.map((v) => v.extent));
+    const doomed = (w: Waiter): boolean => {
+      if (w.joined === batch) return true;
+      for (let x = w.first; x <= w.last; x++) if (victims.has(x)) return true;
+      return false;
+    };
+    if (this.queue.some(doomed)) {
+      const failed = this.queue.filter(doomed);
+      this.queue = this.queue.filter((w) => !doomed(w));
+      for (const w of failed) w.reject(err);
     }
   }
 
   /**
    * Admits queued begins into one transaction: each takes references on its active extents and
    * a slot (free, else an LRU eviction) for each cold one. A begin that needs no slot is always
-   * admitted; begins needing slots are admitted in order until one does not fit.
+   * admitted; begins needing slots are admitted in order until one does not fit. A begin that
+   * needs no slot and touches no extent activated by this batch is ready at once.
    */
   private buildBatch(): Batch {
     const b: Batch = {
       admitted: [],
+      ready: [],
       changes: [],
       created: [],
       reffed: [],
@@ -358,6 +473,17 @@ export class ActivityLog {
           continue;
         }
       }
+      // Nothing is in flight, so the only pending extents are the ones this batch created.
+      let pending = false;
+      for (let x = w.first; x <= w.last; x++) {
+        const e = this.map.get(x);
+        if (e !== undefined && e.pending) pending = true;
+      }
+      if (needed === 0 && !pending) {
+        for (let x = w.first; x <= w.last; x++) this.ref(this.map.get(x)!);
+        b.ready.push(w);
+        continue;
+      }
       for (let x = w.first; x <= w.last; x++) {
         const e = this.map.get(x);
         if (e !== undefined) {
@@ -377,7 +503,7 @@ export class ActivityLog {
           b.victims.push(victim);
           slot = victim.slot;
         }
-        const e: Entry = { extent: x, slot, refs: 1, prev: null, next: null };
+        const e: Entry = { extent: x, slot, refs: 1, pending: true, prev: null, next: null };
         this.map.set(x, e);
         b.created.push(e);
         b.changes.push({ slot, extent: x });
@@ -387,7 +513,12 @@ export class ActivityLog {
     return b;
   }
 
-  /** Undoes buildBatch after a failed persist. */
+  /**
+   * Undoes buildBatch after a failed persist. Serialized transactions make this exact even
+   * after an asynchronous one: no batch was built meanwhile, so the victims' slots and the
+   * free slots taken are still this batch's, and the created entries are referenced by its
+   * admitted begins only (later begins on them queued instead).
+   */
   private rollback(b: Batch): void {
     const created = new Set(b.created);
     for (const e of b.reffed) {

@@ -426,6 +426,17 @@ export class Bitmap {
   }
 
   /**
+   * Takes back markPagesClean() for pages whose write turned out not to be durable (its sync
+   * failed): they are dirty again, so the next persist writes them.
+   */
+  markPagesDirty(pages: Iterable<number>): void {
+    for (const page of pages) {
+      this.checkPage(page);
+      this.touch(page);
+    }
+  }
+
+  /**
    * True if the page has no set bits. O(1). A true answer counts as taking the page, like
    * pageBuffer(): the store may delete the page instead of writing it, then markPagesClean().
    */

@@ -125,6 +125,14 @@ export function toMetaError(err: unknown, path: string, doing: string): unknown 
         { cause: err },
       );
     }
+    if (errno === 'EIO') {
+      // Worded like SQLite's SQLITE_IOERR above: the same failure, seen by our own fdatasync.
+      return new MetaError(
+        'EIO',
+        `I/O error on metadata at ${path} while ${doing} (${detail}); check the disk under it`,
+        { cause: err },
+      );
+    }
     return new MetaError('EIO', `${doing} ${path} failed: ${detail}`, { cause: err });
   }
   return err;

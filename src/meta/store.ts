@@ -4,7 +4,10 @@
  *
  * Durability: WAL mode with synchronous=FULL, so every write method is one transaction that is
  * on stable storage when it returns (one fsync of the WAL; SQLite adds a checkpoint now and
- * then). Methods that change nothing write nothing.
+ * then). Methods that change nothing write nothing. The one exception is commitAlDeferred(),
+ * for the write path: it writes its transaction at once but returns a promise for its
+ * durability (an fdatasync of the -wal file on the libuv thread pool), so the event loop is
+ * not blocked for the sync.
  *
  * Exclusivity: a read-write store runs in `locking_mode=EXCLUSIVE` and takes a write lock at
  * open (`BEGIN IMMEDIATE`) that it keeps until close(), so a second writer — or a reader — in
@@ -345,6 +348,14 @@ export class MetaStore {
   private closed = false;
   private readonly st: Statements;
   private readonly txn: (fn: () => unknown) => unknown;
+  /** Our own descriptor of the -wal file, for commitAlDeferred's fdatasync; opened at first use. */
+  private wal: { fd: number; dev: bigint; ino: bigint } | null = null;
+  /** fdatasyncs on `wal.fd` not yet returned: the fd is closed only once they have. */
+  private walSyncs = 0;
+  /** The durability of the last deferred commit (each one waits for the ones before it). */
+  private walTail: Promise<void> = Promise.resolve();
+  /** A deferred commit whose sync failed: every later one is refused (its outcome is unknown). */
+  private walFailure: Error | null = null;
 
   private constructor(
     readonly path: string,
@@ -772,6 +783,61 @@ export class MetaStore {
    */
   commitAl(tx: AlTransaction): void {
     this.checkWritable();
+    const nextTx = this.checkAl(tx);
+    this.writeAl(tx, nextTx);
+    this.applyAl(tx, nextTx);
+  }
+
+  /**
+   * commitAl() without blocking for the sync: the transaction is written to the WAL now (with
+   * `synchronous=NORMAL` for this one transaction: no fsync), and the returned promise
+   * resolves once an fdatasync of the -wal file on the libuv thread pool has returned, so the
+   * transaction is on stable storage. Until then it is in the WAL and visible to every read
+   * of this store, but a power loss may take it away. A refusal (bad arguments, a full disk,
+   * a lock) throws like commitAl(), with nothing written; a failed sync rejects, and then the
+   * outcome is unknown (the frames may or may not reach the disk), so every later deferred
+   * commit is refused with the same error.
+   *
+   * Why this is as durable as commitAl() once the promise resolves: in WAL mode a commit is
+   * its frames appended to the -wal file (the last one marked as a commit, each checksummed
+   * over all before it); SQLite's own FULL commit is exactly those writes plus an fsync of
+   * that file. fdatasync is per inode, so syncing it through our own descriptor makes every
+   * frame written so far durable, this transaction's included. The descriptor is checked to
+   * be the file at `path-wal` after every commit: SQLite replaces or deletes the -wal only
+   * when the connection closes (after a checkpoint into the database) or leaves WAL mode; a
+   * checkpoint (automatic, after a commit) syncs the WAL and the database itself. Syncs are
+   * reported in commit order: a transaction counts as durable only if every earlier deferred
+   * one is, because Linux reports a failed writeback to one fsync per descriptor, and a later
+   * fdatasync may succeed over frames that were lost (and recovery stops at the first bad
+   * frame, taking every later transaction with it).
+   */
+  commitAlDeferred(tx: AlTransaction): Promise<void> {
+    this.checkWritable();
+    if (this.walFailure !== null) throw this.walFailure;
+    if (this.db.inTransaction) {
+      throw new Error('commitAlDeferred cannot run inside atomically(): it must commit alone');
+    }
+    const nextTx = this.checkAl(tx);
+    this.setSynchronous('NORMAL');
+    try {
+      this.writeAl(tx, nextTx);
+    } finally {
+      this.setSynchronous('FULL');
+    }
+    this.applyAl(tx, nextTx);
+    let fd: number;
+    try {
+      fd = this.walFd();
+    } catch (err) {
+      // Written, and no way to make it durable: as unknown an outcome as a failed fsync.
+      this.walFailure = toMetaError(err, this.path, 'syncing the activity log') as Error;
+      throw this.walFailure;
+    }
+    return this.syncWal(fd);
+  }
+
+  /** Validates an AL transaction against the log; returns its transaction number. */
+  private checkAl(tx: AlTransaction): number {
     const n = this.sb.alExtents;
     const changedSlots = new Set<number>();
     const incoming = new Set<number>();
@@ -800,13 +866,20 @@ export class MetaStore {
     }
     const pageCount = devicePages(this.sb.sizeBytes);
     for (const p of tx.bitmapPages) checkPageWrite(p, pageCount);
-    const nextTx = this.alTransaction + 1;
+    return this.alTransaction + 1;
+  }
+
+  private writeAl(tx: AlTransaction, nextTx: number): void {
     this.write('committing an activity-log transaction', () => {
       for (const p of tx.bitmapPages) this.putPage(p);
       for (const c of tx.slots) this.st.deleteSlot.run(c.slot);
       for (const c of tx.slots) if (c.extent !== null) this.st.insertSlot.run(c.slot, c.extent);
       this.st.setAlTransaction.run(nextTx);
     });
+  }
+
+  /** The cached log after a commit. */
+  private applyAl(tx: AlTransaction, nextTx: number): void {
     for (const c of tx.slots) {
       const old = this.alSlots[c.slot];
       if (old !== null && old !== undefined && this.slotOf.get(old) === c.slot) {
@@ -818,6 +891,85 @@ export class MetaStore {
       if (c.extent !== null) this.slotOf.set(c.extent, c.slot);
     }
     this.alTransaction = nextTx;
+  }
+
+  /**
+   * PRAGMA synchronous takes effect when the statement is prepared (and only outside a
+   * transaction), so it is run through exec(), never as a cached statement.
+   */
+  private setSynchronous(level: 'NORMAL' | 'FULL'): void {
+    try {
+      this.db.exec(`PRAGMA synchronous = ${level}`);
+    } catch (err) {
+      throw toMetaError(err, this.path, 'setting the sync level');
+    }
+  }
+
+  /**
+   * Our descriptor of the -wal file, opened at first use and checked against the path every
+   * time, so that we never sync a file SQLite no longer writes.
+   */
+  private walFd(): number {
+    const walPath = `${this.path}-wal`;
+    const st = fs.statSync(walPath, { bigint: true });
+    if (this.wal !== null) {
+      if (this.wal.dev !== st.dev || this.wal.ino !== st.ino) {
+        throw new MetaError(
+          'EIO',
+          `${walPath} was replaced while the metadata was open; detach and check the metadata`,
+        );
+      }
+      return this.wal.fd;
+    }
+    // Read-only is enough for fdatasync on Linux, and this descriptor must never write.
+    const fd = fs.openSync(walPath, 'r');
+    try {
+      const fst = fs.fstatSync(fd, { bigint: true });
+      if (fst.dev !== st.dev || fst.ino !== st.ino) {
+        throw new MetaError('EIO', `${walPath} changed while it was being opened`);
+      }
+      // SQLite syncs the directory at the first sync of a -wal it created; a deferred commit
+      // may be the first, so the -wal's name is made durable here, once.
+      fsyncPath(nodePath.dirname(walPath), 'r');
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    this.wal = { fd, dev: st.dev, ino: st.ino };
+    return fd;
+  }
+
+  private syncWal(fd: number): Promise<void> {
+    this.walSyncs++;
+    const mine = new Promise<void>((resolve, reject) => {
+      fs.fdatasync(fd, (err) => {
+        // The fd stays open while a sync on it runs: closing it could hand its number to
+        // another file, which the sync would then flush instead.
+        if (--this.walSyncs === 0 && this.closed) this.closeWal();
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+    mine.catch(() => {}); // reported through `done`, after the earlier syncs
+    const done = this.walTail
+      .then(() => mine)
+      .catch((err: unknown) => {
+        this.walFailure ??= toMetaError(err, this.path, 'syncing the activity log') as Error;
+        throw this.walFailure;
+      });
+    this.walTail = done;
+    return done;
+  }
+
+  private closeWal(): void {
+    if (this.wal === null) return;
+    const { fd } = this.wal;
+    this.wal = null;
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // nothing was written through it
+    }
   }
 
   /** Empties the activity log (after apply-al), optionally with a new number of slots. */
@@ -941,9 +1093,13 @@ export class MetaStore {
     this.closed = true;
     openHere.delete(this.key);
     try {
+      // Closing checkpoints everything, deferred commits included, into the database file
+      // and syncs it (the connection is at synchronous=FULL between transactions).
       this.db.close();
     } catch (err) {
       throw toMetaError(err, this.path, 'closing');
+    } finally {
+      if (this.walSyncs === 0) this.closeWal();
     }
   }
 

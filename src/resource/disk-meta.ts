@@ -176,20 +176,40 @@ export class DiskMeta {
     }
   }
 
+  /**
+   * One AL transaction, written now and synced off the event loop (MetaStore.commitAlDeferred):
+   * the activity log starts no write on the extents it activates before the returned promise
+   * resolves. After a failure of unknown outcome nothing more is committed.
+   */
   private persistAl(
     slots: Array<{ slot: number; extent: number | null }>,
     evicted: number[],
-  ): void {
+  ): Promise<void> {
+    if (this.failure !== null) throw this.failure;
+    const bitmap = this.bitmap;
     const pages = [...new Set(evicted.map((e) => e >> EXTENT_TO_PAGE_SHIFT))].filter(
-      (p) => p < this.bitmap.pageCount,
+      (p) => p < bitmap.pageCount,
     );
+    let durable: Promise<void>;
     try {
-      this.store.commitAl({ slots, bitmapPages: pages.map((page) => this.pageRecord(page)) });
+      durable = this.store.commitAlDeferred({
+        slots,
+        bitmapPages: pages.map((page) => this.pageRecord(page)),
+      });
     } catch (err) {
       if (commitOutcomeUnknown(err)) this.failure ??= err as Error;
       throw err;
     }
-    this.bitmap.markPagesClean(pages);
+    // Clean now, not after the sync: a bit set meanwhile leaves its page dirty (the bitmap
+    // knows the page was taken), while a persistBitmap() meanwhile could not be told apart
+    // from our copy later. If the sync fails, the pages are dirty again below.
+    bitmap.markPagesClean(pages);
+    return durable.catch((err: unknown) => {
+      // A failed fdatasync: the commit may or may not reach the disk.
+      this.failure ??= err as Error;
+      bitmap.markPagesDirty(pages);
+      throw err;
+    });
   }
 
   private pageRecord(page: number): { page: number; data: Buffer | null } {

@@ -57,7 +57,14 @@ t.test('a hit takes a reference and returns undefined', async (t) => {
   al.end(5 * X, X);
   t.equal(al.refCount(5), 0);
   t.ok(al.isActive(5), 'an extent stays active after its last end');
-  t.same(al.stats, { hits: 2, misses: 0, transactions: 0, evictions: 0, waits: 0 });
+  t.same(al.stats, {
+    hits: 2,
+    misses: 0,
+    transactions: 0,
+    evictions: 0,
+    waits: 0,
+    pendingHits: 0,
+  });
   await tick();
   t.same(calls, []);
 });
@@ -84,7 +91,14 @@ t.test('misses of one turn are one transaction; persist runs before they resolve
   });
   t.same(al.activeExtents(), [1, 3, 9, 42, 100]);
   t.equal(al.refCount(42), 1);
-  t.same(al.stats, { hits: 0, misses: 5, transactions: 1, evictions: 0, waits: 0 });
+  t.same(al.stats, {
+    hits: 0,
+    misses: 5,
+    transactions: 1,
+    evictions: 0,
+    waits: 0,
+    pendingHits: 0,
+  });
 });
 
 t.test('more than 64 changes take several transactions', async (t) => {
@@ -373,4 +387,401 @@ t.test('model: random begin/end/fail sequences keep the invariants', async (t) =
   );
   t.ok(persists > 500, `the model exercised persist (${persists} transactions)`);
   t.ok(failedEvictions > 10, `and failed ones that evicted (${failedEvictions})`);
+});
+
+// ---- asynchronous persist: the transaction is written at once, its sync settles later ----
+
+interface Flight {
+  tx: Tx;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** An activity log whose persist returns a promise the test settles. */
+function makeAsyncAl(slots: number | Array<number | null>) {
+  const table = typeof slots === 'number' ? new Array<number | null>(slots).fill(null) : slots;
+  const flights: Flight[] = [];
+  const al = new ActivityLog({
+    slots: table.slice(),
+    enabled: true,
+    persist: (tx) =>
+      new Promise<void>((resolve, reject) => {
+        flights.push({
+          tx: { slots: tx.slots.map((s) => ({ ...s })), evicted: [...tx.evicted] },
+          resolve,
+          reject,
+        });
+      }),
+  });
+  return { al, flights };
+}
+
+/** Records when a begin() settles. */
+function watch(p: Promise<void> | undefined) {
+  const w = { done: false, err: undefined as Error | undefined, p };
+  p?.then(
+    () => (w.done = true),
+    (err: Error) => {
+      w.done = true;
+      w.err = err;
+    },
+  );
+  return w;
+}
+
+const settle = async (): Promise<void> => {
+  for (let i = 0; i < 3; i++) await tick();
+};
+
+t.test('async: a write starts only once its transaction is durable', async (t) => {
+  const { al, flights } = makeAsyncAl(4);
+  const a = watch(al.begin(1 * X, 4096));
+  const b = watch(al.begin(2 * X, 4096));
+  await settle();
+  t.equal(flights.length, 1, 'one transaction');
+  t.same(flights[0]!.tx.slots, [
+    { slot: 0, extent: 1 },
+    { slot: 1, extent: 2 },
+  ]);
+  t.notOk(a.done || b.done, 'nothing resolved while the sync runs');
+  t.ok(al.isActive(1) && al.isPending(1), 'the extent is in the log, pending');
+  t.equal(al.refCount(1), 1, 'referenced by the write waiting for it');
+  t.equal(al.pending, 2, 'both begins count as pending');
+  t.equal(al.stats.transactions, 0);
+  flights[0]!.resolve();
+  await settle();
+  t.ok(a.done && b.done && !a.err && !b.err, 'resolved once the sync returned');
+  t.notOk(al.isPending(1));
+  t.equal(al.stats.transactions, 1);
+  t.equal(al.pending, 0);
+  t.equal(al.begin(1 * X + 8192, 4096), undefined, 'now a plain hit');
+});
+
+t.test('async: a hit on a pending extent waits for that same transaction', async (t) => {
+  const { al, flights } = makeAsyncAl([0, null, null]);
+  const a = watch(al.begin(1 * X, 4096));
+  await settle();
+  t.equal(flights.length, 1);
+  const hit = al.begin(1 * X + 4096, 4096);
+  t.ok(hit instanceof Promise, 'a hit on a pending extent is not a plain hit');
+  const h = watch(hit);
+  // A write over extent 0 (durable) and 1 (pending) waits too.
+  const straddle = watch(al.begin(1 * X - 512, 1024));
+  t.equal(al.refCount(1), 1, 'the waiting hit holds no reference yet');
+  t.equal(al.refCount(0), 0, 'nor does the straddle on its durable extent');
+  t.equal(al.stats.pendingHits, 2);
+  await settle();
+  t.notOk(h.done || straddle.done, 'not before the sync');
+  t.equal(flights.length, 1, 'and no transaction of its own');
+  flights[0]!.resolve();
+  await settle();
+  t.ok(a.done && h.done && straddle.done, 'all three resolve with the transaction');
+  t.notOk(h.err ?? straddle.err);
+  t.equal(flights.length, 1, 'still one transaction');
+  t.equal(al.refCount(1), 3);
+  t.equal(al.refCount(0), 1);
+  t.same(al.stats, {
+    hits: 3,
+    misses: 1,
+    transactions: 1,
+    evictions: 0,
+    waits: 0,
+    pendingHits: 2,
+  });
+});
+
+t.test('async: misses during a sync go into the next transaction, in order', async (t) => {
+  const { al, flights } = makeAsyncAl(8);
+  const first = watch(al.begin(1 * X, 1));
+  await settle();
+  const later = [2, 3, 4].map((e) => watch(al.begin(e * X, 1)));
+  await settle();
+  t.equal(flights.length, 1, 'serialized: no second transaction while one is in flight');
+  t.notOk(later.some((w) => w.done));
+  t.notOk(al.isActive(2), 'queued misses are not in the log yet');
+  flights[0]!.resolve();
+  await settle();
+  t.ok(first.done);
+  t.notOk(
+    later.some((w) => w.done),
+    'the next transaction is in flight',
+  );
+  t.equal(flights.length, 2, 'started as soon as the first settled');
+  t.same(
+    flights[1]!.tx.slots.map((s) => s.extent),
+    [2, 3, 4],
+    'everything that queued meanwhile, together',
+  );
+  flights[1]!.resolve();
+  await settle();
+  t.ok(later.every((w) => w.done && !w.err));
+  t.equal(al.stats.transactions, 2);
+});
+
+t.test('async: a failed sync rejects its writes and those that joined it', async (t) => {
+  // 7 then 6 are evictable, slot 2 is free.
+  const { al, flights } = makeAsyncAl([7, 6, null]);
+  const a = watch(al.begin(1 * X, 1)); // free slot 2
+  const b = watch(al.begin(2 * X, 1)); // evicts 7
+  await settle();
+  t.same(flights[0]!.tx, {
+    slots: [
+      { slot: 2, extent: 1 },
+      { slot: 0, extent: 2 },
+    ],
+    evicted: [7],
+  });
+  const joined = watch(al.begin(1 * X + 100, 1));
+  const other = watch(al.begin(3 * X, 1)); // a plain miss, queued for the next transaction
+  // A write to the extent being evicted: after a failed sync, nobody knows whether 7 is
+  // still in the on-disk log, so it must not start on it.
+  const onVictim = watch(al.begin(7 * X, 1));
+  t.notOk(al.isActive(7), 'the victim left the log with the transaction');
+  flights[0]!.reject(new Error('fdatasync: EIO'));
+  await settle();
+  for (const [name, w] of Object.entries({ a, b, joined, onVictim })) {
+    t.equal(w.err?.message, 'fdatasync: EIO', `${name} rejected with the error`);
+  }
+  t.same(al.slots().slice(0, 2), [7, 6], 'the evicted extent is back');
+  t.notOk(al.isActive(1) || al.isActive(2), 'the failed extents are not active');
+  t.equal(al.refCount(1), 0, 'no references left');
+  t.equal(al.stats.transactions, 0);
+  t.notOk(other.done, 'the unrelated miss is not failed with it');
+  t.equal(flights.length, 2, 'it goes into the next transaction');
+  t.same(flights[1]!.tx, { slots: [{ slot: 2, extent: 3 }], evicted: [] }, 'with the free slot');
+  flights[1]!.resolve();
+  await settle();
+  t.ok(other.done && !other.err);
+  // LRU order survived: 7 is still the least recently used.
+  const c = watch(al.begin(4 * X, 1));
+  al.end(3 * X, 1);
+  await settle();
+  t.same(flights[2]!.tx.evicted, [7]);
+  flights[2]!.resolve();
+  await settle();
+  t.ok(c.done && !c.err);
+});
+
+t.test('async: a persist that throws at once still fails only its batch', async (t) => {
+  let throwNow = true;
+  const flights: Flight[] = [];
+  const al = new ActivityLog({
+    slots: [null, null],
+    enabled: true,
+    persist: (tx) => {
+      if (throwNow) throw new Error('SQLITE_FULL');
+      return new Promise<void>((resolve, reject) => flights.push({ tx, resolve, reject }));
+    },
+  });
+  const a = watch(al.begin(0, 1));
+  await settle();
+  t.equal(a.err?.message, 'SQLITE_FULL');
+  throwNow = false;
+  const b = watch(al.begin(0, 1));
+  await settle();
+  t.equal(flights.length, 1);
+  flights[0]!.resolve();
+  await settle();
+  t.ok(b.done && !b.err);
+});
+
+t.test('async: a pending extent is never evicted', async (t) => {
+  const { al, flights } = makeAsyncAl(2);
+  const a = watch(al.begin(1 * X, 1));
+  await settle();
+  // While 1 is pending: 2 and 3 need slots; only one is free.
+  const b = watch(al.begin(2 * X, 1));
+  const c = watch(al.begin(3 * X, 1));
+  await settle();
+  flights[0]!.resolve();
+  await settle();
+  t.ok(a.done);
+  t.same(flights[1]!.tx, { slots: [{ slot: 1, extent: 2 }], evicted: [] }, '3 must wait');
+  t.equal(al.stats.waits, 1);
+  al.end(1 * X, 1); // 1 is durable and unreferenced now: 3 may take its slot, once 2 is durable
+  await settle();
+  t.equal(flights.length, 2, 'not while 2 is in flight');
+  flights[1]!.resolve();
+  await settle();
+  t.ok(b.done);
+  t.same(flights[2]!.tx, { slots: [{ slot: 0, extent: 3 }], evicted: [1] });
+  flights[2]!.resolve();
+  await settle();
+  t.ok(c.done && !c.err);
+});
+
+t.test('model (async): random begin/end/sync outcomes keep the invariants', async (t) => {
+  const cmd = fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        t: fc.constant('begin' as const),
+        ext: fc.nat(9),
+        span: fc.integer({ min: 1, max: 2 }),
+      }),
+    },
+    { weight: 3, arbitrary: fc.record({ t: fc.constant('end' as const), pick: fc.nat() }) },
+    { weight: 2, arbitrary: fc.record({ t: fc.constant('tick' as const) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ t: fc.constant('sync' as const), ok: fc.boolean() }),
+    },
+  );
+  let synced = 0;
+  let failedSyncs = 0;
+  let pendingHits = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 2, max: 4 }),
+      fc.array(cmd, { minLength: 10, maxLength: 120 }),
+      async (n, cmds) => {
+        /** What is durable: the slot table as of the last successful sync. */
+        const durable = new Array<number | null>(n).fill(null);
+        let flight: {
+          after: Array<number | null>;
+          resolve: () => void;
+          reject: () => void;
+        } | null = null;
+        /**
+         * Extents a failed sync may or may not have put in (or taken out of) the log, with the
+         * number of that failure. A begin issued before it must not start on them (one issued
+         * after it is the caller's business: DiskMeta refuses every write after such a failure).
+         */
+        const uncertain = new Map<number, number>();
+        let failures = 0;
+        const held: Array<{ first: number; last: number }> = [];
+        let unsettled = 0;
+        const problems: string[] = [];
+        const heldCover = (x: number): number =>
+          held.filter((h) => h.first <= x && x <= h.last).length;
+        const al: ActivityLog = new ActivityLog({
+          slots: durable.slice(),
+          enabled: true,
+          maxUpdatesPerTransaction: 3,
+          persist: (tx) => {
+            if (flight !== null) problems.push('two transactions in flight');
+            for (const e of tx.evicted) {
+              if (heldCover(e) > 0) problems.push(`evicted referenced extent ${e}`);
+              if (!durable.includes(e)) problems.push(`evicted ${e}, which is not durable`);
+            }
+            const after = durable.slice();
+            for (const c of tx.slots) after[c.slot] = c.extent;
+            return new Promise<void>((resolve, reject) => {
+              flight = {
+                after,
+                resolve: () => {
+                  for (let s = 0; s < n; s++) durable[s] = after[s]!;
+                  for (const e of after) if (e !== null) uncertain.delete(e);
+                  resolve();
+                },
+                reject: () => {
+                  // A failed sync: the on-disk log may be the old table or the new one.
+                  failures++;
+                  for (const c of tx.slots) {
+                    const old = durable[c.slot];
+                    if (old !== null && old !== undefined) uncertain.set(old, failures);
+                    if (c.extent !== null) uncertain.set(c.extent, failures);
+                  }
+                  reject(new Error('sync failed'));
+                },
+              };
+            });
+          },
+        });
+        const check = (where: string): void => {
+          for (const h of held) {
+            for (let x = h.first; x <= h.last; x++) {
+              if (!durable.includes(x))
+                problems.push(`${where}: a started write's ${x} not durable`);
+              if (al.isPending(x)) problems.push(`${where}: a started write's ${x} pending`);
+            }
+          }
+          for (const x of new Set([
+            ...al.activeExtents(),
+            ...held.flatMap((h) => [h.first, h.last]),
+          ])) {
+            // Writes admitted to the transaction in flight hold references too.
+            if (al.refCount(x) < heldCover(x)) {
+              problems.push(`${where}: extent ${x} refs ${al.refCount(x)} < ${heldCover(x)}`);
+            }
+            if (!al.isPending(x) && flight === null && al.refCount(x) !== heldCover(x)) {
+              problems.push(`${where}: extent ${x} refs ${al.refCount(x)}, want ${heldCover(x)}`);
+            }
+          }
+          const want = flight === null ? durable : flight.after;
+          if (JSON.stringify(al.slots()) !== JSON.stringify(want)) {
+            problems.push(
+              `${where}: slots ${JSON.stringify(al.slots())} vs ${JSON.stringify(want)}`,
+            );
+          }
+          if (flight === null && al.activeExtents().some((x) => al.isPending(x))) {
+            problems.push(`${where}: pending extent with nothing in flight`);
+          }
+        };
+        const endOne = (i: number): void => {
+          const [h] = held.splice(i, 1);
+          al.end(h!.first * X, (h!.last - h!.first + 1) * X);
+        };
+        const onStart = (r: { first: number; last: number; epoch: number }): void => {
+          for (let x = r.first; x <= r.last; x++) {
+            if (!durable.includes(x)) problems.push(`write started on ${x} before it was durable`);
+            if ((uncertain.get(x) ?? -1) > r.epoch) {
+              problems.push(`write started on ${x}, uncertain after a failure`);
+            }
+          }
+          held.push(r);
+        };
+        for (const [i, c] of cmds.entries()) {
+          if (c.t === 'begin') {
+            const r = { first: c.ext, last: c.ext + c.span - 1, epoch: failures };
+            const p = al.begin(c.ext * X, c.span * X);
+            if (p === undefined) onStart(r);
+            else {
+              unsettled++;
+              p.then(
+                () => {
+                  onStart(r);
+                  unsettled--;
+                },
+                () => unsettled--,
+              );
+            }
+          } else if (c.t === 'end') {
+            if (held.length > 0) endOne(c.pick % held.length);
+          } else if (c.t === 'tick') {
+            await tick();
+          } else if (flight !== null) {
+            const f: { resolve: () => void; reject: () => void } = flight;
+            flight = null;
+            if (c.ok) {
+              synced++;
+              f.resolve();
+            } else {
+              failedSyncs++;
+              f.reject();
+            }
+            await tick();
+          }
+          check(`step ${i} (${c.t})`);
+        }
+        for (let i = 0; i < 100 && (unsettled > 0 || held.length > 0 || flight !== null); i++) {
+          while (held.length > 0) endOne(0);
+          if (flight !== null) {
+            const f: { resolve: () => void } = flight;
+            flight = null;
+            f.resolve();
+          }
+          await tick();
+        }
+        check('drained');
+        pendingHits += al.stats.pendingHits;
+        if (unsettled !== 0 || al.pending !== 0) problems.push(`${unsettled} begins never settled`);
+        if (problems.length > 0) throw new Error(problems.slice(0, 5).join('; '));
+      },
+    ),
+    { numRuns: 500 },
+  );
+  t.ok(synced > 200, `the model synced transactions (${synced})`);
+  t.ok(failedSyncs > 100, `and failed some (${failedSyncs})`);
+  t.ok(pendingHits > 100, `and hit pending extents (${pendingHits})`);
 });
