@@ -48,7 +48,7 @@ t.test('adjust: up when down, options applied, reconnects as needed, refusals na
     [
       'r0: ping-int 1 → 3',
       'r0: max-epoch-size 2048 → 100',
-      'r0: c-max-rate 1G → 200M',
+      'r0: c-max-rate 4G → 200M',
       'r0: reconnect to beta (ping-int changed)',
       '',
     ].join('\n'),
@@ -167,11 +167,11 @@ t.test('net-options and disk-options change running values, not the file', async
 
   // adjust brings the file's values back, as drbdadm adjust undoes drbdsetup changes.
   const adj = await p.alpha.adm(['adjust', '-d', 'r0']);
-  t.match(adj.stdout, /r0: ping-int 5 → 1\nr0: ko-count 3 → 7\nr0: c-max-rate 300M → 1G\n/);
+  t.match(adj.stdout, /r0: ping-int 5 → 1\nr0: ko-count 3 → 7\nr0: c-max-rate 300M → 4G\n/);
   t.equal((await p.alpha.adm(['adjust', 'r0'])).code, 0);
   running = await show(p.alpha);
   t.match(running, /ping-int\s+1;/);
-  t.match(running, /c-max-rate\s+1G;/);
+  t.match(running, /c-max-rate\s+4G;/);
 
   // adjust attaches a detached disk, as drbdadm's does.
   t.equal((await p.alpha.adm(['detach', 'r0'])).code, 0, 'detach');

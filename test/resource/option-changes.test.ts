@@ -219,7 +219,7 @@ t.test('several changes: one reconnect, named for the first session option', asy
       ['protocol', 'C', 'B', true],
       ['connect-int', '10', '2', false],
       ['ping-int', '10', '3', true],
-      ['c-max-rate', '1G', '200M', false],
+      ['c-max-rate', '4G', '200M', false],
     ],
   );
   t.same(p.reconnect, [{ peer: 'beta', why: 'protocol changed' }]);

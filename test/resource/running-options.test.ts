@@ -84,7 +84,7 @@ t.test('withSettings: values as the resource file reads them', async (t) => {
   t.equal(disk.disk.resyncRateKiB, 4096, 'bare rates are KiB/s');
   t.equal(disk.disk.cPlanAheadMs, 0);
   t.equal(disk.net.fencing, 'resource-only', "8.4's disk-section fencing");
-  t.equal(config.disk.cMaxRateKiB, 1024 * 1024);
+  t.equal(config.disk.cMaxRateKiB, 4 * 1024 * 1024);
 });
 
 t.test('withSettings: bad options are refused, naming them', async (t) => {
