@@ -399,7 +399,7 @@ async function syncOnce(): Promise<SyncRun> {
   } finally {
     await pair.stop();
     running.delete(pair);
-    fs.rmSync(d, { recursive: true, force: true });
+    if (!values.keep) fs.rmSync(d, { recursive: true, force: true });
   }
 }
 

@@ -174,11 +174,15 @@ export class FrameDecoder {
   }
 
   /**
-   * Where the next socket read may land directly: the unfilled rest of a payload being
+   * Where the next socket read may land directly: the unfilled rest of a large payload being
    * assembled, when nothing else is queued before it. Undefined otherwise (read into scratch).
    */
   payloadSpace(): Buffer | undefined {
-    if (this.payload === undefined || this.queued !== 0 || this.failure) return undefined;
+    // Only large (pooled) payloads: small ones are cheaper to copy out of one big read that
+    // also holds the frames after them than to read on their own.
+    if (!this.payloadPooled || this.payload === undefined || this.queued !== 0 || this.failure) {
+      return undefined;
+    }
     return this.payload.subarray(this.filled, this.dataLen);
   }
 

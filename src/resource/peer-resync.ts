@@ -2,6 +2,8 @@
  * A peer's resync (drbd.md §6.2–§6.3): the bitmap exchange, the sync UUIDs, the resync as
  * SyncSource or SyncTarget, saving the bitmap while it runs, its end, pause-sync and progress.
  */
+import { payloadLength } from '../nbd/target.js';
+import type { FileDisk } from '../storage/file-disk.js';
 import type { GenerationUuids } from '../meta/store.js';
 import {
   finishSyncSource,
@@ -162,7 +164,11 @@ export function startTarget(p: Peer, s: Session): void {
   const target = new ResyncTarget(meta.bitmap, p.host.changeLock, meta.sizeBytes, {
     request: (offset, length) => s.link.send('rsRequest', { offset, length }),
     ack: (offset, length, ok) => s.link.send('rsWriteAck', { offset, length, ok }),
-    write: (data, offset) => backing.write(data, offset, false),
+    write: (data, offset) => {
+      const done = backing.write(data, offset, false);
+      startWriteback(backing, payloadLength(data));
+      return done;
+    },
     rates: () => resyncRates(p.host.config.disk, appIo()),
     finished: (failed) => targetFinished(p, s, failed),
     localWrites: () => p.host.localWrites,
@@ -174,6 +180,34 @@ export function startTarget(p: Peer, s: Session): void {
   p.log.info({ bytes: meta.outOfSyncBytes() }, 'resync started as SyncTarget');
   applyPause(p, s);
   target.start();
+}
+
+/** Resync bytes written after which the SyncTarget's disk starts writing them back. */
+const WRITEBACK_EVERY = 64 << 20;
+const writeback = new WeakMap<FileDisk, { bytes: number; flushing: boolean }>();
+
+/**
+ * Starts writing resync data back to the disk while the resync goes on: a full sync otherwise
+ * leaves all of it dirty in the page cache for the final flush (measured: 0.7 s of a 2.1 s
+ * sync of 1 GiB here). Only a head start: the flush that makes cleared bits durable
+ * (persistBitmapDurably) still comes after. A failed flush here is not reported: the disk
+ * keeps failing its flushes from then on, and the next durable one says so.
+ */
+function startWriteback(backing: FileDisk, bytes: number): void {
+  let w = writeback.get(backing);
+  if (w === undefined) {
+    w = { bytes: 0, flushing: false };
+    writeback.set(backing, w);
+  }
+  w.bytes += bytes;
+  if (w.flushing || w.bytes < WRITEBACK_EVERY) return;
+  w.bytes = 0;
+  w.flushing = true;
+  const state = w;
+  backing.flush().then(
+    () => (state.flushing = false),
+    () => (state.flushing = false),
+  );
 }
 
 export function decidedNow(p: Peer, s: Session): void {
