@@ -64,19 +64,29 @@ export async function fio(uri: string, w: FioWorkload, o: FioOptions): Promise<F
  *
  * - `sync`: dirty pages of the previous run would be written back during this one.
  * - Drop the file's cached pages (`dd iflag=nocache count=0`, a POSIX_FADV_DONTNEED of the
- *   whole file), then read it with `dd bs=1M`. The shape of the cache matters on this kernel
- *   (6.18, ext4 with large folios): a file whose cache came from 1 MiB writes or from
- *   readahead sits in large folios, a file written by `cp` (copy_file_range, page by page)
- *   in 4 KiB ones, and nbdkit's 4K randwrite QD32 measured 10–16k IOPS on the first against
- *   24–26k on the second, back to back. Dropping and re-reading gives every file the same
- *   (readahead) folios, and also brings back what the host paged out (this VM runs DAMON
- *   proactive reclaim on cache untouched for about a minute).
+ *   whole file), then read it back with readahead off (fio's `fadvise_hint=random`, a
+ *   POSIX_FADV_RANDOM), which caches it in 4 KiB folios. The shape of the cache decides 4 KiB
+ *   random-write speed on this kernel (6.18, ext4 with large folios): a file cached by
+ *   readahead or 1 MiB writes sits in large folios, and every 4 KiB write then dirties (and
+ *   writeback writes) a whole large folio. nbdkit's 4K randwrite QD32 on the same file, back
+ *   to back: 16.5k IOPS after a `dd bs=1M` read, 46–51k after this one; a `cp` copy (4 KiB
+ *   folios) had read 24–26k against 10–16k for the `dd`-written original, which is what
+ *   depressed the pair bench's nbdkit baseline before. This also brings back what the host
+ *   paged out (this VM runs DAMON proactive reclaim on cache untouched for about a minute).
  */
 export async function prepareFiles(files: readonly string[]): Promise<void> {
   await run('sync', []);
   for (const f of files) {
     await run('dd', [`if=${f}`, 'iflag=nocache', 'count=0', 'status=none']);
-    await run('dd', [`if=${f}`, 'of=/dev/null', 'bs=1M', 'status=none']);
+    await run('fio', [
+      '--name=cache',
+      `--filename=${f}`,
+      '--rw=read',
+      '--bs=1m',
+      '--ioengine=psync',
+      '--fadvise_hint=random',
+      '--output-format=terse',
+    ]);
   }
 }
 
