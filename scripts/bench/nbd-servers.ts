@@ -89,6 +89,9 @@ export async function startUrbd(file: string, nodeOptions: string[] = []): Promi
 
 /** `nbdkit file` on a Unix socket (any export name), for attaching it as a block device. */
 export async function startNbdkitUnix(file: string, socket: string): Promise<RunningServer> {
+  // A socket left by an earlier nbdkit would look like this one being ready (and this one
+  // then fails to bind it).
+  fs.rmSync(socket, { force: true });
   const proc = spawn('nbdkit', ['-f', '--exit-with-parent', '-U', socket, 'file', file], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
