@@ -3,12 +3,8 @@ import type { Logger } from 'pino';
 import { ByteQueue } from './byte-queue.js';
 import type { ExportTable } from './exports.js';
 import { ClientAbort, Handshake, ProtocolError } from './handshake.js';
-import { readInto, type ReadTarget } from './socket-reader.js';
+import { ReadSpace, readInto, type ReadTarget } from './socket-reader.js';
 import { Transmission } from './transmission.js';
-
-/** Scratch space for reads that are not a large payload; replaced when little is left. */
-const SCRATCH_SIZE = 256 * 1024;
-const MIN_SCRATCH_READ = 64 * 1024;
 
 export interface ConnectionOptions {
   /** A client that has not finished option haggling by then is dropped. */
@@ -34,12 +30,8 @@ export class Connection implements ReadTarget {
   private timer: NodeJS.Timeout | undefined;
 
   private socket: Socket;
-  /** Where small reads land: carved front to back, so views handed out stay valid. */
-  private scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
-  private scratchUsed = 0;
-  /** The buffer the pending socket read fills, and whether it is a WRITE payload's. */
-  private handed: Buffer | undefined;
-  private handedDirect = false;
+  /** Where reads land: a large WRITE payload's own buffer, or scratch. */
+  private readonly space = new ReadSpace();
 
   constructor(
     socket: Socket,
@@ -139,39 +131,14 @@ export class Connection implements ReadTarget {
 
   /** ReadTarget: the rest of a large WRITE payload if one is coming, else scratch space. */
   nextBuffer(): Buffer {
-    const direct = this.transmission?.payloadSpace();
-    if (direct) {
-      this.handed = direct;
-      this.handedDirect = true;
-      return direct;
-    }
-    if (this.scratch.length - this.scratchUsed < MIN_SCRATCH_READ) {
-      this.scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
-      this.scratchUsed = 0;
-    }
-    const limit = this.transmission?.readLimit();
-    const end = limit === undefined ? this.scratch.length : this.scratchUsed + limit;
-    this.handed = this.scratch.subarray(this.scratchUsed, end);
-    this.handedDirect = false;
-    return this.handed;
+    return this.space.next(this.transmission?.payloadSpace(), this.transmission?.readLimit());
   }
 
   /** ReadTarget: `n` bytes arrived in `buf` (ours, or a chunk of Node's own). */
   received(n: number, buf: Buffer): void {
-    if (buf === this.handed && this.handedDirect) {
-      this.handed = undefined;
-      this.transmission!.payloadReceived(n);
-      return;
-    }
-    let view: Buffer;
-    if (buf === this.handed) {
-      view = this.scratch.subarray(this.scratchUsed, this.scratchUsed + n);
-      this.scratchUsed += n;
-    } else {
-      view = n === buf.length ? buf : buf.subarray(0, n);
-    }
-    this.handed = undefined;
-    this.onData(view);
+    const view = this.space.landed(n, buf);
+    if (view === undefined) this.transmission!.payloadReceived(n);
+    else this.onData(view);
   }
 
   private onData(chunk: Buffer): void {

@@ -65,3 +65,60 @@ interface InternalSocket {
   _server: unknown;
   server: unknown;
 }
+
+/**
+ * The memory socket reads land in, for a ReadTarget: either a buffer the caller wants filled
+ * directly (the rest of a large payload), or scratch space carved front to back and replaced
+ * when little is left, so that views of earlier reads stay valid as long as someone holds them.
+ */
+export class ReadSpace {
+  private scratch: Buffer;
+  private used = 0;
+  private handed: Buffer | undefined;
+  private handedDirect = false;
+
+  constructor(
+    private readonly scratchSize = 256 * 1024,
+    /** Less scratch than this left: a fresh one (a read of a few bytes is a waste of a syscall). */
+    private readonly minRead = 64 * 1024,
+  ) {
+    this.scratch = Buffer.allocUnsafe(scratchSize);
+  }
+
+  /** The buffer for the next read: `direct` if given, else scratch (at most `limit` bytes). */
+  next(direct: Buffer | undefined, limit?: number): Buffer {
+    if (direct !== undefined && direct.length > 0) {
+      this.handed = direct;
+      this.handedDirect = true;
+      return direct;
+    }
+    if (this.scratch.length - this.used < this.minRead) {
+      this.scratch = Buffer.allocUnsafe(this.scratchSize);
+      this.used = 0;
+    }
+    const end = limit === undefined ? this.scratch.length : this.used + limit;
+    this.handed = this.scratch.subarray(this.used, end);
+    this.handedDirect = false;
+    return this.handed;
+  }
+
+  /**
+   * `n` bytes arrived in `buf`: undefined when they went into the direct buffer, else a view of
+   * them (in our scratch, or in a chunk of Node's own when the socket reads the usual way).
+   */
+  landed(n: number, buf: Buffer): Buffer | undefined {
+    if (buf === this.handed && this.handedDirect) {
+      this.handed = undefined;
+      return undefined;
+    }
+    let view: Buffer;
+    if (buf === this.handed) {
+      view = this.scratch.subarray(this.used, this.used + n);
+      this.used += n;
+    } else {
+      view = n === buf.length ? buf : buf.subarray(0, n);
+    }
+    this.handed = undefined;
+    return view;
+  }
+}

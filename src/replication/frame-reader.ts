@@ -17,11 +17,9 @@
  * payload through scratch.
  */
 import type { OnReadOpts } from 'node:net';
-import type { ReadTarget } from '../nbd/socket-reader.js';
+import { ReadSpace, type ReadTarget } from '../nbd/socket-reader.js';
 import { FrameDecoder, type Frame, type FrameLimits } from './frame.js';
 
-const SCRATCH_SIZE = 256 * 1024;
-const MIN_SCRATCH_READ = 64 * 1024;
 /** A frame's header and control message fit this with room to spare (a data or rsReply is ~40 bytes). */
 const AFTER_PAYLOAD_READ = 4096;
 
@@ -34,10 +32,7 @@ export class FrameReader implements ReadTarget {
    * owns this reader takes the reads (it checks its own state and catches FrameError).
    */
   sink: (n: number, buf: Buffer) => void = (n, buf) => this.received(n, buf);
-  private scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
-  private scratchUsed = 0;
-  private handed: Buffer | undefined;
-  private handedDirect = false;
+  private readonly space = new ReadSpace();
   private afterPayload = false;
 
   constructor(limits?: FrameLimits) {
@@ -57,20 +52,10 @@ export class FrameReader implements ReadTarget {
   }
 
   nextBuffer(): Buffer {
-    const direct = this.decoder.payloadSpace();
-    if (direct !== undefined && direct.length > 0) {
-      this.handed = direct;
-      this.handedDirect = true;
-      return direct;
-    }
-    if (this.scratch.length - this.scratchUsed < MIN_SCRATCH_READ) {
-      this.scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
-      this.scratchUsed = 0;
-    }
-    const end = this.afterPayload ? this.scratchUsed + AFTER_PAYLOAD_READ : this.scratch.length;
-    this.handed = this.scratch.subarray(this.scratchUsed, end);
-    this.handedDirect = false;
-    return this.handed;
+    return this.space.next(
+      this.decoder.payloadSpace(),
+      this.afterPayload ? AFTER_PAYLOAD_READ : undefined,
+    );
   }
 
   /**
@@ -79,21 +64,9 @@ export class FrameReader implements ReadTarget {
    */
   received(n: number, buf: Buffer): void {
     if (n <= 0) return;
-    if (buf === this.handed && this.handedDirect) {
-      this.handed = undefined;
-      this.afterPayload = true;
-      this.decoder.payloadReceived(n);
-      return;
-    }
-    let view: Buffer;
-    if (buf === this.handed) {
-      view = this.scratch.subarray(this.scratchUsed, this.scratchUsed + n);
-      this.scratchUsed += n;
-    } else {
-      view = n === buf.length ? buf : buf.subarray(0, n);
-    }
-    this.handed = undefined;
-    this.afterPayload = false;
-    this.decoder.push(view);
+    const view = this.space.landed(n, buf);
+    this.afterPayload = view === undefined;
+    if (view === undefined) this.decoder.payloadReceived(n);
+    else this.decoder.push(view);
   }
 }
