@@ -33,7 +33,8 @@ export function varintLength(v: number): number {
   return n;
 }
 
-function writeVarint(buf: Buffer, at: number, v: number): number {
+/** Writes v (a non-negative safe integer) as LEB128 at `at`; returns the end. */
+export function writeVarint(buf: Buffer, at: number, v: number): number {
   while (v >= 0x80) {
     buf[at++] = (v & 0x7f) | 0x80;
     v = Math.floor(v / 128);

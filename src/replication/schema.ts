@@ -11,6 +11,7 @@
  * Long objects); offsets and lengths are uint64 and decode as plain numbers (< 2^53).
  */
 import protobuf from 'protobufjs';
+import { varintLength, writeVarint } from './rle.js';
 
 export const PROTOCOL_MIN = 1;
 export const PROTOCOL_MAX = 1;
@@ -332,24 +333,6 @@ for (const [type, l] of Object.entries(VARINT_LAYOUTS)) {
   FAST_BY_TAG.set(l.tag[0]! | (l.tag[1]! << 8), type as MessageType);
 }
 
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 0x80);
-    n++;
-  }
-  return n;
-}
-
-function putVarint(buf: Buffer, at: number, v: number): number {
-  while (v >= 0x80) {
-    buf[at++] = (v % 0x80) | 0x80;
-    v = Math.floor(v / 0x80);
-  }
-  buf[at++] = v;
-  return at;
-}
-
 /**
  * One control message encoded into a fresh Buffer after `headroom` bytes left for the
  * caller (the frame header), so a frame's head is one allocation.
@@ -376,18 +359,18 @@ export function encodeMessageAfter<K extends MessageType>(
         ok = false;
         break;
       }
-      inner += 1 + varintSize(v);
+      inner += 1 + varintLength(v);
     }
     if (ok) {
-      const out = Buffer.allocUnsafe(headroom + l.tag.length + varintSize(inner) + inner);
+      const out = Buffer.allocUnsafe(headroom + l.tag.length + varintLength(inner) + inner);
       let at = headroom;
       for (const t of l.tag) out[at++] = t;
-      at = putVarint(out, at, inner);
+      at = writeVarint(out, at, inner);
       for (let i = 0; i < l.keys.length; i++) {
         const v = b[l.keys[i]!] as number | undefined;
         if (v === undefined) continue;
         out[at++] = (i + 1) << 3; // field i+1, wire type 0 (varint)
-        at = putVarint(out, at, v);
+        at = writeVarint(out, at, v);
       }
       return out;
     }
