@@ -3,6 +3,7 @@
  * and ratio tables the results are printed as. Shared by nbd.ts and pair.ts.
  */
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -21,6 +22,8 @@ export interface FioResult {
   value: number;
   ios: number;
   runtimeMs: number;
+  /** CPU seconds fio itself used (user + system), from its own accounting. */
+  clientCpuS: number;
 }
 
 export interface FioOptions {
@@ -28,12 +31,16 @@ export interface FioOptions {
   sizeMiB: number;
   /** Seconds; the job is time-based. */
   runtime: number;
+  /** Run fio on this CPU only (taskset), as `--pin` does in the pair bench. */
+  cpu?: number;
 }
 
 export async function fio(uri: string, w: FioWorkload, o: FioOptions): Promise<FioResult> {
+  const pin = o.cpu === undefined ? [] : ['-c', String(o.cpu), 'fio'];
   const { stdout } = await run(
-    'fio',
+    pin.length > 0 ? 'taskset' : 'fio',
     [
+      ...pin,
       '--name=bench',
       '--ioengine=nbd',
       `--uri=${uri}`,
@@ -55,6 +62,7 @@ export async function fio(uri: string, w: FioWorkload, o: FioOptions): Promise<F
     value: w.unit === 'IOPS' ? side.iops : side.bw / 1024,
     ios: side.total_ios,
     runtimeMs: side.runtime,
+    clientCpuS: ((job.usr_cpu + job.sys_cpu) / 100) * (job.elapsed ?? o.runtime),
   };
 }
 
@@ -104,6 +112,20 @@ export const fmtRuns = (rs: Array<{ value: number }>): string =>
  * A Markdown table: one row per workload with every server's runs, then the ratio of the
  * medians for each [a, b] pair (a/b). `label` names a server kind in the column heads.
  */
+/**
+ * CPU seconds (user + system, every thread) a process has used so far, from /proc/PID/stat;
+ * kernel work done on its behalf (its socket and page-cache copies) counts, softirq work that
+ * happens to land on it does too.
+ */
+export function processCpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+}
+/** USER_HZ: the unit of /proc/PID/stat's times, 100 on every Linux architecture this runs on. */
+const CLOCK_TICKS = 100;
+
 export function ratioTable<K extends string>(
   rows: Array<{ w: { name: string; unit: string }; res: Map<K, Array<{ value: number }>> }>,
   kinds: readonly K[],

@@ -37,7 +37,9 @@
  * `node --cpu-prof`. Everything lives in a temp dir under --dir (default: the OS temp dir),
  * removed at the end unless --keep. --net and --disk add statements to the pairs' `net { }`
  * and `disk { }` sections (defaults otherwise, but for `connect-int 1`), e.g.
- * --disk 'c-max-rate 4G; c-fill-target 64M;'.
+ * --disk 'c-max-rate 4G; c-fill-target 64M;'. --pin puts fio and the server it talks to on CPU 0
+ * and a pair's secondary on CPU 1. After the throughput table comes the CPU each process
+ * used per I/O (/proc/PID/stat for the servers, fio's own accounting for the client).
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -52,13 +54,14 @@ import {
   fmtRuns,
   median,
   prepareFiles,
+  processCpuSeconds,
   ratioTable,
 } from './fio.js';
 import { iperf3MiBs } from './iperf3.js';
 import { type MountedDb, startMariaDbOn } from './mariadb-commits.js';
 import { startUrbdResource } from './nbd-resource.js';
 import { type RunningServer, startNbdkit, startNbdkitUnix } from './nbd-servers.js';
-import { inSync, RES, type StateWatch, startUrbdPair } from './urbd-pair.js';
+import { inSync, RES, type RunningPair, type StateWatch, startUrbdPair } from './urbd-pair.js';
 
 const run = promisify(execFile);
 
@@ -100,8 +103,24 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     net: { type: 'string', default: '' },
     disk: { type: 'string', default: '' },
+    pin: { type: 'boolean', default: false },
   },
 });
+/**
+ * --pin: the client and the server it talks to (nbdkit, the node alone, the pair's primary)
+ * on CPU 0, the pair's secondary on CPU 1. The nearest this 2-core machine gets to two
+ * hosts: without it the two nodes of a pair share both cores with fio, where nbdkit has them
+ * to itself and fio.
+ */
+const pin = values.pin;
+const CLIENT_CPU = 0;
+const PEER_CPU = 1;
+
+/** Every thread of a running process on one CPU (`taskset -a -p`). */
+async function pinProcess(pid: number | undefined, cpu: number): Promise<void> {
+  if (pid === undefined) throw new Error('--pin: a server process has no PID');
+  await run('taskset', ['-a', '-p', '-c', String(cpu), String(pid)]);
+}
 const sizeMiB = Number(values['size-mib']);
 const runtime = Number(values.runtime);
 const repeat = Number(values.repeat);
@@ -198,13 +217,49 @@ async function startKind(kind: Kind): Promise<RunningServer> {
   }
 }
 
-async function once(kind: Kind, w: FioWorkload): Promise<FioResult> {
+/** A throughput run, with the CPU seconds each server process used during it. */
+type Run = FioResult & { serverCpuS: number[] };
+
+async function once(kind: Kind, w: FioWorkload): Promise<Run> {
   await prepareFiles(DISKS[kind]);
   return withServer(await startKind(kind), async (s) => {
-    const r = await fio(s.uri, w, { sizeMiB, runtime });
+    if (pin) {
+      const daemons = (s as Partial<RunningPair>).daemons;
+      await pinProcess(daemons ? daemons.alpha.pid : s.proc.pid, CLIENT_CPU);
+      if (daemons) await pinProcess(daemons.beta.pid, PEER_CPU);
+    }
+    const daemons = (s as Partial<RunningPair>).daemons;
+    const pids = daemons ? [daemons.alpha.pid!, daemons.beta.pid!] : [s.proc.pid!];
+    const before = pids.map(processCpuSeconds);
+    const r = await fio(s.uri, w, { sizeMiB, runtime, cpu: pin ? CLIENT_CPU : undefined });
+    const serverCpuS = pids.map((p, i) => processCpuSeconds(p) - before[i]!);
     console.error(`  ${w.name} / ${LABEL[kind]}: ${Math.round(r.value)} ${w.unit}`);
-    return r;
+    return { ...r, serverCpuS };
   });
+}
+
+/**
+ * CPU per I/O, medians over the runs: fio's own, then each server process's (the pair's
+ * primary + secondary). With every core busy, this is what bounds the I/O rate.
+ */
+function cpuTable(rows: Array<{ w: FioWorkload; res: Map<Kind, Run[]> }>): string {
+  const lines = [
+    '\nCPU per I/O (µs, medians; client = fio, then the server processes)\n',
+    `| workload | ${kinds.map((k) => LABEL[k]).join(' | ')} |`,
+    `|---|${kinds.map(() => '---').join('|')}|`,
+  ];
+  for (const { w, res } of rows) {
+    const cells = kinds.map((k) => {
+      const rs = res.get(k)!;
+      const med = (f: (r: Run) => number): number => median(rs.map(f));
+      const client = med((r) => (r.clientCpuS / r.ios) * 1e6);
+      const servers = rs[0]!.serverCpuS.map((_, i) => med((r) => (r.serverCpuS[i]! / r.ios) * 1e6));
+      const total = client + servers.reduce((a, b) => a + b, 0);
+      return `${total.toFixed(1)} = ${client.toFixed(1)} + ${servers.map((v) => v.toFixed(1)).join(' + ')}`;
+    });
+    lines.push(`| ${w.name} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
 }
 
 /** Medians for the ratios at the end. */
@@ -224,9 +279,9 @@ async function throughput(): Promise<void> {
     (w) =>
       workloadTokens.length === 0 || workloadTokens.some((t) => w.name.toLowerCase().includes(t)),
   );
-  const rows: Array<{ w: FioWorkload; res: Map<Kind, FioResult[]> }> = [];
+  const rows: Array<{ w: FioWorkload; res: Map<Kind, Run[]> }> = [];
   for (const w of workloads) {
-    const res = new Map<Kind, FioResult[]>(kinds.map((k) => [k, []]));
+    const res = new Map<Kind, Run[]>(kinds.map((k) => [k, []]));
     for (let i = 0; i < repeat; i++) {
       for (let j = 0; j < kinds.length; j++) {
         const kind = kinds[(i + j) % kinds.length]!;
@@ -247,6 +302,7 @@ async function throughput(): Promise<void> {
     ] as const
   ).filter(([a, b]) => kinds.includes(a) && kinds.includes(b));
   console.log(ratioTable(rows, kinds, pairs, (k) => LABEL[k], repeat));
+  console.log(cpuTable(rows));
   const seq = rows.find((r) => r.w.name === SEQ_WRITE);
   for (const k of ['pairC', 'pairA'] as const) {
     const rs = seq?.res.get(k);
