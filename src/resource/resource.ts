@@ -14,6 +14,7 @@ import {
   decideDemote,
   decideDetach,
   decideOutdate,
+  type Refusal,
   crashDealtWith,
   diskStateOnAttach,
   keepCrashedPrimary,
@@ -34,6 +35,10 @@ import { handlerContext } from './handler-context.js';
 import { type HandlerName, type HandlerResult, HandlerRunner } from './handlers.js';
 import { AdminError, commandError, refused } from './admin-error.js';
 import { promote } from './promotion.js';
+import { type DeviceSwitch } from './device-switch.js';
+import { type DetachHost, Detacher } from './disk-detach.js';
+import { ioErrorReaction } from './disk-failure.js';
+import type { NetOptions } from '../config/index.js';
 
 export { AdminError, commandError } from './admin-error.js';
 
@@ -54,7 +59,7 @@ export interface ResourceOptions {
  * NBD export. Admin requests run one at a time; each checks the rules in states.ts,
  * applies the change, rewrites the persistent flags and announces it.
  */
-export class Resource implements PeerHost, FencingHost {
+export class Resource implements PeerHost, FencingHost, DetachHost {
   readonly name: string;
   role: Role = 'Secondary';
   disk: DiskState = 'Diskless';
@@ -85,6 +90,8 @@ export class Resource implements PeerHost, FencingHost {
   private queue: Promise<unknown> = Promise.resolve();
   /** The NBD export (device-export.ts). */
   private readonly export: DeviceExport;
+  /** Detaching the disk under I/O (disk-detach.ts). */
+  private readonly detacher: Detacher;
 
   constructor(private readonly opts: ResourceOptions) {
     this.name = opts.config.name;
@@ -111,6 +118,7 @@ export class Resource implements PeerHost, FencingHost {
     this.fencer = new Fencer(this);
     this.loss = new PeerLoss(this);
     this.export = new DeviceExport(this, (message) => commandError('ERR_LISTEN', message));
+    this.detacher = new Detacher(this);
     this.freeze = new IoFreeze(
       this,
       () => this.opts.onChange(this),
@@ -475,7 +483,7 @@ export class Resource implements PeerHost, FencingHost {
     // as Primary is cleared now that this node is Secondary, so a later crash here does
     // not count as a crashed Primary again.
     this.persistFlags();
-    this.export.target = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
+    this.reviveDiskTarget();
     this.log.info(
       {
         disk: diskPath,
@@ -505,23 +513,63 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   async detach(): Promise<void> {
-    const refusal = decideDetach({
+    const refusal = this.detachRefusal();
+    if (refusal) throw refused(refusal);
+    await this.detacher.detach(false, refused);
+    this.log.info('detached');
+  }
+
+  detachRefusal(): Refusal | null {
+    return decideDetach({
       role: this.role,
       disk: this.disk,
       connected: this.connected,
       peerDisk: this.dataPeer?.disk ?? 'DUnknown',
     });
-    if (refusal) throw refused(refusal);
-    // The peers let go of the disk first: their receivers and resyncs write to it.
-    const wasConnected = this.peers.filter((p) => p.connection !== 'StandAlone');
-    for (const p of wasConnected) await p.disconnect('local disk detached');
-    await this.closeDisk();
-    for (const p of wasConnected) await p.connect(false);
-    this.changed();
-    this.log.info('detached');
   }
 
-  private async closeDisk(): Promise<void> {
+  // ---- what a detach asks of the resource (disk-detach.ts) --------------------------------
+
+  get net(): NetOptions {
+    return this.config.net;
+  }
+
+  get ioSwitch(): DeviceSwitch {
+    return this.export.ioSwitch;
+  }
+
+  get diskTarget(): ResourceTarget | undefined {
+    return this.export.target;
+  }
+
+  /** The write path over the attached disk, new (at attach, or after a refused detach). */
+  reviveDiskTarget(): void {
+    const { backing, meta } = this;
+    if (!backing || !meta) return;
+    this.export.target = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
+  }
+
+  diskFailed(): void {
+    if (this.disk === 'Failed') return;
+    try {
+      this.setDisk('Failed');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'writing the metadata flags failed');
+    }
+  }
+
+  markAllOutOfSync(): void {
+    const meta = this.meta;
+    if (!meta) return;
+    meta.bitmap.setAll();
+    try {
+      meta.persistBitmap();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'writing the bitmap at detach failed');
+    }
+  }
+
+  async closeDisk(): Promise<void> {
     const backing = this.backing;
     const meta = this.meta;
     this.backing = undefined;
@@ -735,6 +783,7 @@ export class Resource implements PeerHost, FencingHost {
     }
     this.cluster.publish();
     this.opts.onChange(this);
+    this.detacher.stateChanged();
   }
 
   /** drbd.md §8.4: a Primary lost quorum; the quorum-lost handler is told. */
@@ -748,20 +797,33 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   /**
-   * The backing disk failed a request. urbd does not detach yet (issue 12), so the request
-   * fails (pass_on); with on-io-error call-local-io-error the local-io-error handler is told,
-   * at most once a minute so a failing disk under load does not fork a handler per request.
+   * The backing disk failed a request (drbd.md §1.3 on-io-error). With `detach` (and
+   * `call-local-io-error`, which runs its handler too) the disk is Failed from now on: reads
+   * go to the peer, a change the peer has completes, and the disk is detached in the
+   * background (disk-detach.ts) as soon as the admin requests before it are done. With
+   * `pass_on` the error goes to the client; its blocks are marked out of sync.
    */
-  localIoFailed(err: Error): void {
-    if (this.config.disk.onIoError !== 'call-local-io-error') return;
-    const now = Date.now();
-    if (now - this.lastIoErrorCall < 60_000) return;
-    this.lastIoErrorCall = now;
-    this.log.error({ err: err.message }, 'local disk I/O error: calling local-io-error');
-    this.notify('local-io-error');
+  localIoFailed(err: Error): boolean {
+    const policy = this.config.disk.onIoError;
+    const reaction = ioErrorReaction(policy);
+    if (!reaction.detach) return false;
+    if (this.disk === 'Failed' || !this.attached) return true;
+    const through = this.readPeer()?.name;
+    this.log.error(
+      { err: err.message, onIoError: policy },
+      through
+        ? `local disk I/O error: detaching the disk; I/O goes on through ${through}`
+        : 'local disk I/O error: detaching the disk; no UpToDate peer, so I/O fails',
+    );
+    this.diskFailed();
+    if (reaction.callHandler) this.notify('local-io-error');
+    void this.serial(async () => {
+      if (this.disk !== 'Failed' || !this.attached) return;
+      await this.detacher.detach(true, refused);
+      this.log.warn('failed disk detached: Diskless');
+    }).catch((e: Error) => this.log.error({ err: e.message }, 'detaching the failed disk failed'));
+    return true;
   }
-
-  private lastIoErrorCall = -Infinity;
 
   // ---- suspended I/O (io-freeze.ts) -------------------------------------------------------
 
