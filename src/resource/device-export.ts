@@ -20,6 +20,7 @@ export interface ExportHost extends IoGate {
   readonly log: Logger;
   readonly host: HostConfig;
   readonly exportSocket: string;
+  readonly role: string;
   readPeer(): Peer | undefined;
   ioRefusal(): string | undefined;
   changed(): void;
@@ -82,7 +83,8 @@ export class DeviceExport {
         get target(): BlockTarget {
           return ioSwitch.connectionTarget();
         },
-        unavailable: () => r.ioRefusal(),
+        // A detach in progress on a Primary holds requests until the peer serves them.
+        unavailable: () => (ioSwitch.held && r.role === 'Primary' ? undefined : r.ioRefusal()),
       },
       { isDefault: true },
     );

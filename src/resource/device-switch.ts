@@ -36,6 +36,12 @@ export class DeviceSwitch {
   /** New requests wait (they are not refused) until release(). */
   hold(): void {
     if (this.gate) return;
+    try {
+      const t = this.current();
+      this.last = { size: t.size, capabilities: t.capabilities };
+    } catch {
+      // Nothing serves the device now: connections are refused as before.
+    }
     let release!: () => void;
     const promise = new Promise<void>((r) => (release = r));
     this.gate = { promise, release };
@@ -57,8 +63,21 @@ export class DeviceSwitch {
    * when the request runs.
    */
   connectionTarget(): BlockTarget {
-    return new SwitchedTarget(this, this.current());
+    let first: Shape;
+    try {
+      first = this.current();
+      this.last = { size: first.size, capabilities: first.capabilities };
+    } catch (err) {
+      // Between the disk going and the peer serving again nothing serves the device; a
+      // client connecting then gets the device as it was, and waits for the release.
+      if (!this.gate || !this.last) throw err;
+      first = this.last;
+    }
+    return new SwitchedTarget(this, first);
   }
+
+  /** The size and capabilities of the device the last connection was given. */
+  private last: Shape | undefined;
 
   /**
    * Runs `op` on the target serving now. Held requests wait for release(); a request the old
@@ -80,13 +99,15 @@ export class DeviceSwitch {
   }
 }
 
+type Shape = Pick<BlockTarget, 'size' | 'capabilities'>;
+
 class SwitchedTarget implements BlockTarget {
   readonly size: number;
   readonly capabilities: TargetCapabilities;
 
   constructor(
     private readonly sw: DeviceSwitch,
-    first: BlockTarget,
+    first: Shape,
   ) {
     this.size = first.size;
     this.capabilities = first.capabilities;
