@@ -14,11 +14,12 @@
  * waiting behind it could wait for itself.
  */
 import type { Logger } from 'pino';
-import type { NetOptions } from '../config/index.js';
+import type { NetOptions, OnIoError } from '../config/index.js';
+import type { HandlerName } from './handlers.js';
 import type { DeviceSwitch } from './device-switch.js';
-import { detachedDiskMarks, detachMayRelease } from './disk-failure.js';
+import { detachedDiskMarks, detachMayRelease, ioErrorReaction } from './disk-failure.js';
 import type { Peer } from './peer.js';
-import type { Refusal, Role } from './states.js';
+import type { DiskState, Refusal, Role } from './states.js';
 import type { ResourceTarget } from './write-path.js';
 
 export interface DetachHost {
@@ -27,6 +28,13 @@ export interface DetachHost {
   readonly peers: Peer[];
   readonly dataPeer: Peer | undefined;
   readonly net: NetOptions;
+  readonly disk: DiskState;
+  readonly attached: boolean;
+  readonly onIoError: OnIoError;
+  readPeer(): Peer | undefined;
+  notify(name: HandlerName): void;
+  /** Runs `fn` after the admin requests queued before it (Resource.serial). */
+  serial<T>(fn: () => Promise<T>): Promise<T>;
   readonly ioSwitch: DeviceSwitch;
   /** The write path over the attached disk. */
   readonly diskTarget: ResourceTarget | undefined;
@@ -53,6 +61,37 @@ export class Detacher {
     if (w.length === 0) return;
     this.waiters = [];
     for (const f of w) f();
+  }
+
+  /**
+   * The backing disk failed a request (drbd.md §1.3 on-io-error). With `detach` (and
+   * `call-local-io-error`, which runs its handler too) the disk is Failed from now on: reads
+   * go to the peer, a change the peer has completes, and the disk is detached in the
+   * background as soon as the admin requests before it are done. With `pass_on` (false) the
+   * error goes to the client; its blocks are marked out of sync.
+   */
+  ioFailed(err: Error, refused: (x: Refusal) => Error): boolean {
+    const r = this.r;
+    const reaction = ioErrorReaction(r.onIoError);
+    if (!reaction.detach) return false;
+    if (r.disk === 'Failed' || !r.attached) return true;
+    const through = r.readPeer()?.name;
+    r.log.error(
+      { err: err.message, onIoError: r.onIoError },
+      through
+        ? `local disk I/O error: detaching the disk; I/O goes on through ${through}`
+        : 'local disk I/O error: detaching the disk; no UpToDate peer, so I/O fails',
+    );
+    r.diskFailed();
+    if (reaction.callHandler) r.notify('local-io-error');
+    void r
+      .serial(async () => {
+        if (r.disk !== 'Failed' || !r.attached) return;
+        await this.detach(true, refused);
+        r.log.warn('failed disk detached: Diskless');
+      })
+      .catch((e: Error) => r.log.error({ err: e.message }, 'detaching the failed disk failed'));
+    return true;
   }
 
   /**

@@ -37,8 +37,7 @@ import { AdminError, commandError, refused } from './admin-error.js';
 import { promote } from './promotion.js';
 import { type DeviceSwitch } from './device-switch.js';
 import { type DetachHost, Detacher } from './disk-detach.js';
-import { ioErrorReaction } from './disk-failure.js';
-import type { NetOptions } from '../config/index.js';
+import type { NetOptions, OnIoError } from '../config/index.js';
 
 export { AdminError, commandError } from './admin-error.js';
 
@@ -534,6 +533,10 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
     return this.config.net;
   }
 
+  get onIoError(): OnIoError {
+    return this.config.disk.onIoError;
+  }
+
   get ioSwitch(): DeviceSwitch {
     return this.export.ioSwitch;
   }
@@ -796,33 +799,9 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
     this.notify('quorum-lost');
   }
 
-  /**
-   * The backing disk failed a request (drbd.md §1.3 on-io-error). With `detach` (and
-   * `call-local-io-error`, which runs its handler too) the disk is Failed from now on: reads
-   * go to the peer, a change the peer has completes, and the disk is detached in the
-   * background (disk-detach.ts) as soon as the admin requests before it are done. With
-   * `pass_on` the error goes to the client; its blocks are marked out of sync.
-   */
+  /** The backing disk failed a request (drbd.md §1.3 on-io-error, disk-detach.ts). */
   localIoFailed(err: Error): boolean {
-    const policy = this.config.disk.onIoError;
-    const reaction = ioErrorReaction(policy);
-    if (!reaction.detach) return false;
-    if (this.disk === 'Failed' || !this.attached) return true;
-    const through = this.readPeer()?.name;
-    this.log.error(
-      { err: err.message, onIoError: policy },
-      through
-        ? `local disk I/O error: detaching the disk; I/O goes on through ${through}`
-        : 'local disk I/O error: detaching the disk; no UpToDate peer, so I/O fails',
-    );
-    this.diskFailed();
-    if (reaction.callHandler) this.notify('local-io-error');
-    void this.serial(async () => {
-      if (this.disk !== 'Failed' || !this.attached) return;
-      await this.detacher.detach(true, refused);
-      this.log.warn('failed disk detached: Diskless');
-    }).catch((e: Error) => this.log.error({ err: e.message }, 'detaching the failed disk failed'));
-    return true;
+    return this.detacher.ioFailed(err, refused);
   }
 
   // ---- suspended I/O (io-freeze.ts) -------------------------------------------------------
