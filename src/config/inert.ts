@@ -34,8 +34,7 @@ export const INERT: Readonly<Record<SettingKey, string | null>> = {
   'net.socketCheckTimeoutMs': 'a dead link is found by ping-int and ping-timeout',
   'net.fencing': null,
   'net.discardMyData': null,
-  'disk.onIoError':
-    'a failed disk request is answered with the error to the NBD client; urbd does not detach (call-local-io-error calls the handler)',
+  'disk.onIoError': null,
   'disk.alExtents': null,
   'disk.alUpdates': null,
   'disk.resyncRateKiB': null,

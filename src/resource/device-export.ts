@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { HostConfig } from '../config/index.js';
 import { type ListenAddress, NbdServer } from '../nbd/index.js';
 import type { BlockTarget } from '../nbd/target.js';
+import { DeviceSwitch } from './device-switch.js';
 import { DisklessTarget } from './diskless-target.js';
 import type { Peer } from './peer.js';
 import type { IoGate, ResourceTarget } from './write-path.js';
@@ -19,6 +20,7 @@ export interface ExportHost extends IoGate {
   readonly log: Logger;
   readonly host: HostConfig;
   readonly exportSocket: string;
+  readonly role: string;
   readPeer(): Peer | undefined;
   ioRefusal(): string | undefined;
   changed(): void;
@@ -29,12 +31,30 @@ export class DeviceExport {
   tcpListeners: ListenAddress[] = [];
   /** The write path over the attached disk; the export reaches the disk through it. */
   target: ResourceTarget | undefined;
+  /**
+   * What every connection's requests go through, to the target serving now: a detach
+   * switches a connection from the disk to the peer without the client noticing.
+   */
+  readonly ioSwitch = new DeviceSwitch(() => this.currentTarget());
 
   constructor(
     private readonly r: ExportHost,
     /** The error start throws when a listener cannot be opened. */
     private readonly listenFailed: (message: string) => Error,
   ) {}
+
+  private currentTarget(): BlockTarget {
+    if (this.target) return this.target;
+    // Diskless: the device is the peer's, at the peer's size.
+    const r = this.r;
+    const peer = r.readPeer();
+    const size = peer?.peerDeviceBytes;
+    if (!size) throw new Error(`${r.name} has no disk attached and no UpToDate peer`);
+    if (this.diskless?.size !== size) this.diskless = new DisklessTarget(r, size);
+    return this.diskless;
+  }
+
+  private diskless: DisklessTarget | undefined;
 
   get listening(): boolean {
     return this.nbd !== undefined;
@@ -52,24 +72,19 @@ export class DeviceExport {
     if (this.nbd) return;
     const r = this.r;
     const server = new NbdServer({ log: r.log.child({ nbd: true }) });
-    const currentTarget = (): BlockTarget => {
-      if (this.target) return this.target;
-      // Diskless: the device is the peer's, at the peer's size.
-      const peer = r.readPeer();
-      if (peer?.peerDeviceBytes) return new DisklessTarget(r, peer.peerDeviceBytes);
-      throw new Error(`${r.name} has no disk attached and no UpToDate peer`);
-    };
+    const ioSwitch = this.ioSwitch;
     server.exports.add(
       {
         name: r.name,
         description: `urbd resource ${r.name} on ${r.node}`,
-        // The disk behind the export comes and goes with attach and detach. A client only
-        // reaches the target after `unavailable` said yes, which needs an attached disk or
-        // an UpToDate peer to read from.
+        // The disk behind the export comes and goes with attach and detach; each connection
+        // follows it through the switch. A client only reaches the target after
+        // `unavailable` said yes, which needs an attached disk or an UpToDate peer to read from.
         get target(): BlockTarget {
-          return currentTarget();
+          return ioSwitch.connectionTarget();
         },
-        unavailable: () => r.ioRefusal(),
+        // A detach in progress on a Primary holds requests until the peer serves them.
+        unavailable: () => (ioSwitch.held && r.role === 'Primary' ? undefined : r.ioRefusal()),
       },
       { isDefault: true },
     );

@@ -25,6 +25,7 @@ export function makeReceiver(p: Peer, s: Session): Receiver {
     (offset, length, err) => {
       meta.markOutOfSync(offset, length);
       p.log.error({ offset, length, err: err.message }, 'replicated write failed locally');
+      p.host.localIoFailed(err);
     },
     (err) => {
       p.log.error({ err: err.message }, 'flush for a barrier failed');

@@ -91,6 +91,8 @@ export interface PeerHost {
   hasHandler(name: HandlerName): boolean;
   /** Hold application writes while the handshake decides (undefined: release). */
   holdIo(hold: boolean): void;
+  /** The backing disk failed a request (on-io-error); true when it is being detached. */
+  localIoFailed(err: Error): boolean;
   /** Something changed: persist the flags and publish the state. */
   changed(): void;
 }

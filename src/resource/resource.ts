@@ -14,6 +14,7 @@ import {
   decideDemote,
   decideDetach,
   decideOutdate,
+  type Refusal,
   crashDealtWith,
   diskStateOnAttach,
   keepCrashedPrimary,
@@ -34,6 +35,9 @@ import { handlerContext } from './handler-context.js';
 import { type HandlerName, type HandlerResult, HandlerRunner } from './handlers.js';
 import { AdminError, commandError, refused } from './admin-error.js';
 import { promote } from './promotion.js';
+import { type DeviceSwitch } from './device-switch.js';
+import { type DetachHost, Detacher } from './disk-detach.js';
+import type { NetOptions, OnIoError } from '../config/index.js';
 
 export { AdminError, commandError } from './admin-error.js';
 
@@ -54,7 +58,7 @@ export interface ResourceOptions {
  * NBD export. Admin requests run one at a time; each checks the rules in states.ts,
  * applies the change, rewrites the persistent flags and announces it.
  */
-export class Resource implements PeerHost, FencingHost {
+export class Resource implements PeerHost, FencingHost, DetachHost {
   readonly name: string;
   role: Role = 'Secondary';
   disk: DiskState = 'Diskless';
@@ -85,6 +89,8 @@ export class Resource implements PeerHost, FencingHost {
   private queue: Promise<unknown> = Promise.resolve();
   /** The NBD export (device-export.ts). */
   private readonly export: DeviceExport;
+  /** Detaching the disk under I/O (disk-detach.ts). */
+  private readonly detacher: Detacher;
 
   constructor(private readonly opts: ResourceOptions) {
     this.name = opts.config.name;
@@ -111,6 +117,7 @@ export class Resource implements PeerHost, FencingHost {
     this.fencer = new Fencer(this);
     this.loss = new PeerLoss(this);
     this.export = new DeviceExport(this, (message) => commandError('ERR_LISTEN', message));
+    this.detacher = new Detacher(this);
     this.freeze = new IoFreeze(
       this,
       () => this.opts.onChange(this),
@@ -475,7 +482,7 @@ export class Resource implements PeerHost, FencingHost {
     // as Primary is cleared now that this node is Secondary, so a later crash here does
     // not count as a crashed Primary again.
     this.persistFlags();
-    this.export.target = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
+    this.reviveDiskTarget();
     this.log.info(
       {
         disk: diskPath,
@@ -505,23 +512,67 @@ export class Resource implements PeerHost, FencingHost {
   }
 
   async detach(): Promise<void> {
-    const refusal = decideDetach({
+    const refusal = this.detachRefusal();
+    if (refusal) throw refused(refusal);
+    await this.detacher.detach(false, refused);
+    this.log.info('detached');
+  }
+
+  detachRefusal(): Refusal | null {
+    return decideDetach({
       role: this.role,
       disk: this.disk,
       connected: this.connected,
       peerDisk: this.dataPeer?.disk ?? 'DUnknown',
     });
-    if (refusal) throw refused(refusal);
-    // The peers let go of the disk first: their receivers and resyncs write to it.
-    const wasConnected = this.peers.filter((p) => p.connection !== 'StandAlone');
-    for (const p of wasConnected) await p.disconnect('local disk detached');
-    await this.closeDisk();
-    for (const p of wasConnected) await p.connect(false);
-    this.changed();
-    this.log.info('detached');
   }
 
-  private async closeDisk(): Promise<void> {
+  // ---- what a detach asks of the resource (disk-detach.ts) --------------------------------
+
+  get net(): NetOptions {
+    return this.config.net;
+  }
+
+  get onIoError(): OnIoError {
+    return this.config.disk.onIoError;
+  }
+
+  get ioSwitch(): DeviceSwitch {
+    return this.export.ioSwitch;
+  }
+
+  get diskTarget(): ResourceTarget | undefined {
+    return this.export.target;
+  }
+
+  /** The write path over the attached disk, new (at attach, or after a refused detach). */
+  reviveDiskTarget(): void {
+    const { backing, meta } = this;
+    if (!backing || !meta) return;
+    this.export.target = new ResourceTarget(this, backing, meta, () => this.disk === 'UpToDate');
+  }
+
+  diskFailed(): void {
+    if (this.disk === 'Failed') return;
+    try {
+      this.setDisk('Failed');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'writing the metadata flags failed');
+    }
+  }
+
+  markAllOutOfSync(): void {
+    const meta = this.meta;
+    if (!meta) return;
+    meta.bitmap.setAll();
+    try {
+      meta.persistBitmap();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'writing the bitmap at detach failed');
+    }
+  }
+
+  async closeDisk(): Promise<void> {
     const backing = this.backing;
     const meta = this.meta;
     this.backing = undefined;
@@ -735,6 +786,7 @@ export class Resource implements PeerHost, FencingHost {
     }
     this.cluster.publish();
     this.opts.onChange(this);
+    this.detacher.stateChanged();
   }
 
   /** drbd.md §8.4: a Primary lost quorum; the quorum-lost handler is told. */
@@ -747,21 +799,10 @@ export class Resource implements PeerHost, FencingHost {
     this.notify('quorum-lost');
   }
 
-  /**
-   * The backing disk failed a request. urbd does not detach yet (issue 12), so the request
-   * fails (pass_on); with on-io-error call-local-io-error the local-io-error handler is told,
-   * at most once a minute so a failing disk under load does not fork a handler per request.
-   */
-  localIoFailed(err: Error): void {
-    if (this.config.disk.onIoError !== 'call-local-io-error') return;
-    const now = Date.now();
-    if (now - this.lastIoErrorCall < 60_000) return;
-    this.lastIoErrorCall = now;
-    this.log.error({ err: err.message }, 'local disk I/O error: calling local-io-error');
-    this.notify('local-io-error');
+  /** The backing disk failed a request (drbd.md §1.3 on-io-error, disk-detach.ts). */
+  localIoFailed(err: Error): boolean {
+    return this.detacher.ioFailed(err, refused);
   }
-
-  private lastIoErrorCall = -Infinity;
 
   // ---- suspended I/O (io-freeze.ts) -------------------------------------------------------
 

@@ -11,6 +11,8 @@ import type { FileDisk } from '../storage/file-disk.js';
 import type { DiskMeta } from './disk-meta.js';
 import type { Held, IntervalLock } from '../replication/interval-lock.js';
 import type { ChangeKind, TransferLog } from '../replication/transfer-log.js';
+import { TargetRetired } from './device-switch.js';
+import { failedLocalCopyOutcome } from './disk-failure.js';
 
 /** What the write path asks of its resource before and while touching data. */
 export interface IoGate {
@@ -38,8 +40,12 @@ export interface IoGate {
   readPeer(): { remoteRead(buf: Buffer, offset: number): Promise<void> } | undefined;
   /** Counts application writes (the resync yields to them). */
   noteAppIo(): void;
-  /** The backing disk failed a request (on-io-error call-local-io-error). */
-  localIoFailed(err: Error): void;
+  /**
+   * The backing disk failed a request. True when the disk is being detached for it
+   * (on-io-error detach or call-local-io-error): the request then completes through the
+   * peer if the peer has it or can serve it. False (pass_on): the error goes to the client.
+   */
+  localIoFailed(err: Error): boolean;
 }
 
 /**
@@ -96,6 +102,11 @@ interface Change {
  */
 export class ResourceTarget implements BlockTarget {
   readonly capabilities: TargetCapabilities;
+  /** Set when the disk is being detached: requests not started yet go to the successor. */
+  private retired = false;
+  /** Requests between their start and the end of their use of the disk and the peer link. */
+  private active = 0;
+  private idle: (() => void) | undefined;
 
   constructor(
     private readonly gate: IoGate,
@@ -111,22 +122,80 @@ export class ResourceTarget implements BlockTarget {
     return this.meta.sizeBytes;
   }
 
+  /**
+   * Takes this target out of service before its disk is detached: requests not started yet
+   * are rejected with TargetRetired (the device switch runs them on the successor); the
+   * ones under way finish here, and drained() says when they have.
+   */
+  retire(): void {
+    this.retired = true;
+  }
+
+  /** Resolves once no request uses the disk or the peer link through this target. */
+  drained(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const before = this.idle;
+      this.idle = () => {
+        before?.();
+        resolve();
+      };
+    });
+  }
+
+  private enter(): void {
+    this.active++;
+  }
+
+  private leave(): void {
+    if (--this.active > 0) return;
+    const idle = this.idle;
+    this.idle = undefined;
+    idle?.();
+  }
+
+  /** Runs `op` as one active request. */
+  private tracked<T>(op: () => Promise<T>): Promise<T> {
+    this.enter();
+    let p: Promise<T>;
+    try {
+      p = op();
+    } catch (err) {
+      this.leave();
+      return Promise.reject(err as Error);
+    }
+    return p.finally(() => this.leave());
+  }
+
   read(buf: Buffer, offset: number): Promise<void> {
+    if (this.retired) return Promise.reject(new TargetRetired());
     const suspended = this.gate.ioSuspended();
     if (suspended) return suspended.then(() => this.read(buf, offset));
     const denied = this.gate.ioDenied();
     if (denied !== undefined) return Promise.reject(denied);
+    return this.tracked(() => this.readNow(buf, offset));
+  }
+
+  private readNow(buf: Buffer, offset: number): Promise<void> {
     if (!this.localUpToDate()) {
       const peer = this.gate.readPeer();
-      if (peer) {
-        return peer.remoteRead(buf, offset).catch((err: Error) => {
-          throw new TargetError('EIO', err.message);
-        });
-      }
+      if (peer) return this.readFromPeer(peer, buf, offset);
     }
     return this.disk.read(buf, offset).catch((err: Error) => {
-      this.gate.localIoFailed(err);
-      throw err;
+      // drbd.md §1.3 on-io-error detach: a failed local read is read again from the peer.
+      const peer = this.gate.localIoFailed(err) ? this.gate.readPeer() : undefined;
+      if (!peer) throw err;
+      return this.readFromPeer(peer, buf, offset);
+    });
+  }
+
+  private readFromPeer(
+    peer: { remoteRead(buf: Buffer, offset: number): Promise<void> },
+    buf: Buffer,
+    offset: number,
+  ): Promise<void> {
+    return peer.remoteRead(buf, offset).catch((err: Error) => {
+      throw new TargetError('EIO', err.message);
     });
   }
 
@@ -161,6 +230,7 @@ export class ResourceTarget implements BlockTarget {
    */
   async flush(): Promise<void> {
     for (;;) {
+      if (this.retired) throw new TargetRetired();
       const held = this.gate.ioHeld;
       if (held) await held;
       const suspended = this.gate.ioSuspended();
@@ -171,7 +241,15 @@ export class ResourceTarget implements BlockTarget {
       const denied = this.gate.ioDenied();
       if (denied !== undefined) throw denied;
       const tl = this.gate.replicationLog();
-      const [, peerHas] = await Promise.all([this.disk.flush(), tl?.barrier()]);
+      const [localErr, peerHas] = await this.tracked(() =>
+        Promise.all([this.disk.flush().then(noError, isError), tl?.barrier()]),
+      );
+      if (localErr !== undefined) {
+        // A disk being detached for the error is no longer a copy: the peer's barrier ack
+        // alone says whether every completed change is durable on a copy.
+        if (!this.gate.localIoFailed(localErr) || peerHas !== true) throw localErr;
+        return;
+      }
       // A peer lost before its barrier ack had every unacked change marked out of sync
       // here: with UpToDate data of our own the flush is still complete on every node that
       // holds UpToDate data, once the resource lets writes go on without that peer (quorum,
@@ -195,15 +273,20 @@ export class ResourceTarget implements BlockTarget {
   }
 
   cache(offset: number, length: number): Promise<void> {
-    return this.disk.cache ? this.disk.cache(offset, length) : Promise.resolve();
+    if (this.retired) return Promise.reject(new TargetRetired());
+    const disk = this.disk;
+    return disk.cache ? this.tracked(() => disk.cache!(offset, length)) : Promise.resolve();
   }
 
   extents(offset: number, length: number): Promise<Extent[]> {
-    if (!this.disk.extents) return Promise.resolve([{ length, hole: false, zero: false }]);
-    return this.disk.extents(offset, length);
+    if (this.retired) return Promise.reject(new TargetRetired());
+    const disk = this.disk;
+    if (!disk.extents) return Promise.resolve([{ length, hole: false, zero: false }]);
+    return this.tracked(() => disk.extents!(offset, length));
   }
 
   private change(c: Change): Promise<void> {
+    if (this.retired) return Promise.reject(new TargetRetired());
     const held = this.gate.ioHeld;
     if (held) return held.then(() => this.change(c));
     const suspended = this.gate.ioSuspended();
@@ -216,9 +299,26 @@ export class ResourceTarget implements BlockTarget {
       return Promise.reject(new TargetError('EIO', `metadata failed earlier: ${failure.message}`));
     }
     this.gate.noteAppIo();
+    // From here until its local write and network part are done the change counts as
+    // active: a detach waits for it (drained()) before closing the disk and the metadata.
+    // What it does after (wait for a suspension, run again) it does as a new request.
+    return this.tracked(() => this.activateAndApply(c)).then((after) => after?.());
+  }
+
+  /** Resolves to what remains to do once the change no longer uses the disk, if anything. */
+  private activateAndApply(c: Change): Promise<Continuation> {
     const al = this.meta.al;
     const activating = al.begin(c.offset, c.length);
-    const go = (): Promise<void> => {
+    const go = (): Promise<Continuation> => {
+      // The metadata may have failed, or the disk begun to detach, while the extent was
+      // being activated: neither may be written on.
+      const failure = this.meta.failure;
+      if (failure !== null || this.retired) {
+        al.end(c.offset, c.length);
+        if (failure === null) throw new TargetRetired();
+        this.gate.metadataFailed(failure);
+        throw new TargetError('EIO', `metadata failed earlier: ${failure.message}`);
+      }
       const lock = this.gate.changeLock.acquire(c.offset, c.length);
       if (lock instanceof Promise) return lock.then((h) => this.apply(c, h));
       return this.apply(c, lock);
@@ -230,26 +330,36 @@ export class ResourceTarget implements BlockTarget {
     });
   }
 
-  private async apply(c: Change, held: Held): Promise<void> {
+  private async apply(c: Change, held: Held): Promise<Continuation> {
     const { offset, length, io } = c;
     const lock = this.gate.changeLock;
     if (this.gate.ioHeld) held = await heldOnceDecided(this.gate, offset, length, held);
+    if (this.retired) {
+      lock.release(held);
+      this.meta.al.end(offset, length);
+      throw new TargetRetired();
+    }
     const tl = this.gate.replicationLog();
     if (tl === undefined) {
       if (!this.localUpToDate()) {
         // The peer went away while this change waited for its extent or range.
         lock.release(held);
         this.meta.al.end(offset, length);
-        return this.retryOnceReachable(c);
+        return () => this.retryOnceReachable(c);
       }
       try {
         this.meta.markOutOfSync(offset, length);
         await io();
+      } catch (err) {
+        // No peer has it: the error goes to the client whatever on-io-error says, and the
+        // disk is detached all the same (detach, call-local-io-error).
+        this.gate.localIoFailed(err as Error);
+        throw err;
       } finally {
         lock.release(held);
         this.meta.al.end(offset, length);
       }
-      return;
+      return undefined;
     }
     // Two parts hold the AL references: the local write, and the transfer-log entry until
     // its epoch is barrier-acked (or it was marked out of sync).
@@ -273,39 +383,50 @@ export class ResourceTarget implements BlockTarget {
       mustLand,
     );
     let localErr: Error | undefined;
+    let detaching = false;
     try {
       await io();
     } catch (err) {
       localErr = err as Error;
-      this.gate.localIoFailed(localErr);
       this.meta.markOutOfSync(offset, length);
+      detaching = this.gate.localIoFailed(localErr);
     } finally {
       lock.release(held);
     }
     const peerOk = await net;
     endPart();
+    return this.afterBothParts(c, peerOk, localErr, detaching);
+  }
+
+  /** What the outcome of both parts means for the client (still active: no waiting here). */
+  private afterBothParts(
+    c: Change,
+    peerOk: boolean,
+    localErr: Error | undefined,
+    detaching: boolean,
+  ): Continuation {
     // DESIGN.md: a change is acknowledged only once it is on every disk that can later be the
     // source of its blocks. A local copy on a disk that is not UpToDate (a SyncTarget, an
     // Inconsistent Primary) is no such disk: it is marked out of sync and the next resync
     // overwrites it from the peer, so without the peer's copy the change failed.
-    if (!peerOk && !this.localUpToDate()) return this.retryOnceReachable(c);
+    if (!peerOk && !this.localUpToDate()) return () => this.retryOnceReachable(c);
     // The peer was lost before it confirmed this change. It completes only if the resource
     // lets writes go on without that peer (quorum kept and the peer outdated, or fenced):
     // otherwise it waits (suspend) and runs again from the start, or fails (io-error).
     if (!peerOk) {
       const frozen = this.gate.ioSuspended();
-      if (frozen) {
-        await frozen;
-        return this.change(c);
-      }
+      if (frozen) return () => frozen.then(() => this.change(c));
       const denied = this.gate.ioDenied();
       if (denied !== undefined) throw denied;
     }
-    // drbd.md §5.1 lets a change succeed when either copy succeeded, because DRBD then
-    // detaches the failing disk (on-io-error detach) and reads come from the peer. Until urbd
-    // detaches (issue 12), this node would go on reading its stale block: so a failed local
-    // copy fails the change (on-io-error pass_on). Its blocks stay marked out of sync.
-    if (localErr !== undefined) throw localErr;
+    if (localErr !== undefined) {
+      const outcome = failedLocalCopyOutcome({ detaching, peerHas: peerOk });
+      if (outcome === 'fail') throw localErr;
+      // A failed local copy under on-io-error detach: the disk is Failed from the error
+      // on (reads go to the peer) and is being detached, and the peer has the change.
+      if (outcome === 'retry') return () => this.retryOnceReachable(c);
+    }
+    return undefined;
   }
 
   /**
@@ -321,6 +442,12 @@ export class ResourceTarget implements BlockTarget {
     return this.change(c);
   }
 }
+
+/** What is left to do once a change no longer uses the disk: wait, then run it again. */
+type Continuation = (() => Promise<void>) | undefined;
+
+const noError = (): undefined => undefined;
+const isError = (err: unknown): Error => err as Error;
 
 function noGoodCopy(what: string): TargetError {
   return new TargetError(

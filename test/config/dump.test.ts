@@ -85,7 +85,7 @@ resource r0 {
     }
     disk {
         size 4G;
-        on-io-error detach; # ignored by urbd: a failed disk request is answered with the error to the NBD client; urbd does not detach (call-local-io-error calls the handler)
+        on-io-error detach;
         al-extents 1237;
         al-updates yes;
         resync-rate 100M;

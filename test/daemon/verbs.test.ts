@@ -538,7 +538,7 @@ t.test('dump: the parsed configuration, or exit 10 for an unknown resource', asy
   t.match(r.stdout, /^resource r0 \{$/m);
   t.match(
     r.stdout,
-    /^ {4}disk \{\n {8}on-io-error detach; # ignored by urbd: [^\n]*\n {8}al-extents 1237;\n {8}al-updates yes;$/m,
+    /^ {4}disk \{\n {8}on-io-error detach;\n {8}al-extents 1237;\n {8}al-updates yes;$/m,
     'defaults filled in',
   );
   t.match(r.stdout, /^ {8}protocol C;$/m);

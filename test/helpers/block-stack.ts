@@ -108,3 +108,47 @@ export async function failingExt4(
   if (m.code !== 0) throw new Error(`mount failed: ${m.stderr}`);
   return { stack, inject };
 }
+
+/**
+ * A backing file that fails on command, for a daemon's data disk: nbdkit's memory plugin
+ * behind its error filter (every request fails with EIO while the `inject` file exists)
+ * → nbdfuse, whose file urbd opens like any disk file. FUSE passes each write through to
+ * nbdkit, so a write fails when it is made, not later at writeback. Reads the page cache
+ * holds do not reach nbdkit: `dropCache` makes the next reads of the file do.
+ */
+export async function failingFile(
+  t: Teardown,
+  dir: string,
+  sizeMiB: number,
+): Promise<{ file: string; inject: string; dropCache: () => Promise<RunResult> }> {
+  const inject = path.join(dir, 'inject');
+  const sock = path.join(dir, 'nbdkit.sock');
+  const fuseDir = path.join(dir, 'fuse');
+  mkdirSync(fuseDir, { recursive: true });
+  const file = path.join(fuseDir, 'disk');
+  const pidFile = path.join(dir, 'nbdfuse.pid');
+  spawnTracked(
+    'nbdkit',
+    ['-f', '-U', sock, '--filter=error', 'memory', `${sizeMiB}M`, 'error=EIO'].concat([
+      'error-rate=100%',
+      `error-file=${inject}`,
+    ]),
+    { t },
+  );
+  if (!(await waitFor(() => existsSync(sock), 10000))) throw new Error('nbdkit did not start');
+  const nbdfuse = spawnTracked('nbdfuse', ['-P', pidFile, file, `nbd+unix:///?socket=${sock}`], {
+    t,
+  });
+  // Runs before nbdfuse's own teardown (last in, first out), after the daemons using it.
+  t.teardown(async () => {
+    if (await isMounted(fuseDir)) await run('fusermount3', ['-u', fuseDir], { timeoutMs: 20000 });
+  });
+  if (!(await waitFor(() => existsSync(pidFile), 15000))) {
+    throw new Error(`nbdfuse did not start: ${nbdfuse.output()}`);
+  }
+  return {
+    file,
+    inject,
+    dropCache: () => run('dd', [`if=${file}`, 'iflag=nocache', 'count=0'], { timeoutMs: 20000 }),
+  };
+}

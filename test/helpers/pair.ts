@@ -23,6 +23,8 @@ export interface PairOptions {
   disk?: string;
   /** Statements inside `options { }` (both nodes). */
   options?: string;
+  /** Statements inside `handlers { }` (both nodes). */
+  handlers?: string;
   proxy?: boolean;
   /** Paths to use as the backing disks instead of fresh files. */
   alphaDisk?: string;
@@ -70,6 +72,7 @@ function config(
     net: string;
     disk: string;
     options: string;
+    handlers: string;
     protocol: string;
     alphaMeta: string;
     betaMeta: string;
@@ -82,6 +85,7 @@ function config(
   net { ${netOptions(o.net)} }
   disk { ${o.disk} }
   options { ${o.options} }
+  handlers { ${o.handlers} }
   on alpha {
     node-id 0;
     address 127.0.0.1:${o.alphaAddr};
@@ -121,6 +125,7 @@ export async function startPair(t: Teardown, dir: string, o: PairOptions = {}): 
     net: o.net ?? '',
     disk: o.disk ?? '',
     options: o.options ?? '',
+    handlers: o.handlers ?? '',
     protocol: o.protocol ?? 'C',
     alphaMeta: o.alphaMeta ?? 'internal',
     betaMeta: o.betaMeta ?? 'internal',
