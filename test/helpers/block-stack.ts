@@ -81,6 +81,32 @@ export async function attachBlockStack(t: Teardown, uri: string, dir: string): P
 }
 
 /**
+ * nbdkit's memory plugin behind its error filter, on a Unix socket in `dir`: the requests
+ * `which` names (`error`: all of them, `error-pwrite`: writes) fail with EIO while the
+ * `inject` file exists.
+ */
+async function failingNbdkit(
+  t: Teardown,
+  dir: string,
+  sizeMiB: number,
+  which: 'error' | 'error-pwrite',
+): Promise<{ sock: string; inject: string }> {
+  mkdirSync(dir, { recursive: true });
+  const inject = path.join(dir, 'inject');
+  const sock = path.join(dir, 'nbdkit.sock');
+  spawnTracked(
+    'nbdkit',
+    ['-f', '-U', sock, '--filter=error', 'memory', `${sizeMiB}M`, `${which}=EIO`].concat([
+      `${which}-rate=100%`,
+      `${which}-file=${inject}`,
+    ]),
+    { t },
+  );
+  if (!(await waitFor(() => existsSync(sock), 10000))) throw new Error('nbdkit did not start');
+  return { sock, inject };
+}
+
+/**
  * A real disk that fails on command, with ext4 mounted on it: nbdkit's memory plugin with
  * its error filter (every write fails with EIO while the `inject` file exists) → the
  * block stack above → mkfs.ext4 → mount. Files under `stack.mnt` sit on that disk.
@@ -90,17 +116,7 @@ export async function failingExt4(
   dir: string,
   sizeMiB = 64,
 ): Promise<{ stack: BlockStack; inject: string }> {
-  const inject = path.join(dir, 'inject');
-  const sock = path.join(dir, 'nbdkit.sock');
-  spawnTracked(
-    'nbdkit',
-    ['-f', '-U', sock, '--filter=error', 'memory', `${sizeMiB}M`, 'error-pwrite=EIO'].concat([
-      'error-pwrite-rate=100%',
-      `error-pwrite-file=${inject}`,
-    ]),
-    { t },
-  );
-  if (!(await waitFor(() => existsSync(sock), 10000))) throw new Error('nbdkit did not start');
+  const { sock, inject } = await failingNbdkit(t, dir, sizeMiB, 'error-pwrite');
   const stack = await attachBlockStack(t, `nbd+unix:///?socket=${sock}`, path.join(dir, 'stack'));
   const mkfs = await run('mkfs.ext4', ['-q', '-F', stack.loop], { timeoutMs: 60000 });
   if (mkfs.code !== 0) throw new Error(`mkfs.ext4 failed: ${mkfs.stderr}`);
@@ -121,21 +137,11 @@ export async function failingFile(
   dir: string,
   sizeMiB: number,
 ): Promise<{ file: string; inject: string; dropCache: () => Promise<RunResult> }> {
-  const inject = path.join(dir, 'inject');
-  const sock = path.join(dir, 'nbdkit.sock');
+  const { sock, inject } = await failingNbdkit(t, dir, sizeMiB, 'error');
   const fuseDir = path.join(dir, 'fuse');
   mkdirSync(fuseDir, { recursive: true });
   const file = path.join(fuseDir, 'disk');
   const pidFile = path.join(dir, 'nbdfuse.pid');
-  spawnTracked(
-    'nbdkit',
-    ['-f', '-U', sock, '--filter=error', 'memory', `${sizeMiB}M`, 'error=EIO'].concat([
-      'error-rate=100%',
-      `error-file=${inject}`,
-    ]),
-    { t },
-  );
-  if (!(await waitFor(() => existsSync(sock), 10000))) throw new Error('nbdkit did not start');
   const nbdfuse = spawnTracked('nbdfuse', ['-P', pidFile, file, `nbd+unix:///?socket=${sock}`], {
     t,
   });
