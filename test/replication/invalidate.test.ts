@@ -122,9 +122,20 @@ t.test('invalidate and invalidate-remote', async (t) => {
     await scribble(p.betaDisk);
     t.equal((await diffBlocks(p.alphaDisk, p.betaDisk, SIZE)).count, STRAY.length, 'beta differs');
     const from = p.alpha.logs.length;
-    await fullResync(t, p, p.beta, 'invalidate', p.beta);
-    t.equal(await blockByte(p.betaDisk, 7), 0x5a, "alpha's data won");
+    // The application keeps writing through alpha meanwhile: none of it may be lost.
+    const half = SIZE / 2;
+    const [w] = await Promise.all([
+      qemuIo(exportUri(p.alpha), [`write -P 0x77 0 ${half}`]),
+      fullResync(t, p, p.beta, 'invalidate', p.beta),
+    ]);
+    t.equal(w!.code, 0, 'writes during the invalidate acknowledged', { output: w!.stderr });
+    await waitInSync(p);
+    t.equal((await diffBlocks(p.alphaDisk, p.betaDisk, SIZE)).count, 0, 'still identical');
+    t.equal(await blockByte(p.betaDisk, 7), 0x77, 'the writes made during it are on beta');
+    t.equal(await blockByte(p.betaDisk, SIZE / BLOCK - 1), 0x5a, "alpha's data won");
     t.ok(logged(p.alpha, from, /resync started as SyncSource/), 'alpha was the source');
+    const back = await qemuIo(exportUri(p.alpha), [`write -P 0x5a 0 ${half}`]);
+    t.equal(back.code, 0, 'pattern restored');
   });
 
   await t.test('invalidate-remote on the Primary: the peer takes its data', async (t) => {
