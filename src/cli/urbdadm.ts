@@ -249,6 +249,16 @@ program
   .description('resume a resync paused by pause-sync')
   .action(daemonVerb('resume-sync', peerOption));
 program
+  .command('invalidate')
+  .argument('<res...>')
+  .description("discard this node's data: it becomes SyncTarget of a full resync from the peer")
+  .action(daemonVerb('invalidate'));
+program
+  .command('invalidate-remote')
+  .argument('<res...>')
+  .description("discard the peer's data: it becomes SyncTarget of a full resync from here")
+  .action(daemonVerb('invalidate-remote'));
+program
   .command('resume-io')
   .argument('<res...>')
   .description('end suspended I/O (on-no-data-accessible suspend-io): the requests held fail')

@@ -122,6 +122,10 @@ export class Daemon {
         return r.serial(() => r.secondary(force));
       case 'outdate':
         return r.serial(() => r.outdate());
+      case 'invalidate':
+        return r.serial(() => r.invalidate(false));
+      case 'invalidate-remote':
+        return r.serial(() => r.invalidate(true));
       case 'new-current-uuid':
         return r.serial(() => r.newCurrentUuid(args.clearBitmap === true));
       case 'get-gi':

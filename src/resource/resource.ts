@@ -37,6 +37,7 @@ import { AdminError, commandError, refused } from './admin-error.js';
 import { promote } from './promotion.js';
 import { type DeviceSwitch } from './device-switch.js';
 import { type DetachHost, Detacher } from './disk-detach.js';
+import { invalidate, invalidateRemote } from './invalidate.js';
 import type { NetOptions, OnIoError } from '../config/index.js';
 
 export { AdminError, commandError } from './admin-error.js';
@@ -646,6 +647,11 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
     this.persistFlags();
     this.log.info('disk marked Outdated');
     this.changed();
+  }
+
+  /** urbdadm invalidate / invalidate-remote (invalidate.ts). */
+  invalidate(remote: boolean): Promise<void> {
+    return remote ? invalidateRemote(this) : invalidate(this);
   }
 
   newCurrentUuid(clearBitmap: boolean): Superblock {

@@ -246,3 +246,123 @@ export function persistentFlags(s: {
     peerOutdated: s.peerDisk === 'Inconsistent' || s.peerDisk === 'Outdated',
   };
 }
+
+/** What the invalidate verbs look at: this node, and its link to the data peer. */
+export interface InvalidateInput {
+  role: Role;
+  disk: DiskState;
+  /** The replication state with the data peer ('Off' when not connected). */
+  replication: ReplicationState;
+  /** Linked but the handshake has not decided yet. */
+  handshaking: boolean;
+  peerDisk: DiskState;
+  peerRole: PeerRole;
+}
+
+const SYNCING: ReadonlySet<ReplicationState> = new Set<ReplicationState>([
+  'StartingSyncS',
+  'StartingSyncT',
+  'WFBitMapS',
+  'WFBitMapT',
+  'WFSyncUUID',
+  'SyncSource',
+  'SyncTarget',
+  'PausedSyncS',
+  'PausedSyncT',
+]);
+
+function resyncRunning(s: InvalidateInput): Refusal | null {
+  if (s.handshaking) {
+    // drbd.md §2.6: no disk changes while the handshake is in flight; it decides from the
+    // state already sent.
+    return {
+      code: 'SS_IN_TRANSIENT_STATE',
+      message: 'the connection handshake is in flight; try again once it is Established',
+    };
+  }
+  if (!SYNCING.has(s.replication)) return null;
+  return {
+    code: 'SS_RESYNC_RUNNING',
+    message: `a resync is already running (${s.replication}); wait for it to finish`,
+  };
+}
+
+/**
+ * `urbdadm invalidate` (drbd.md §1.2, §2.6): this node's data is thrown away and copied
+ * back from the peer. Connected, the peer must hold UpToDate data to copy from. Not
+ * connected, a Secondary only marks its disk Inconsistent with every bit set (DRBD 8.4 does
+ * the same), and the next handshake makes it SyncTarget; a disconnected Primary is refused,
+ * since it would be left serving no UpToDate data. A Primary connected to an UpToDate peer
+ * may: it reads through the peer while it resyncs.
+ */
+export function decideInvalidate(s: InvalidateInput): Refusal | null {
+  if (diskRank(s.disk) < diskRank('Inconsistent')) {
+    return {
+      code: 'SS_IS_DISKLESS',
+      message: `the disk is ${s.disk}: there is no local data to invalidate`,
+    };
+  }
+  const running = resyncRunning(s);
+  if (running) return running;
+  if (s.replication === 'Established') {
+    if (s.peerDisk !== 'UpToDate') {
+      return {
+        code: 'SS_NO_UP_TO_DATE_DISK',
+        message: `the peer's disk is ${s.peerDisk}, not UpToDate: there is no good copy to resync from`,
+      };
+    }
+    return null;
+  }
+  if (s.role === 'Primary') {
+    return {
+      code: 'SS_NO_UP_TO_DATE_DISK',
+      message:
+        'refusing to invalidate a Primary that is not connected to an UpToDate peer: it would serve no UpToDate data',
+    };
+  }
+  return null;
+}
+
+/**
+ * `urbdadm invalidate-remote`: the peer's data is thrown away and copied from here. Needs a
+ * connection (DRBD 9's rule; 8.4's disconnected-Primary variant, which only sets bits, is not
+ * offered), UpToDate data here, a peer with a disk, and a peer that is not Primary: a Primary
+ * as SyncTarget would drop the connection (rr-conflict), so the admin is sent to run
+ * `invalidate` there, which lets it keep serving through this node.
+ */
+export function decideInvalidateRemote(s: InvalidateInput): Refusal | null {
+  if (diskRank(s.disk) < diskRank('Inconsistent')) {
+    return {
+      code: 'SS_IS_DISKLESS',
+      message: `the disk is ${s.disk}: there is no local data to resync the peer from`,
+    };
+  }
+  const running = resyncRunning(s);
+  if (running) return running;
+  if (s.replication !== 'Established') {
+    return {
+      code: 'SS_NEED_CONNECTION',
+      message: 'invalidate-remote needs an established connection to the peer (urbdadm connect)',
+    };
+  }
+  if (s.disk !== 'UpToDate') {
+    return {
+      code: 'SS_NO_UP_TO_DATE_DISK',
+      message: `the local disk is ${s.disk}, not UpToDate: it cannot overwrite the peer`,
+    };
+  }
+  if (diskRank(s.peerDisk) < diskRank('Inconsistent')) {
+    return {
+      code: 'SS_PEER_DISKLESS',
+      message: `the peer's disk is ${s.peerDisk}: there is nothing there to invalidate`,
+    };
+  }
+  if (s.peerRole === 'Primary') {
+    return {
+      code: 'SS_PEER_PRIMARY',
+      message:
+        'the peer is Primary: run `urbdadm invalidate` on it instead (it then reads through this node while it resyncs)',
+    };
+  }
+  return null;
+}

@@ -8,6 +8,8 @@ import {
   type Role,
   decideDemote,
   decideDetach,
+  decideInvalidate,
+  decideInvalidateRemote,
   decideOutdate,
   decidePromote,
   diskRank,
@@ -220,4 +222,71 @@ t.test('crashed-primary: one peer that dealt with it is enough, none keeps it', 
   t.equal(keepCrashedPrimary(true, 'UpToDate', [witness, inSync]), false, 'the data peer in sync');
   t.equal(keepCrashedPrimary(true, 'Outdated', [inSync]), true, 'this disk not UpToDate');
   t.equal(keepCrashedPrimary(false, 'UpToDate', [syncing]), false, 'never set by a state');
+});
+
+t.test('invalidate and invalidate-remote: every state (drbd.md §1.2, §2.6)', async (t) => {
+  const hasData = (d: DiskState): boolean => diskRank(d) >= diskRank('Inconsistent');
+  const idle = (r: string): boolean => r === 'Off' || r === 'Established';
+  let cases = 0;
+  for (const role of ROLES)
+    for (const disk of DISK_STATES)
+      for (const replication of REPLICATION_STATES)
+        for (const handshaking of BOOLS)
+          for (const peerDisk of DISK_STATES)
+            for (const peerRole of PEER_ROLES) {
+              const s = { role, disk, replication, handshaking, peerDisk, peerRole };
+              const ctx = JSON.stringify(s);
+              const linked = replication === 'Established';
+              const local = decideInvalidate(s);
+              const localOk =
+                hasData(disk) &&
+                !handshaking &&
+                idle(replication) &&
+                (linked ? peerDisk === 'UpToDate' : role === 'Secondary');
+              if ((local === null) !== localOk) t.fail(`invalidate ${ctx}: ${local?.message}`);
+              const remote = decideInvalidateRemote(s);
+              const remoteOk =
+                disk === 'UpToDate' &&
+                !handshaking &&
+                linked &&
+                hasData(peerDisk) &&
+                peerRole !== 'Primary';
+              if ((remote === null) !== remoteOk) t.fail(`remote ${ctx}: ${remote?.message}`);
+              for (const r of [local, remote]) {
+                if (r && (!/^SS_[A-Z_]+$/.test(r.code) || r.message.includes('\n'))) {
+                  t.fail(`${ctx}: ${r.code} ${r.message}`);
+                }
+              }
+              cases++;
+            }
+  t.equal(cases, 2 * DISK_STATES.length ** 2 * REPLICATION_STATES.length * 2 * 3, 'all cases');
+  // The reasons an admin reads, one per rule.
+  const base = {
+    role: 'Secondary' as Role,
+    disk: 'UpToDate' as DiskState,
+    replication: 'Established' as const,
+    handshaking: false,
+    peerDisk: 'UpToDate' as DiskState,
+    peerRole: 'Secondary' as PeerRole,
+  };
+  t.equal(decideInvalidate(base), null, 'connected Secondary');
+  t.equal(decideInvalidate({ ...base, role: 'Primary' }), null, 'connected Primary');
+  t.equal(decideInvalidate({ ...base, replication: 'Off' }), null, 'disconnected Secondary');
+  t.equal(decideInvalidateRemote(base), null, 'connected, peer Secondary');
+  t.match(decideInvalidate({ ...base, disk: 'Diskless' })?.code, 'SS_IS_DISKLESS');
+  t.match(decideInvalidate({ ...base, peerDisk: 'Outdated' })?.message, /Outdated, not UpToDate/);
+  t.match(decideInvalidate({ ...base, replication: 'SyncTarget' })?.code, 'SS_RESYNC_RUNNING');
+  t.match(decideInvalidate({ ...base, handshaking: true })?.code, 'SS_IN_TRANSIENT_STATE');
+  t.match(
+    decideInvalidate({ ...base, role: 'Primary', replication: 'Off' })?.message,
+    /Primary that is not connected/,
+  );
+  t.match(decideInvalidateRemote({ ...base, replication: 'Off' })?.code, 'SS_NEED_CONNECTION');
+  t.match(decideInvalidateRemote({ ...base, disk: 'Outdated' })?.message, /Outdated, not UpToDate/);
+  t.match(decideInvalidateRemote({ ...base, peerDisk: 'Diskless' })?.code, 'SS_PEER_DISKLESS');
+  t.match(decideInvalidateRemote({ ...base, peerRole: 'Primary' })?.code, 'SS_PEER_PRIMARY');
+  t.match(
+    decideInvalidateRemote({ ...base, replication: 'PausedSyncS' })?.code,
+    'SS_RESYNC_RUNNING',
+  );
 });
