@@ -34,6 +34,7 @@ import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } fro
 import { diskRank } from './states.js';
 import type { PeerStatistics } from './status.js';
 import type { Session } from './peer-session.js';
+import { endVerify, onVerifyMessage } from './peer-verify.js';
 import {
   maybeDecide,
   onState,
@@ -507,6 +508,12 @@ export class Peer {
         return this.host.outdateRequested(this, msg.body.id, msg.body.target);
       case 'outdateReply':
         return this.host.outdateAnswered(this, msg.body.id, msg.body.result);
+      case 'ovStart':
+      case 'ovRequest':
+      case 'ovReply':
+      case 'ovResult':
+      case 'ovDone':
+        return onVerifyMessage(this, s, msg);
       default:
         throw new PeerProtocolError(`unexpected ${msg.type} message`);
     }
@@ -609,6 +616,7 @@ export class Peer {
     clearInterval(s.koTimer);
     s.resyncTarget?.stop();
     s.resyncSource?.stop();
+    endVerify(this, s);
     for (const r of s.reads.values()) r.reject(new Error(`connection to ${this.name} lost`));
     s.reads.clear();
     this.syncStarted = undefined;

@@ -214,6 +214,7 @@ t.test('dump shows the handlers urbd calls as in force, the others as ignored', 
     'after-resync-target',
     'local-io-error',
     'quorum-lost',
+    'out-of-sync',
     'disconnected',
   ];
   for (const n of HANDLER_NAMES) {

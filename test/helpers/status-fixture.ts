@@ -15,6 +15,7 @@ export function peerStatus(over: Partial<PeerStatus> = {}): PeerStatus {
     replication: 'Established',
     outOfSync: 0,
     sync: undefined,
+    verify: undefined,
     lastError: undefined,
     paused: false,
     resyncSuspended: [],
