@@ -41,10 +41,6 @@
  * | crashed-primary-peer      | target            |      | 40  | mirror                                               |
  * | crashed-primary-both      | tie-break winner  |      | 40  | both crashed, no single current Primary              |
  * |                           | is source         |      |     |                                                      |
- * | marked-blocks-self        | source            |      | -   | equal currents, nobody crashed, bits set on either   |
- * |                           |                   |      |     | side (online verify found them) and I am the only    |
- * |                           |                   |      |     | Primary, or won the tie-break: resync just those     |
- * | marked-blocks-peer        | target            |      | -   | mirror                                               |
  * | no-change                 | no-sync           |      | 40  | equal currents, nobody crashed: a link hiccup        |
  * | bitmap-peer               | target            |      | 50  | my current = the peer's bitmap UUID                  |
  * | bitmap-self               | source            |      | 70  | my bitmap UUID = the peer's current                  |
@@ -219,17 +215,6 @@ function equalCurrents(
         : sync('target', false, 'crashed-primary-peer');
     }
     return sync(tieBreak ? 'source' : 'target', false, 'crashed-primary-both');
-  }
-  if (self.dirtyBits > 0 || peer.dirtyBits > 0) {
-    // drbd.md §6.6: verify marks what differs and disconnect + connect resyncs it. The
-    // Primary's data is what readers saw, so it is the source; between Secondaries (both
-    // UpToDate, so either copy is as good) the tie-break decides.
-    const selfPri = self.role === 'Primary';
-    const peerPri = peer.role === 'Primary';
-    const source = selfPri !== peerPri ? selfPri : tieBreak;
-    return source
-      ? sync('source', false, 'marked-blocks-self')
-      : sync('target', false, 'marked-blocks-peer');
   }
   return { verdict: 'no-sync', full: false, rule: 'no-change' };
 }

@@ -162,26 +162,6 @@ t.test('every rule, by hand', async (t) => {
     full: false,
     rule: 'no-change',
   });
-  // Bits set with equal UUIDs (online verify found them): resync just those, from the
-  // Primary, or between Secondaries from the tie-break winner.
-  const marked: Partial<HandshakeSide> = { dirtyBits: 5 };
-  compareBoth(t, side(same, { ...primary }), side(same, marked), false, {
-    verdict: 'source',
-    full: false,
-    rule: 'marked-blocks-self',
-  });
-  compareBoth(t, side(same, marked), side(same, { ...primary, ...marked }), true, {
-    verdict: 'target',
-    full: false,
-    rule: 'marked-blocks-peer',
-  });
-  for (const tb of [false, true]) {
-    compareBoth(t, side(same, marked), side(same, marked), tb, {
-      verdict: tb ? 'source' : 'target',
-      full: false,
-      rule: tb ? 'marked-blocks-self' : 'marked-blocks-peer',
-    });
-  }
   for (const tb of [false, true]) {
     compareBoth(t, side(same, crashed), side(same), tb, {
       verdict: 'source',
@@ -989,8 +969,6 @@ const ALL_RULES = [
   'crashed-primary-self',
   'crashed-primary-peer',
   'crashed-primary-both',
-  'marked-blocks-self',
-  'marked-blocks-peer',
   'no-change',
   'bitmap-peer',
   'bitmap-self',
@@ -1103,7 +1081,6 @@ t.test('a repaired tuple needs no further repair and stays related', async (t) =
   // generation (then the crashed-primary rules may still pick a direction) or a bitmap resync.
   const plain = ['bitmap-self', 'no-change', 'current-primary-self', 'current-primary-peer'];
   plain.push('crashed-primary-self', 'crashed-primary-peer', 'crashed-primary-both');
-  plain.push('marked-blocks-self', 'marked-blocks-peer');
   let repairs = 0;
   fc.assert(
     fc.property(pairArb, fc.boolean(), ([a, b], tb) => {
