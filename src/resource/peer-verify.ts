@@ -2,7 +2,7 @@
  * A peer's online verify (drbd.md §6.6, replication/verify.ts): `urbdadm verify` here makes
  * this node VerifySource, the peer VerifyTarget. Differing blocks are logged one range a
  * line, marked in both bitmaps and saved; nothing is copied: as in DRBD 8.4, `disconnect`
- * + `connect` resyncs them (resync-decision.ts, rule verify-found).
+ * + `connect` resyncs them (the handshake resyncs bits left set, peer-handshake.ts).
  */
 import { BM_BLOCK_SIZE } from '../meta/bitmap.js';
 import { PeerProtocolError } from '../replication/receiver.js';

@@ -83,7 +83,7 @@ t.test(
       .map((l) => String(l.json?.msg))
       .filter((m) => m.startsWith('handshake:'));
     // A Primary that disconnects starts a new generation (bitmap-self); two Secondaries with
-    // equal UUIDs take rule marked-blocks (resync-decision.test.ts).
+    // equal UUIDs resync the bits left set all the same (peer-handshake.ts, leftover bits).
     t.match(rules.at(-1), /^handshake: source by rule bitmap-self$/, 'the Primary is source');
     const d = await diffBlocks(p.alphaDisk, p.betaDisk, SIZE);
     t.equal(d.count, 0, 'identical after the resync', { first: d.first });
