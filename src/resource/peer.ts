@@ -35,6 +35,7 @@ import { diskRank } from './states.js';
 import type { PeerStatistics } from './status.js';
 import type { Session } from './peer-session.js';
 import { endVerify, onVerifyMessage } from './peer-verify.js';
+import { csumsOf } from './peer-csums.js';
 import {
   maybeDecide,
   onState,
@@ -485,12 +486,13 @@ export class Peer {
         return onReadReply(s, msg.body, payload, pooled);
       case 'rsRequest': {
         if (!s.resyncSource) throw new PeerProtocolError('resync request while not SyncSource');
-        const bad = s.resyncSource.onRequest(msg.body.offset, msg.body.length);
+        const bad = s.resyncSource.onRequest(msg.body.offset, msg.body.length, csumsOf(msg.body));
         if (bad !== undefined) throw new PeerProtocolError(bad);
         return;
       }
       case 'rsReply':
         if (!s.resyncTarget) return releasePayload(payload, pooled);
+        if (msg.body.inSync) return s.resyncTarget.onInSync(msg.body.offset, msg.body.length);
         return s.resyncTarget.onReply(
           msg.body.offset,
           msg.body.length,

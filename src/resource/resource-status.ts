@@ -8,6 +8,7 @@ import { quorumOn } from './cluster.js';
 import type { IoFreeze } from './io-freeze.js';
 import type { Peer } from './peer.js';
 import { verifyProgress, verifyState } from './peer-verify.js';
+import { resyncTraffic } from './peer-csums.js';
 import type { DiskState, Role } from './states.js';
 import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
 
@@ -85,6 +86,7 @@ export function buildStatus(r: StatusSource, x: StatusExtras): ResourceStatus {
     statistics: p.statistics(),
     sync: p.progress(),
     verify: verifyProgress(p),
+    resyncTraffic: resyncTraffic(p),
     lastError: p.lastError,
     paused: p.userPaused || p.peerPaused,
     resyncSuspended: [
