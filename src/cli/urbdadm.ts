@@ -259,6 +259,23 @@ program
   .description("discard the peer's data: it becomes SyncTarget of a full resync from here")
   .action(daemonVerb('invalidate-remote'));
 program
+  .command('verify')
+  .argument('<res...>')
+  .option('--start <sector>', 'first 512-byte sector to compare (rounded down to 4 KiB)')
+  .option('--stop <sector>', 'sector to stop before (rounded up to 4 KiB; default: the end)')
+  .option('--peer <name>', 'only this peer')
+  .description(
+    'online verify: compare block digests with the peer (verify-alg), log and mark what ' +
+      'differs; disconnect + connect resyncs it',
+  )
+  .action(
+    daemonVerb('verify', (o) => ({
+      ...peerOption(o),
+      ...sectorOption('--start', o.start),
+      ...sectorOption('--stop', o.stop),
+    })),
+  );
+program
   .command('resume-io')
   .argument('<res...>')
   .description('end suspended I/O (on-no-data-accessible suspend-io): the requests held fail')
@@ -394,6 +411,15 @@ program
   });
 
 addOptionVerbs(program, perResource);
+
+function sectorOption(flag: string, v: unknown): Record<string, unknown> {
+  if (v === undefined) return {};
+  const n = Number(v);
+  if (typeof v !== 'string' || !/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) {
+    throw new Error(`${flag} must be a sector number (a whole number >= 0), got "${String(v)}"`);
+  }
+  return { [flag.slice(2)]: n };
+}
 
 function peerOption(o: Record<string, unknown>): Record<string, unknown> {
   return typeof o.peer === 'string' ? { peer: o.peer } : {};

@@ -23,9 +23,9 @@ export const INERT: Readonly<Record<SettingKey, string | null>> = {
   'net.cramHmacAlg': null,
   'net.sharedSecret': null,
   'net.dataIntegrityAlg': 'replicated data is protected by TCP checksums only',
-  'net.csumsAlg': 'a resync sends every out-of-sync block, without comparing checksums',
-  'net.csumsAfterCrashOnly': 'a resync sends every out-of-sync block, without comparing checksums',
-  'net.verifyAlg': 'online verify is not built yet',
+  'net.csumsAlg': null,
+  'net.csumsAfterCrashOnly': null,
+  'net.verifyAlg': null,
   'net.useRle': 'bitmaps are always sent run-length encoded',
   'net.onCongestion': 'writes always wait for a congested link, as with on-congestion block',
   'net.congestionFillSectors':
@@ -79,7 +79,7 @@ export const HANDLER_INERT: Readonly<Record<HandlerName, string | null>> = {
   'after-resync-target': null,
   'local-io-error': null,
   'quorum-lost': null,
-  'out-of-sync': 'called by online verify, which urbd does not have yet',
+  'out-of-sync': null,
   disconnected: null,
   'before-resync-source': 'not called: urbd calls before-resync-target on the target',
   'pri-on-incon-degr':

@@ -138,6 +138,8 @@ export class Daemon {
         return r.serial(() => r.pauseSync(true, peerArg(args)));
       case 'resume-sync':
         return r.serial(() => r.pauseSync(false, peerArg(args)));
+      case 'verify':
+        return r.serial(() => r.verify(sectorArg(args.start), sectorArg(args.stop), peerArg(args)));
       case 'resume-io':
         // Not serialised: a command waiting in the queue may be the one suspended I/O holds.
         return r.resumeIo();
@@ -267,4 +269,13 @@ function configArg(args: Record<string, unknown>): string | undefined {
 
 function peerArg(args: Record<string, unknown>): string | undefined {
   return typeof args.peer === 'string' ? args.peer : undefined;
+}
+
+/** A sector number from urbdadm (--start / --stop), or undefined when not given. */
+function sectorArg(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw commandError('EPROTO', `a sector must be a whole number >= 0, got ${String(v)}`);
+  }
+  return v;
 }

@@ -47,6 +47,8 @@ export const REPLICATION_TONE: Record<ReplicationState, Tone> = {
   SyncTarget: 'busy',
   PausedSyncS: 'busy',
   PausedSyncT: 'busy',
+  VerifyS: 'busy',
+  VerifyT: 'busy',
   // Connected but not replicating (a handshake refused, or not connected at all).
   Off: 'bad',
 };

@@ -84,6 +84,14 @@ function renderOne(s: ResourceStatus, verbose: boolean, statistics = false): str
  * resync has neither, and says who paused it (resync-suspended:user here, :peer there).
  */
 function syncText(p: ResourceStatus['peers'][number]): string {
+  const v = p.verify;
+  if (v?.running) {
+    const eta = v.etaSeconds === undefined ? '' : ` eta:${v.etaSeconds}s`;
+    return (
+      ` done:${v.done.toFixed(2)} rate:${(v.rate / (1 << 20)).toFixed(1)}MiB/s${eta}` +
+      ` verified:${v.verifiedBlocks} ov-out-of-sync:${v.outOfSyncBlocks}`
+    );
+  }
   const y = p.sync;
   if (!y) return '';
   if (p.resyncSuspended.length > 0) {
@@ -107,9 +115,11 @@ function deviceStatistics(s: ResourceStatus): string {
 function peerStatistics(p: ResourceStatus['peers'][number]): string {
   const x = p.statistics;
   const sync = p.sync ? ` rs-total:${kib(p.sync.total)} dbdt1:${kib(p.sync.rate)}` : '';
+  const v = p.verify;
+  const ov = v ? ` ov-verified:${v.verifiedBlocks} ov-out-of-sync:${v.outOfSyncBlocks}` : '';
   return (
     `        received:${kib(x.received)} sent:${kib(x.sent)} out-of-sync:${kib(p.outOfSync)}` +
-    ` pending:${x.pending} unacked:${x.unacked}${sync}`
+    ` pending:${x.pending} unacked:${x.unacked}${sync}${ov}`
   );
 }
 

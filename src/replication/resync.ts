@@ -25,6 +25,7 @@ import { payloadPool } from '../nbd/buffer-pool.js';
 import { POOLED_PAYLOAD_MIN, releasePayload } from './frame.js';
 import type { Held, IntervalLock } from './interval-lock.js';
 import { RESYNC_MAX_REQUEST, RESYNC_TICK_MS, type ResyncRates } from './rate.js';
+import { blockDigests, differingBlocks } from './verify.js';
 
 const MAX_REQUEST_BITS = RESYNC_MAX_REQUEST / BM_BLOCK_SIZE;
 /**
@@ -100,6 +101,8 @@ export class ResyncTarget {
   failedBits = 0;
   /** Bytes received and written, for the rate shown in status. */
   bytesDone = 0;
+  /** Bytes the source found equal by their digests (csums): cleared without data. */
+  inSyncBytes = 0;
   readonly startBits: number;
 
   constructor(
@@ -107,6 +110,11 @@ export class ResyncTarget {
     private readonly lock: IntervalLock,
     private readonly sizeBytes: number,
     private readonly io: ResyncTargetIo,
+    /**
+     * Bits per request: smaller with csums, where a request is the unit the source sends
+     * whole when any block of it differs.
+     */
+    private readonly maxRequestBits = MAX_REQUEST_BITS,
   ) {
     this.startBits = bitmap.count();
   }
@@ -178,27 +186,7 @@ export class ResyncTarget {
     req.replied = true;
     // The request stays in flight until its write is done: a pass must not end (or start
     // again) while a block is still being written.
-    const done = (ok: boolean): void => {
-      this.inflight.delete(offset);
-      this.inflightBytes -= length;
-      if (ok) {
-        const [first, end] = bitsCopied(offset, length, this.sizeBytes);
-        if (end > first) this.bitmap.clearRange(first, end);
-        this.bytesDone += length;
-      } else if (req.merged) {
-        // Maybe a clean block in a gap failed: its dirty runs are asked for again on their
-        // own in the next pass, so only a dirty block that fails is left for next time.
-        this.unmerged.push([offset / BM_BLOCK_SIZE, Math.ceil((offset + length) / BM_BLOCK_SIZE)]);
-      } else {
-        const first = offset / BM_BLOCK_SIZE;
-        const end = Math.ceil((offset + length) / BM_BLOCK_SIZE);
-        this.failed.push([first, end]);
-        this.failedBits += end - first;
-      }
-      this.io.ack(offset, length, ok);
-      if (req.unlocked) this.wakeUnlockedWaiters();
-      this.pump();
-    };
+    const done = (ok: boolean): void => this.complete(offset, length, req, ok);
     if (error !== '' || payload === undefined || payload.length !== length) {
       releasePayload(payload, pooled);
       if (req.held) this.lock.release(req.held);
@@ -212,6 +200,49 @@ export class ResyncTarget {
     const held = this.lock.acquire(offset, length);
     if (held instanceof Promise) void held.then(queue);
     else queue(held);
+  }
+
+  /**
+   * csums (drbd.md §6.5): the source found its blocks equal to the digests we sent, so they
+   * are in sync as they are: the bits clear without a write.
+   */
+  onInSync(offset: number, length: number): void {
+    const req = this.inflight.get(offset);
+    if (
+      req === undefined ||
+      req.length !== length ||
+      req.replied ||
+      this.stopped ||
+      (!req.unlocked && req.held === undefined)
+    ) {
+      return;
+    }
+    req.replied = true;
+    if (req.held) this.lock.release(req.held);
+    this.inSyncBytes += length;
+    this.complete(offset, length, req, true);
+  }
+
+  private complete(offset: number, length: number, req: Request, ok: boolean): void {
+    this.inflight.delete(offset);
+    this.inflightBytes -= length;
+    if (ok) {
+      const [first, end] = bitsCopied(offset, length, this.sizeBytes);
+      if (end > first) this.bitmap.clearRange(first, end);
+      this.bytesDone += length;
+    } else if (req.merged) {
+      // Maybe a clean block in a gap failed: its dirty runs are asked for again on their
+      // own in the next pass, so only a dirty block that fails is left for next time.
+      this.unmerged.push([offset / BM_BLOCK_SIZE, Math.ceil((offset + length) / BM_BLOCK_SIZE)]);
+    } else {
+      const first = offset / BM_BLOCK_SIZE;
+      const end = Math.ceil((offset + length) / BM_BLOCK_SIZE);
+      this.failed.push([first, end]);
+      this.failedBits += end - first;
+    }
+    this.io.ack(offset, length, ok);
+    if (req.unlocked) this.wakeUnlockedWaiters();
+    this.pump();
   }
 
   /**
@@ -323,7 +354,7 @@ export class ResyncTarget {
       // No request bigger than what is left of this tick's budget (at least one block), so
       // a fixed resync-rate below 1 MiB per tick is kept.
       const budgetBits = Math.max(1, Math.floor(this.budget / BM_BLOCK_SIZE));
-      const limit = Math.min(first + MAX_REQUEST_BITS, first + budgetBits, total);
+      const limit = Math.min(first + this.maxRequestBits, first + budgetBits, total);
       const runEnd = this.bitmap.nextClear(first);
       const end = Math.min(this.runEnd(first, limit), limit);
       const merged = end > runEnd;
@@ -381,6 +412,8 @@ export interface ResyncSourceIo {
     data: Buffer | undefined,
     onSent?: () => void,
   ): void;
+  /** csums: the target's blocks hash the same as ours; no data goes. */
+  inSync?(offset: number, length: number): void;
 }
 
 /** The SyncSource's half: serves requests and clears its bits as the target acks them. */
@@ -397,8 +430,19 @@ export class ResyncSource {
     private readonly io: ResyncSourceIo,
   ) {}
 
-  /** Returns a reason when the request is malformed (the link is then dropped). */
-  onRequest(offset: number, length: number): string | undefined {
+  /** Bytes sent as resync data, and bytes answered in sync by their digests (csums). */
+  dataBytes = 0;
+  inSyncBytes = 0;
+
+  /**
+   * Returns a reason when the request is malformed (the link is then dropped). `csums`: the
+   * target's digests of its blocks (drbd.md §6.5); equal ones are answered without data.
+   */
+  onRequest(
+    offset: number,
+    length: number,
+    csums?: { alg: string; digests: Uint8Array },
+  ): string | undefined {
     if (
       offset < 0 ||
       length <= 0 ||
@@ -421,6 +465,19 @@ export class ResyncSource {
         () => {
           // Queued on the data socket before the lock is released: any later overlapping
           // application write is sent after this reply.
+          const blocks = Math.ceil(length / BM_BLOCK_SIZE);
+          if (
+            csums &&
+            this.io.inSync &&
+            differingBlocks(blockDigests(buf, csums.alg), csums.digests, blocks).length === 0
+          ) {
+            releasePayload(buf, pooled);
+            this.inSyncBytes += length;
+            this.io.inSync!(offset, length);
+            this.lock.release(h);
+            return;
+          }
+          this.dataBytes += length;
           this.io.reply(offset, length, '', buf, () => releasePayload(buf, pooled));
           this.lock.release(h);
         },

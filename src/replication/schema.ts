@@ -98,8 +98,20 @@ message Data {
 message Barrier { uint64 epoch = 1; uint32 writes = 2; }
 message ReadRequest { uint64 id = 1; uint64 offset = 2; uint64 length = 3; }
 message ReadReply { uint64 id = 1; string error = 2; }    // payload: the bytes, unless error
-message RsRequest { uint64 offset = 1; uint64 length = 2; }
-message RsReply { uint64 offset = 1; uint64 length = 2; string error = 3; } // payload: data
+// Checksum-based resync (csums-alg, drbd.md §6.5): digests of the SyncTarget's blocks (one per
+// 4 KiB, verify.ts blockDigests) in digest_alg; the source answers in_sync (no payload) when
+// its blocks hash the same.
+message RsRequest { uint64 offset = 1; uint64 length = 2; bytes digests = 3; string digest_alg = 4; }
+message RsReply { uint64 offset = 1; uint64 length = 2; string error = 3; bool in_sync = 4; } // payload: data
+// Online verify (verify.ts). OvStart opens a run on the VerifyTarget; each OvRequest covers
+// up to 64 blocks. digests: the sender's per-4-KiB-block digests (the receiver compares and
+// answers with mismatch, a bitset of differing blocks), or empty (the receiver answers with
+// its own digests and the sender compares, then sends OvResult for what differed).
+message OvStart { uint64 start = 1; uint64 stop = 2; string alg = 3; }
+message OvRequest { uint64 offset = 1; uint64 length = 2; bytes digests = 3; }
+message OvReply { uint64 offset = 1; uint64 length = 2; bytes digests = 3; bytes mismatch = 4; string error = 5; }
+message OvResult { uint64 offset = 1; uint64 length = 2; bytes mismatch = 3; }
+message OvDone { uint64 verified_blocks = 1; uint64 found_blocks = 2; bool aborted = 3; }
 
 // ---- acks (meta socket) ----------------------------------------------------------------
 message RecvAck { uint64 seq = 1; }
@@ -138,6 +150,11 @@ message Message {
     SyncPause sync_pause = 35;
     OutdateRequest outdate_request = 36;
     OutdateReply outdate_reply = 37;
+    OvStart ov_start = 38;
+    OvRequest ov_request = 39;
+    OvReply ov_reply = 40;
+    OvResult ov_result = 41;
+    OvDone ov_done = 42;
   }
 }
 `;
@@ -249,8 +266,8 @@ export interface MessageBodies {
   barrier: { epoch: number; writes: number };
   readRequest: { id: number; offset: number; length: number };
   readReply: { id: number; error: string };
-  rsRequest: { offset: number; length: number };
-  rsReply: { offset: number; length: number; error: string };
+  rsRequest: { offset: number; length: number; digests: Uint8Array; digestAlg: string };
+  rsReply: { offset: number; length: number; error: string; inSync: boolean };
   recvAck: { seq: number };
   writeAck: { seq: number };
   negAck: { seq: number; error: string };
@@ -259,6 +276,17 @@ export interface MessageBodies {
   syncPause: { paused: boolean };
   outdateRequest: { id: number; target: string };
   outdateReply: { id: number; result: string };
+  ovStart: { start: number; stop: number; alg: string };
+  ovRequest: { offset: number; length: number; digests: Uint8Array };
+  ovReply: {
+    offset: number;
+    length: number;
+    digests: Uint8Array;
+    mismatch: Uint8Array;
+    error: string;
+  };
+  ovResult: { offset: number; length: number; mismatch: Uint8Array };
+  ovDone: { verifiedBlocks: number; foundBlocks: number; aborted: boolean };
 }
 export type MessageType = keyof MessageBodies;
 

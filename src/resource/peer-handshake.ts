@@ -231,6 +231,7 @@ export function decide(p: Peer, s: Session): void {
     );
   }
   if (action === 'established') return establish(p, s);
+  s.afterCrash = self.crashedPrimary || peer.crashedPrimary;
   beginResync(p, s, action, full);
 }
 

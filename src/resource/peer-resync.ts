@@ -17,6 +17,7 @@ import { ResyncSource, ResyncTarget } from '../replication/resync.js';
 import { resyncRates } from '../replication/rate.js';
 import { type Uuids, uuidBytes, uuidFromBytes } from '../replication/schema.js';
 import { describeResult } from './handlers.js';
+import { CSUMS_REQUEST_BITS, csumsAlgFor, csumsRequester, trackResync } from './peer-csums.js';
 import type { Peer, SyncProgress } from './peer.js';
 import type { Session } from './peer-session.js';
 import { refuseSession } from './peer-handshake.js';
@@ -141,7 +142,9 @@ export function startSource(p: Peer, s: Session): void {
     read: (buf, offset) => backing.read(buf, offset),
     reply: (offset, length, error, data, onSent) =>
       s.link.send('rsReply', { offset, length, error }, data, onSent),
+    inSync: (offset, length) => s.link.send('rsReply', { offset, length, inSync: true }),
   });
+  trackResync(p, { source: s.resyncSource });
   p.disk = 'Inconsistent';
   p.replication = 'SyncSource';
   p.syncStarted = { at: Date.now(), bits: meta.bitmap.count() };
@@ -162,19 +165,27 @@ export function startTarget(p: Peer, s: Session): void {
     return p.host.takeAppIo() || active;
   };
   const writeback = new EarlyWriteback(backing);
-  const target = new ResyncTarget(meta.bitmap, p.host.changeLock, meta.sizeBytes, {
-    request: (offset, length) => s.link.send('rsRequest', { offset, length }),
-    ack: (offset, length, ok) => s.link.send('rsWriteAck', { offset, length, ok }),
-    write: (data, offset) => {
-      const done = backing.write(data, offset, false);
-      writeback.wrote(payloadLength(data));
-      return done;
+  const csums = csumsAlgFor(p, s);
+  const target = new ResyncTarget(
+    meta.bitmap,
+    p.host.changeLock,
+    meta.sizeBytes,
+    {
+      request: csumsRequester(p, s, csums),
+      ack: (offset, length, ok) => s.link.send('rsWriteAck', { offset, length, ok }),
+      write: (data, offset) => {
+        const done = backing.write(data, offset, false);
+        writeback.wrote(payloadLength(data));
+        return done;
+      },
+      rates: () => resyncRates(p.host.config.disk, appIo()),
+      finished: (failed) => targetFinished(p, s, failed),
+      localWrites: () => p.host.localWrites,
     },
-    rates: () => resyncRates(p.host.config.disk, appIo()),
-    finished: (failed) => targetFinished(p, s, failed),
-    localWrites: () => p.host.localWrites,
-  });
+    csums === undefined ? undefined : CSUMS_REQUEST_BITS,
+  );
   s.resyncTarget = target;
+  trackResync(p, { target });
   p.replication = 'SyncTarget';
   p.syncStarted = { at: Date.now(), bits: meta.bitmap.count() };
   decidedNow(p, s);

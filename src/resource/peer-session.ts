@@ -25,6 +25,8 @@ export interface Session {
   koTimer?: NodeJS.Timeout;
   reads: Map<number, { buf: Buffer; resolve: () => void; reject: (e: Error) => void }>;
   nextReadId: number;
+  /** This session's resync follows a crash of a Primary (csums-after-crash-only). */
+  afterCrash?: boolean;
   /** The peer disk state was UpToDate at some point of this session. */
   peerWasUpToDate: boolean;
 }

@@ -34,6 +34,8 @@ import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } fro
 import { diskRank } from './states.js';
 import type { PeerStatistics } from './status.js';
 import type { Session } from './peer-session.js';
+import { endVerify, onVerifyMessage } from './peer-verify.js';
+import { csumsOf } from './peer-csums.js';
 import {
   maybeDecide,
   onState,
@@ -484,12 +486,13 @@ export class Peer {
         return onReadReply(s, msg.body, payload, pooled);
       case 'rsRequest': {
         if (!s.resyncSource) throw new PeerProtocolError('resync request while not SyncSource');
-        const bad = s.resyncSource.onRequest(msg.body.offset, msg.body.length);
+        const bad = s.resyncSource.onRequest(msg.body.offset, msg.body.length, csumsOf(msg.body));
         if (bad !== undefined) throw new PeerProtocolError(bad);
         return;
       }
       case 'rsReply':
         if (!s.resyncTarget) return releasePayload(payload, pooled);
+        if (msg.body.inSync) return s.resyncTarget.onInSync(msg.body.offset, msg.body.length);
         return s.resyncTarget.onReply(
           msg.body.offset,
           msg.body.length,
@@ -507,6 +510,12 @@ export class Peer {
         return this.host.outdateRequested(this, msg.body.id, msg.body.target);
       case 'outdateReply':
         return this.host.outdateAnswered(this, msg.body.id, msg.body.result);
+      case 'ovStart':
+      case 'ovRequest':
+      case 'ovReply':
+      case 'ovResult':
+      case 'ovDone':
+        return onVerifyMessage(this, s, msg);
       default:
         throw new PeerProtocolError(`unexpected ${msg.type} message`);
     }
@@ -609,6 +618,7 @@ export class Peer {
     clearInterval(s.koTimer);
     s.resyncTarget?.stop();
     s.resyncSource?.stop();
+    endVerify(this, s);
     for (const r of s.reads.values()) r.reject(new Error(`connection to ${this.name} lost`));
     s.reads.clear();
     this.syncStarted = undefined;

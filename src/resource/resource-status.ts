@@ -7,6 +7,8 @@ import type { Cluster } from './cluster.js';
 import { quorumOn } from './cluster.js';
 import type { IoFreeze } from './io-freeze.js';
 import type { Peer } from './peer.js';
+import { verifyProgress, verifyState } from './peer-verify.js';
+import { resyncTraffic } from './peer-csums.js';
 import type { DiskState, Role } from './states.js';
 import type { DeviceStatus, PeerStatus, ResourceStatus } from './status.js';
 
@@ -79,10 +81,12 @@ export function buildStatus(r: StatusSource, x: StatusExtras): ResourceStatus {
     connection: p.connection,
     role: p.role,
     peerDisk: p.disk,
-    replication: p.replication,
+    replication: verifyState(p) ?? p.replication,
     outOfSync,
     statistics: p.statistics(),
     sync: p.progress(),
+    verify: verifyProgress(p),
+    resyncTraffic: resyncTraffic(p),
     lastError: p.lastError,
     paused: p.userPaused || p.peerPaused,
     resyncSuspended: [

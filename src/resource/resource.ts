@@ -25,6 +25,7 @@ import { ResourceTarget } from './write-path.js';
 import { DeviceExport } from './device-export.js';
 import { TargetError } from '../nbd/target.js';
 import { Peer, type PeerHost } from './peer.js';
+import { startVerify } from './peer-verify.js';
 import { SharedListener } from './shared-listener.js';
 import { Cluster, type ClusterSummary, quorumOn } from './cluster.js';
 import { Fencer, type FencingHost } from './fencing.js';
@@ -394,6 +395,18 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
     for (const p of outdates) {
       p.knownOutdated = true;
       this.log.info({ peer: p.name }, 'disconnected as Primary: the peer is Outdated');
+    }
+  }
+
+  /** `verify` (peer-verify.ts): with each named peer that has a disk. */
+  verify(startSector?: number, stopSector?: number, peer?: string): void {
+    for (const p of this.peerNamed(peer)) {
+      if (!p.diskful) continue;
+      try {
+        startVerify(p, startSector, stopSector);
+      } catch (err) {
+        throw commandError('ERR_VERIFY', (err as Error).message);
+      }
     }
   }
 

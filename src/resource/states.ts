@@ -46,6 +46,9 @@ export const REPLICATION_STATES = [
   'SyncTarget',
   'PausedSyncS',
   'PausedSyncT',
+  // Shown in status only, while a verify runs (peer-verify.ts); the peer stays Established.
+  'VerifyS',
+  'VerifyT',
 ] as const;
 export type ReplicationState = (typeof REPLICATION_STATES)[number];
 

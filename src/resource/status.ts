@@ -1,5 +1,7 @@
 import type { AlStats } from '../meta/activity-log.js';
 import type { SyncProgress } from './peer.js';
+import type { VerifyProgress } from './peer-verify.js';
+import type { ResyncTraffic } from './peer-csums.js';
 import type { ConnectionState, DiskState, PeerRole, ReplicationState, Role } from './states.js';
 
 /**
@@ -68,6 +70,10 @@ export interface PeerStatus {
   statistics: PeerStatistics;
   /** While a resync runs: how far it is. */
   sync: SyncProgress | undefined;
+  /** The verify running with this peer, else the last one since up (peer-verify.ts). */
+  verify: VerifyProgress | undefined;
+  /** Resync bytes moved and skipped by checksums since up (peer-csums.ts). */
+  resyncTraffic: ResyncTraffic;
   /** Why the connection last failed or was refused. */
   lastError: string | undefined;
   /** The resync is paused (pause-sync here or on the peer). */

@@ -74,7 +74,7 @@ resource r0 {
         rr-conflict disconnect;
         cram-hmac-alg sha256;
         shared-secret "s3 \\"cret\\"";
-        csums-after-crash-only no; # ignored by urbd: a resync sends every out-of-sync block, without comparing checksums
+        csums-after-crash-only no;
         use-rle yes; # ignored by urbd: bitmaps are always sent run-length encoded
         on-congestion block; # ignored by urbd: writes always wait for a congested link, as with on-congestion block
         congestion-fill 0; # ignored by urbd: writes always wait for a congested link, as with on-congestion block
@@ -214,6 +214,7 @@ t.test('dump shows the handlers urbd calls as in force, the others as ignored', 
     'after-resync-target',
     'local-io-error',
     'quorum-lost',
+    'out-of-sync',
     'disconnected',
   ];
   for (const n of HANDLER_NAMES) {

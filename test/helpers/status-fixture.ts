@@ -15,6 +15,13 @@ export function peerStatus(over: Partial<PeerStatus> = {}): PeerStatus {
     replication: 'Established',
     outOfSync: 0,
     sync: undefined,
+    verify: undefined,
+    resyncTraffic: {
+      dataSentBytes: 0,
+      inSyncSentBytes: 0,
+      dataReceivedBytes: 0,
+      inSyncReceivedBytes: 0,
+    },
     lastError: undefined,
     paused: false,
     resyncSuspended: [],
