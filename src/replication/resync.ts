@@ -171,15 +171,8 @@ export class ResyncTarget {
     payload: Buffer | undefined,
     pooled = false,
   ): void {
-    const req = this.inflight.get(offset);
-    // A reply to a request still waiting for its range is no reply of ours.
-    if (
-      req === undefined ||
-      req.length !== length ||
-      req.replied ||
-      this.stopped ||
-      (!req.unlocked && req.held === undefined)
-    ) {
+    const req = this.awaitingReply(offset, length);
+    if (req === undefined) {
       releasePayload(payload, pooled);
       return;
     }
@@ -207,6 +200,19 @@ export class ResyncTarget {
    * are in sync as they are: the bits clear without a write.
    */
   onInSync(offset: number, length: number): void {
+    const req = this.awaitingReply(offset, length);
+    if (req === undefined) return;
+    req.replied = true;
+    if (req.held) this.lock.release(req.held);
+    this.inSyncBytes += length;
+    this.complete(offset, length, req, true);
+  }
+
+  /**
+   * Our request for exactly [offset, offset+length) that has had no reply yet. A reply to a
+   * request still waiting for its range is no reply of ours, nor is one after stop().
+   */
+  private awaitingReply(offset: number, length: number): Request | undefined {
     const req = this.inflight.get(offset);
     if (
       req === undefined ||
@@ -215,12 +221,9 @@ export class ResyncTarget {
       this.stopped ||
       (!req.unlocked && req.held === undefined)
     ) {
-      return;
+      return undefined;
     }
-    req.replied = true;
-    if (req.held) this.lock.release(req.held);
-    this.inSyncBytes += length;
-    this.complete(offset, length, req, true);
+    return req;
   }
 
   private complete(offset: number, length: number, req: Request, ok: boolean): void {

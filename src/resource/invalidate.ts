@@ -24,6 +24,7 @@ import { redecide, sendUuids } from './peer-handshake.js';
 import { decideInvalidate, decideInvalidateRemote, type InvalidateInput } from './states.js';
 import { refused } from './admin-error.js';
 import type { Logger } from 'pino';
+import { verifyState } from './peer-verify.js';
 
 /** What the verbs need of the resource. */
 export interface InvalidateHost {
@@ -79,7 +80,8 @@ export function invalidateInput(
   return {
     role: r.role,
     disk: r.disk,
-    replication: s?.decided ? peer!.replication : 'Off',
+    // A running verify shows as VerifyS/VerifyT (the link itself stays Established).
+    replication: s?.decided ? (verifyState(peer!) ?? peer!.replication) : 'Off',
     handshaking: s !== undefined && !s.decided,
     peerDisk: s?.decided ? peer!.disk : 'DUnknown',
     peerRole: s?.decided ? peer!.role : 'Unknown',

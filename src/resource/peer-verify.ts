@@ -56,6 +56,29 @@ interface VerifyRecord {
 
 const runs = new WeakMap<Peer, VerifyRecord>();
 
+/** A verify just started on `session`, as either side; nothing compared yet. */
+function newRecord(
+  session: Session,
+  role: VerifyRecord['role'],
+  alg: string,
+  start: number,
+  stop: number,
+): VerifyRecord {
+  return {
+    session,
+    role,
+    alg,
+    start,
+    stop,
+    at: Date.now(),
+    source: undefined,
+    doneBytes: 0,
+    verifiedBlocks: 0,
+    foundBlocks: 0,
+    running: true,
+  };
+}
+
 /** `verify`: refused unless connected, both UpToDate, no resync and verify-alg set. */
 export function startVerify(p: Peer, startSector?: number, stopSector?: number): void {
   const s = p.session;
@@ -80,19 +103,7 @@ export function startVerify(p: Peer, startSector?: number, stopSector?: number):
   const mode =
     p.host.role !== 'Primary' && p.role === 'Primary' ? 'peer-digests' : 'source-digests';
   const backing = p.host.backing!;
-  const rec: VerifyRecord = {
-    session: s,
-    role: 'VerifyS',
-    alg,
-    start,
-    stop,
-    at: Date.now(),
-    source: undefined,
-    doneBytes: 0,
-    verifiedBlocks: 0,
-    foundBlocks: 0,
-    running: true,
-  };
+  const rec = newRecord(s, 'VerifyS', alg, start, stop);
   rec.source = new VerifySource(p.host.changeLock, alg, mode, start, stop, {
     read: (buf, offset) => backing.read(buf, offset),
     request: (offset, length, digests) => s.link.send('ovRequest', { offset, length, digests }),
@@ -168,19 +179,7 @@ export function onVerifyMessage(p: Peer, s: Session, msg: OvMessage): void {
       } catch (err) {
         throw new PeerProtocolError((err as Error).message);
       }
-      runs.set(p, {
-        session: s,
-        role: 'VerifyT',
-        alg,
-        start: msg.body.start,
-        stop: msg.body.stop,
-        at: Date.now(),
-        source: undefined,
-        doneBytes: 0,
-        verifiedBlocks: 0,
-        foundBlocks: 0,
-        running: true,
-      });
+      runs.set(p, newRecord(s, 'VerifyT', alg, msg.body.start, msg.body.stop));
       p.log.info(
         { start: msg.body.start, stop: msg.body.stop, alg },
         'online verify started (VerifyT)',

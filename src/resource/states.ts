@@ -283,6 +283,12 @@ function resyncRunning(s: InvalidateInput): Refusal | null {
       message: 'the connection handshake is in flight; try again once it is Established',
     };
   }
+  if (s.replication === 'VerifyS' || s.replication === 'VerifyT') {
+    return {
+      code: 'SS_RESYNC_RUNNING',
+      message: `a verify is running (${s.replication}); wait for it to finish or disconnect`,
+    };
+  }
   if (!SYNCING.has(s.replication)) return null;
   return {
     code: 'SS_RESYNC_RUNNING',
