@@ -6,6 +6,7 @@ import { toJsonLine } from '../control/protocol.js';
 import { wantColour } from '../control/status-colour.js';
 import { renderStatus } from '../control/status-text.js';
 import { dumpConfig } from '../config/index.js';
+import { parseSizeBytes } from '../config/values.js';
 import { formatGi, showGi } from '../meta/uuid.js';
 import { addOptionVerbs } from './adm-options.js';
 import type { ResourceStatus } from '../resource/status.js';
@@ -274,6 +275,39 @@ program
       ...sectorOption('--start', o.start),
       ...sectorOption('--stop', o.stop),
     })),
+  );
+program
+  .command('resize')
+  .argument('<res...>')
+  .option(
+    '--size <size>',
+    'the new size (10G, 512M; bare numbers are 512-byte sectors); default: disk { size }, else all the backing disks offer',
+  )
+  .option('--assume-clean', 'take the new area as identical on every node: no resync of it')
+  .description(
+    'grow the device online after its backing disks grew on every node (run on either node; ' +
+      'the Primary carries it out): the new area is resynced from the Primary',
+  )
+  .action(
+    perResource('resize', async (ctx, name, o) => {
+      const c = await ctx.requireDaemon();
+      const args: Record<string, unknown> = { assumeClean: o.assumeClean === true };
+      if (typeof o.size === 'string') {
+        try {
+          args.size = parseSizeBytes('--size', o.size, Number.MAX_SAFE_INTEGER);
+        } catch (err) {
+          throw new AdmError((err as Error).message);
+        }
+      }
+      const res = (await c.request('resize', name, args)) as {
+        from: number;
+        to: number;
+        unchanged?: string;
+      };
+      return res.unchanged
+        ? `${name}: nothing to do: ${res.unchanged}`
+        : `${name}: grown from ${res.from} to ${res.to} bytes`;
+    }),
   );
 program
   .command('resume-io')

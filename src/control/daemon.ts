@@ -126,6 +126,10 @@ export class Daemon {
         return r.serial(() => r.invalidate(false));
       case 'invalidate-remote':
         return r.serial(() => r.invalidate(true));
+      case 'resize':
+        return r.serial(() =>
+          r.resize({ sizeBytes: bytesArg(args.size), assumeClean: args.assumeClean === true }),
+        );
       case 'new-current-uuid':
         return r.serial(() => r.newCurrentUuid(args.clearBitmap === true));
       case 'get-gi':
@@ -269,6 +273,15 @@ function configArg(args: Record<string, unknown>): string | undefined {
 
 function peerArg(args: Record<string, unknown>): string | undefined {
   return typeof args.peer === 'string' ? args.peer : undefined;
+}
+
+/** A byte count from urbdadm (resize --size), or undefined when not given. */
+function bytesArg(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw commandError('EPROTO', `a size must be a whole number of bytes > 0, got ${String(v)}`);
+  }
+  return v;
 }
 
 /** A sector number from urbdadm (--start / --stop), or undefined when not given. */

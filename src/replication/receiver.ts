@@ -76,7 +76,8 @@ export class Receiver {
 
   constructor(
     private readonly disk: ReceiverDisk,
-    private readonly sizeBytes: number,
+    /** The agreed device size; online resize grows it (grow()). */
+    private sizeBytes: number,
     readonly lock: IntervalLock,
     private readonly acks: ReceiverAcks,
     private readonly flow: ReceiverFlow,
@@ -85,6 +86,11 @@ export class Receiver {
     /** The disk could not be flushed: nothing after this can be acked as durable. */
     private readonly flushFailed: (err: Error) => void,
   ) {}
+
+  /** The device grew (online resize): changes up to the new end are in bounds. */
+  grow(sizeBytes: number): void {
+    if (sizeBytes > this.sizeBytes) this.sizeBytes = sizeBytes;
+  }
 
   /**
    * One replicated change. Throws PeerProtocolError for a change that is out of sequence (a

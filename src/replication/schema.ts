@@ -113,6 +113,13 @@ message OvReply { uint64 offset = 1; uint64 length = 2; bytes digests = 3; bytes
 message OvResult { uint64 offset = 1; uint64 length = 2; bytes mismatch = 3; }
 message OvDone { uint64 verified_blocks = 1; uint64 found_blocks = 2; bool aborted = 3; }
 
+// Online resize (resource/resize.ts). kind: "query" (re-read your backing disk's size and
+// say whether you can grow now), "grow" (grow the device to bytes; the new area is out of
+// sync unless assume_clean), or "run" (a Secondary hands the whole resize to its Primary).
+// The reply names the same id; refusal (with its ERR_* code) is empty when it was carried out.
+message ResizeRequest { uint64 id = 1; string kind = 2; uint64 bytes = 3; bool assume_clean = 4; }
+message ResizeReply { uint64 id = 1; string refusal = 2; uint64 backing_bytes = 3; uint64 device_bytes = 4; string code = 5; string unchanged = 6; }
+
 // ---- acks (meta socket) ----------------------------------------------------------------
 message RecvAck { uint64 seq = 1; }
 message WriteAck { uint64 seq = 1; }
@@ -155,6 +162,8 @@ message Message {
     OvReply ov_reply = 40;
     OvResult ov_result = 41;
     OvDone ov_done = 42;
+    ResizeRequest resize_request = 43;
+    ResizeReply resize_reply = 44;
   }
 }
 `;
@@ -287,6 +296,16 @@ export interface MessageBodies {
   };
   ovResult: { offset: number; length: number; mismatch: Uint8Array };
   ovDone: { verifiedBlocks: number; foundBlocks: number; aborted: boolean };
+  resizeRequest: { id: number; kind: string; bytes: number; assumeClean: boolean };
+  resizeReply: {
+    id: number;
+    refusal: string;
+    backingBytes: number;
+    deviceBytes: number;
+    code: string;
+    /** A run that found nothing to do says why. */
+    unchanged: string;
+  };
 }
 export type MessageType = keyof MessageBodies;
 

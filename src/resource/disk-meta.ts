@@ -142,6 +142,45 @@ export class DiskMeta {
     this.bitmap = bitmap;
   }
 
+  /**
+   * Grows the device to `bytes` (online resize, or a handshake finding the peer already
+   * grown). With `markNew`, every block past the old end is out of sync: what the grown
+   * backing disks hold there differs from node to node until a resync copies it. The new
+   * size and those bits commit in one transaction, so a crash cannot leave a grown device
+   * whose new area counts as in sync. Returns the bits set.
+   *
+   * The bitmap is replaced by a larger copy in the same turn of the event loop, so no write
+   * marks the old one afterwards; every page holding bits is rewritten with the new size,
+   * which also covers pages an activity-log commit still in flight was persisting.
+   */
+  growTo(bytes: number, markNew: boolean): number {
+    const old = this.bitmap;
+    if (bytes <= this.sizeBytes) throw new Error(`growTo(${bytes}): not larger than the device`);
+    const bitmap = new Bitmap(bitsForDevice(bytes));
+    const pages = new Set<number>();
+    for (let page = 0; page < old.pageCount; page++) {
+      if (old.pageIsZero(page)) continue;
+      bitmap.loadPage(page, old.pageBuffer(page));
+      pages.add(page);
+    }
+    const set = markNew ? bitmap.setRange(old.totalBits, bitmap.totalBits) : 0;
+    for (const page of bitmap.dirtyPages()) pages.add(page);
+    const records = [...pages]
+      .sort((a, b) => a - b)
+      .map((page) => ({
+        page,
+        data: bitmap.pageIsZero(page) ? null : bitmap.pageBuffer(page),
+      }));
+    this.store.atomically(() => {
+      this.store.setSize(bytes);
+      this.store.writeBitmapPages(records);
+    });
+    this.bmWrites++;
+    bitmap.markPagesClean(pages);
+    this.bitmap = bitmap;
+    return set;
+  }
+
   /** The blocks of a write that the peer will not get: they must be resynced later. */
   markOutOfSync(offset: number, length: number): void {
     const [first, end] = blocksTouched(offset, length);

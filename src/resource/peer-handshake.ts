@@ -39,11 +39,22 @@ export function sendHandshake(p: Peer, s: Session): void {
   });
   const meta = p.host.meta;
   s.link.send('sizes', {
-    backingBytes: p.host.backing?.size ?? 0,
+    // Read again: a disk grown while this node was away lets a cut-short resize finish.
+    backingBytes: backingNow(p),
     deviceBytes: meta?.sizeBytes ?? 0,
   });
   sendUuids(p, s, 0);
   p.sendState(s);
+}
+
+function backingNow(p: Peer): number {
+  const b = p.host.backing;
+  if (!b) return 0;
+  try {
+    return b.refreshSize();
+  } catch {
+    return b.size;
+  }
 }
 
 export function sendUuids(p: Peer, s: Session, extraFlags: number): void {
@@ -123,6 +134,17 @@ export function sizesMismatch(p: Peer, s: Session, theirs: Sizes): string | unde
       ? fresh(meta.superblock().uuids.current, p.host.disk)
       : fresh(uuidFromBytes(s.peerUuids!.current), s.peerState!.disk);
   if (!biggerFresh) {
+    // A resize that reached one node only (a crash or a cut link in between): the smaller
+    // device grows if its disk can hold the larger one. Both sides judge from the same two
+    // Sizes messages, so exactly one grows, and both resync the new area (decide).
+    const smallerBacking =
+      mine < theirs.deviceBytes ? (p.host.backing?.size ?? 0) : theirs.backingBytes;
+    const larger = Math.max(mine, theirs.deviceBytes);
+    if (smallerBacking >= larger) {
+      s.grewAtHandshake = true;
+      if (mine < larger) p.host.resizer.growHere(larger, false, `the handshake with ${p.name}`);
+      return undefined;
+    }
     return `device sizes differ: ${mine} bytes on ${p.host.node}, ${theirs.deviceBytes} on ${p.name}; refusing to shrink the device on ${bigger}, which holds data`;
   }
   if (mine > theirs.deviceBytes) {
@@ -221,8 +243,9 @@ export function decide(p: Peer, s: Session): void {
     action === 'established' &&
     self.disk !== 'Diskless' &&
     peer.disk !== 'Diskless' &&
-    (self.dirtyBits > 0 || peer.dirtyBits > 0)
+    (self.dirtyBits > 0 || peer.dirtyBits > 0 || s.grewAtHandshake === true)
   ) {
+    s.grewAtHandshake = false;
     action = leftoverDirection(p, self, peer);
     full = false;
     p.log.warn(

@@ -27,6 +27,11 @@ export interface Session {
   nextReadId: number;
   /** This session's resync follows a crash of a Primary (csums-after-crash-only). */
   afterCrash?: boolean;
+  /**
+   * The sizes differed at the handshake and the smaller device grew to the larger (a resize
+   * that reached one node only): the new area is resynced even where no bits were sent.
+   */
+  grewAtHandshake?: boolean;
   /** The peer disk state was UpToDate at some point of this session. */
   peerWasUpToDate: boolean;
 }

@@ -13,6 +13,7 @@
  */
 import type { Logger } from 'pino';
 import type { Address, HostConfig, ResourceConfig } from '../config/index.js';
+import type { Resizer } from './resize.js';
 import type { DiskMeta } from './disk-meta.js';
 import type { FileDisk } from '../storage/file-disk.js';
 import { dialPeer, LinkError, type PeerLink, type CloseKind } from '../replication/link.js';
@@ -86,6 +87,8 @@ export interface PeerHost {
   outdateRequested(from: Peer, id: number, target: string): void;
   /** The answer to an outdate request this node sent. */
   outdateAnswered(from: Peer, id: number, result: string): void;
+  /** Online resize (resize.ts): the peer's requests and answers. */
+  readonly resizer: Resizer;
   /** Runs a handler of the handlers section about this peer (handlers.ts); never rejects. */
   runHandler(name: HandlerName, peer?: Peer): Promise<HandlerResult | undefined>;
   /** A notification handler, run in the background. */
@@ -510,6 +513,12 @@ export class Peer {
         return this.host.outdateRequested(this, msg.body.id, msg.body.target);
       case 'outdateReply':
         return this.host.outdateAnswered(this, msg.body.id, msg.body.result);
+      case 'resizeRequest': {
+        const { id, ...req } = msg.body;
+        return this.host.resizer.onRequest(this, id, req);
+      }
+      case 'resizeReply':
+        return this.host.resizer.onReply(this, msg.body);
       case 'ovStart':
       case 'ovRequest':
       case 'ovReply':

@@ -39,6 +39,7 @@ import { promote } from './promotion.js';
 import { type DeviceSwitch } from './device-switch.js';
 import { type DetachHost, Detacher } from './disk-detach.js';
 import { invalidate, invalidateRemote } from './invalidate.js';
+import { type ResizeArgs, type ResizeResult, Resizer } from './resize.js';
 import type { NetOptions, OnIoError } from '../config/index.js';
 
 export { AdminError, commandError } from './admin-error.js';
@@ -93,6 +94,8 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
   private readonly export: DeviceExport;
   /** Detaching the disk under I/O (disk-detach.ts). */
   private readonly detacher: Detacher;
+  /** Online resize (resize.ts). */
+  readonly resizer: Resizer;
 
   constructor(private readonly opts: ResourceOptions) {
     this.name = opts.config.name;
@@ -120,6 +123,7 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
     this.loss = new PeerLoss(this);
     this.export = new DeviceExport(this, (message) => commandError('ERR_LISTEN', message));
     this.detacher = new Detacher(this);
+    this.resizer = new Resizer(this);
     this.freeze = new IoFreeze(
       this,
       () => this.opts.onChange(this),
@@ -291,6 +295,7 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
 
   /** A session ended (peer-loss.ts). */
   lostPeer(peer: Peer, wasReplicating: boolean, peerWasUpToDate: boolean): void {
+    this.resizer.peerLost(peer);
     this.loss.lostPeer(peer, wasReplicating, peerWasUpToDate);
   }
 
@@ -665,6 +670,11 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
   /** urbdadm invalidate / invalidate-remote (invalidate.ts). */
   invalidate(remote: boolean): Promise<void> {
     return remote ? invalidateRemote(this) : invalidate(this);
+  }
+
+  /** urbdadm resize (resize.ts). */
+  resize(args: ResizeArgs): Promise<ResizeResult> {
+    return this.resizer.resize(args);
   }
 
   newCurrentUuid(clearBitmap: boolean): Superblock {

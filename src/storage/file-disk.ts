@@ -78,13 +78,14 @@ interface Backing {
 export class FileDisk implements BlockTarget {
   readonly path: string;
   readonly kind: BackingKind;
-  readonly size: number;
   readonly capabilities: TargetCapabilities;
   /** Whether the C++ addon backs this disk; false means every path is the pure-TS one. */
   readonly nativeInUse: boolean;
   /** Bytes asked of the disk since it was opened (status --statistics' read and written). */
   readonly io = { readBytes: 0, writtenBytes: 0 };
 
+  /** Bytes the disk offers; re-read by refreshSize() after the disk grew (resize). */
+  private bytes: number;
   private readonly fd: number;
   private readonly syncFd: number;
   private readonly native: NativeBinding | null;
@@ -112,7 +113,7 @@ export class FileDisk implements BlockTarget {
   private constructor(b: Backing) {
     this.path = b.path;
     this.kind = b.kind;
-    this.size = b.size;
+    this.bytes = b.size;
     this.fd = b.fd;
     this.syncFd = b.syncFd;
     this.native = b.native;
@@ -166,6 +167,29 @@ export class FileDisk implements BlockTarget {
       fs.closeSync(fd);
       throw err;
     }
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  /**
+   * Reads the disk's size again (a file extended with truncate, a loop device after
+   * `losetup -c`, an LV after lvextend) and returns it. Only growth is taken: a disk that
+   * shrank under an attached device is a fault the next attach reports, and until then the
+   * old size keeps every request inside what the metadata agreed.
+   */
+  refreshSize(): number {
+    if (this.closed) throw this.closedError();
+    const st = fs.fstatSync(this.fd, { bigint: true });
+    const now =
+      this.kind === 'file'
+        ? Number(st.size)
+        : this.native !== null
+          ? this.native.blockDeviceSize(this.fd)
+          : sysfsDeviceSize(st.rdev);
+    if (now > this.bytes) this.bytes = now;
+    return now;
   }
 
   read(buf: Buffer, offset: number): Promise<void> {
@@ -307,7 +331,7 @@ export class FileDisk implements BlockTarget {
 
   extents(offset: number, length: number): Promise<Extent[]> {
     if (this.closed) return Promise.reject(this.closedError());
-    const end = Math.min(offset + length, this.size);
+    const end = Math.min(offset + length, this.bytes);
     if (offset >= end) return Promise.resolve([]);
     const native = this.native;
     if (native !== null && this.seekOp.available) {
