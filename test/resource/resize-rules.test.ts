@@ -93,44 +93,20 @@ t.test('resizeSetup names what blocks it', async (t) => {
     disk: 'UpToDate',
     role: 'Secondary',
   };
-  const msg = (s: ResizeSetup): string => (isRefusal(s) ? s.message : '');
+  /** The refusal message for alpha (Primary) with one peer changed from `up` by `patch`. */
+  const said = (patch: Partial<ResizePeerView>, disk: DiskState = 'UpToDate'): string => {
+    const s = resizeSetup({ node: 'alpha', role: 'Primary', disk, peers: [{ ...up, ...patch }] });
+    return isRefusal(s) ? s.message : '';
+  };
+  t.match(said({}, 'Diskless'), /alpha has no disk attached/);
   t.match(
-    msg(resizeSetup({ node: 'alpha', role: 'Primary', disk: 'Diskless', peers: [up] })),
-    /alpha has no disk attached/,
-  );
-  t.match(
-    msg(
-      resizeSetup({
-        node: 'alpha',
-        role: 'Primary',
-        disk: 'UpToDate',
-        peers: [{ ...up, established: false, connection: 'StandAlone' }],
-      }),
-    ),
+    said({ established: false, connection: 'StandAlone' }),
     /beta is not connected \(StandAlone\)/,
   );
-  t.match(
-    msg(
-      resizeSetup({
-        node: 'alpha',
-        role: 'Primary',
-        disk: 'UpToDate',
-        peers: [{ ...up, replication: 'SyncTarget' }],
-      }),
-    ),
-    /SyncTarget with beta is running/,
-  );
-  t.match(
-    msg(
-      resizeSetup({
-        node: 'alpha',
-        role: 'Primary',
-        disk: 'UpToDate',
-        peers: [{ ...up, role: 'Primary' }],
-      }),
-    ),
-    /alpha and beta are both Primary/,
-  );
+  t.match(said({ replication: 'SyncTarget' }), /SyncTarget with beta is running/);
+  t.match(said({ disk: 'Outdated' }), /the disk on beta is Outdated/);
+  t.match(said({ role: 'Primary' }), /alpha and beta are both Primary/);
+  t.equal(said({}), '', 'nothing to refuse');
   t.same(resizeSetup({ node: 'alpha', role: 'Secondary', disk: 'UpToDate', peers: [] }), {
     run: 'here',
   });
