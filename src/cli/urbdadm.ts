@@ -298,6 +298,11 @@ program
         } catch (err) {
           throw new AdmError((err as Error).message);
         }
+      } else {
+        // As drbdadm does: the size in the file as it is now, which the daemon read at `up`.
+        const configured = ctx.resource(name).res.disk.sizeBytes;
+        if (configured !== undefined)
+          Object.assign(args, { size: configured, sizeBy: 'disk { size }' });
       }
       const res = (await c.request('resize', name, args)) as {
         from: number;

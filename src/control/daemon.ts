@@ -128,7 +128,11 @@ export class Daemon {
         return r.serial(() => r.invalidate(true));
       case 'resize':
         return r.serial(() =>
-          r.resize({ sizeBytes: bytesArg(args.size), assumeClean: args.assumeClean === true }),
+          r.resize({
+            sizeBytes: bytesArg(args.size),
+            ...(typeof args.sizeBy === 'string' ? { sizeBy: args.sizeBy } : {}),
+            assumeClean: args.assumeClean === true,
+          }),
         );
       case 'new-current-uuid':
         return r.serial(() => r.newCurrentUuid(args.clearBitmap === true));

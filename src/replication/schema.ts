@@ -117,7 +117,7 @@ message OvDone { uint64 verified_blocks = 1; uint64 found_blocks = 2; bool abort
 // say whether you can grow now), "grow" (grow the device to bytes; the new area is out of
 // sync unless assume_clean), or "run" (a Secondary hands the whole resize to its Primary).
 // The reply names the same id; refusal (with its ERR_* code) is empty when it was carried out.
-message ResizeRequest { uint64 id = 1; string kind = 2; uint64 bytes = 3; bool assume_clean = 4; }
+message ResizeRequest { uint64 id = 1; string kind = 2; uint64 bytes = 3; bool assume_clean = 4; string size_by = 5; }
 message ResizeReply { uint64 id = 1; string refusal = 2; uint64 backing_bytes = 3; uint64 device_bytes = 4; string code = 5; string unchanged = 6; }
 
 // ---- acks (meta socket) ----------------------------------------------------------------
@@ -296,7 +296,7 @@ export interface MessageBodies {
   };
   ovResult: { offset: number; length: number; mismatch: Uint8Array };
   ovDone: { verifiedBlocks: number; foundBlocks: number; aborted: boolean };
-  resizeRequest: { id: number; kind: string; bytes: number; assumeClean: boolean };
+  resizeRequest: { id: number; kind: string; bytes: number; assumeClean: boolean; sizeBy: string };
   resizeReply: {
     id: number;
     refusal: string;

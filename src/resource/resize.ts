@@ -36,6 +36,8 @@ import type { DiskState, Role } from './states.js';
 export interface ResizeArgs {
   /** `--size`: the new size in bytes; otherwise `disk { size }`, else all the disks offer. */
   sizeBytes?: number;
+  /** Where sizeBytes came from, for refusals: `--size` unless said otherwise. */
+  sizeBy?: string;
   /** `--assume-clean`: the new area is taken as identical on every node (e.g. zeroes). */
   assumeClean: boolean;
 }
@@ -90,6 +92,7 @@ export class Resizer {
       kind: 'run',
       bytes: args.sizeBytes ?? 0,
       assumeClean: args.assumeClean,
+      sizeBy: args.sizeBy ?? '',
     });
     if (reply.refusal) throw commandError(reply.code || 'ERR_RESIZE', reply.refusal);
     return {
@@ -109,7 +112,11 @@ export class Resizer {
     if (req.kind === 'run') {
       void this.r
         .serial(() =>
-          this.resize({ sizeBytes: req.bytes || undefined, assumeClean: req.assumeClean }),
+          this.resize({
+            sizeBytes: req.bytes || undefined,
+            ...(req.sizeBy ? { sizeBy: req.sizeBy } : {}),
+            assumeClean: req.assumeClean,
+          }),
         )
         .then(
           (res) =>
@@ -212,14 +219,14 @@ export class Resizer {
     const peers = r.peers.filter((p) => p.diskful);
     const backing = [{ node: r.node, bytes: r.backing!.refreshSize() }];
     for (const p of peers) {
-      const a = await this.ask(p, { kind: 'query', bytes: 0, assumeClean: false });
+      const a = await this.ask(p, { kind: 'query', bytes: 0, assumeClean: false, sizeBy: '' });
       if (a.refusal) throw commandError(a.code || 'ERR_RESIZE', a.refusal);
       backing.push({ node: p.name, bytes: a.backingBytes });
     }
     const configured = r.config.disk.sizeBytes;
     const requested =
       args.sizeBytes !== undefined
-        ? { bytes: args.sizeBytes, by: '--size' }
+        ? { bytes: args.sizeBytes, by: args.sizeBy ?? '--size' }
         : configured !== undefined
           ? { bytes: configured, by: 'disk { size }' }
           : undefined;
@@ -240,6 +247,7 @@ export class Resizer {
         kind: 'grow',
         bytes: target.grow,
         assumeClean: args.assumeClean,
+        sizeBy: '',
       });
       if (a.refusal) throw commandError(a.code || 'ERR_RESIZE', a.refusal);
     }

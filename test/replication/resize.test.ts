@@ -4,7 +4,7 @@
 // what cannot be done is refused with its reason, and shrinking names both sizes.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { readFile, truncate } from 'node:fs/promises';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { DiskMeta } from '../../src/resource/disk-meta.js';
@@ -85,8 +85,16 @@ t.test('refusals, nothing to do, and --assume-clean', { timeout: 120000 }, async
 
   await truncate(p.betaDisk, 16 * MiB);
   const from = p.beta.logs.length;
-  const grown = await p.alpha.adm(['resize', '--assume-clean', '--size', '10M', 'r0']);
-  ok(t, grown, 'resize --assume-clean --size 10M');
+  // As with drbdadm, the size in the file is the size asked for, read when the verb runs.
+  for (const conf of ['alpha.conf', 'beta.conf']) {
+    const file = path.join(dir, conf);
+    await writeFile(
+      file,
+      (await readFile(file, 'utf8')).replace(/disk \{[^}]*\}/, 'disk { size 10M; }'),
+    );
+  }
+  const grown = await p.beta.adm(['resize', '--assume-clean', 'r0']);
+  ok(t, grown, 'resize --assume-clean on the Secondary, disk { size 10M } in the file');
   t.match(grown.stdout, /r0: grown from 8388608 to 10485760 bytes/);
   t.same(await sizes(p), [10 * MiB, 10 * MiB], 'both nodes hold the new size');
   t.equal(await nbdSize(p.alpha), 10 * MiB, 'a new NBD connection sees it');
