@@ -196,6 +196,8 @@ export class Resizer {
     const r = this.r;
     const meta = r.meta!;
     const from = meta.sizeBytes;
+    // Already this size: grown by a resize the peer ran at the same time.
+    if (bytes <= from) return;
     const bits = meta.growTo(bytes, !assumeClean);
     for (const p of r.peers) {
       const s = p.session;
