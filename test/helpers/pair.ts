@@ -7,7 +7,7 @@ import { open } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { makeDisk, run, type RunResult, sleep, type Teardown } from './server.js';
+import { makeDisk, run, type RunResult, sleep, type Teardown, within } from './server.js';
 import { adm, type DaemonHandle, startDaemon } from './daemon.js';
 import { startProxy, type TcpProxy } from './tcp-proxy.js';
 import type { ResourceStatus } from '../../src/resource/status.js';
@@ -181,9 +181,13 @@ export async function status(n: DaemonHandle): Promise<ResourceStatus> {
     throw new Error(`status on ${n.node}: ${(err as Error).message}`);
   }
   try {
-    const all = (await c.request('status', 'all')) as ResourceStatus[];
+    // As long as adm() gives the verb: a stopped (SIGSTOP) daemon answers nothing.
+    const asked = c.request('status', 'all') as Promise<ResourceStatus[]>;
+    asked.catch(() => {}); // after a timeout, closing the connection rejects it
+    const all = await within(asked, 60000);
+    if (all === 'timeout') throw new Error('no answer within 60 s');
     const s = all.find((x) => x.name === 'r0');
-    if (!s) throw new Error(`status on ${n.node}: r0 is not up`);
+    if (!s) throw new Error('r0 is not up');
     return s;
   } catch (err) {
     throw new Error(`status on ${n.node}: ${(err as Error).message}`);
