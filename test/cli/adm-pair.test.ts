@@ -96,9 +96,9 @@ t.test('a dialer refused while its peer was down connects once the peer is up', 
 
 t.test('wait-sync draws a progress bar on a terminal, nothing into a pipe', async (t) => {
   const dir = tmpDir(t);
-  // 24 MiB at a fixed 2 MiB/s: a resync of about 12 s, drawn many times at 10 polls a second.
+  // 12 MiB at a fixed 2 MiB/s: a resync of about 6 s, drawn many times at 10 polls a second.
   const p = await startPair(t, dir, {
-    sizeBytes: 24 << 20,
+    sizeBytes: 12 << 20,
     disk: 'c-plan-ahead 0; resync-rate 2M;',
   });
   t.equal((await p.alpha.adm(['wait-connect', '--timeout', '30', 'r0'])).code, 0);
