@@ -11,16 +11,12 @@ import { formatGi, showGi } from '../meta/uuid.js';
 import { addOptionVerbs } from './adm-options.js';
 import type { ResourceStatus } from '../resource/status.js';
 import { AdmContext, AdmError, Exit, type GlobalOptions } from './adm-context.js';
-import { CONNECTED, IN_SYNC, waitFor } from './adm-wait.js';
-import {
-  applyAlVerb,
-  createMd,
-  dumpMd,
-  newCurrentUuidOffline,
-  outdateOffline,
-  readSuperblock,
-  wipeMd,
-} from './adm-meta.js';
+
+// Loaded by the verbs that need them: the metadata verbs open SQLite (better-sqlite3) and the
+// wait-* verbs draw progress bars (cli-progress). Every other call, `status` above all (the
+// failover supervisor's OCF agents run it every few seconds), starts ~35 ms sooner without.
+const admMeta = (): Promise<typeof import('./adm-meta.js')> => import('./adm-meta.js');
+const admWait = (): Promise<typeof import('./adm-wait.js')> => import('./adm-wait.js');
 
 /**
  * urbdadm: drbdadm's verbs for urbd. It only reads the configuration and asks the daemon
@@ -100,14 +96,22 @@ program
   .argument('<res...>')
   .option('--force', 'overwrite existing metadata (its UUIDs, bitmap and activity log are lost)')
   .description('write fresh metadata: generation UUIDs, an empty activity log and a clear bitmap')
-  .action(perResource('create-md', (ctx, name, o) => createMd(ctx, name, o.force === true)));
+  .action(
+    perResource('create-md', async (ctx, name, o) =>
+      (await admMeta()).createMd(ctx, name, o.force === true),
+    ),
+  );
 
 program
   .command('wipe-md')
   .argument('<res...>')
   .option('--force', 'do not ask for confirmation')
   .description('destroy the metadata')
-  .action(perResource('wipe-md', (ctx, name, o) => wipeMd(ctx, name, o.force === true)));
+  .action(
+    perResource('wipe-md', async (ctx, name, o) =>
+      (await admMeta()).wipeMd(ctx, name, o.force === true),
+    ),
+  );
 
 program
   .command('dump-md')
@@ -118,7 +122,7 @@ program
   )
   .action(
     perResource('dump-md', async (ctx, name, o) => {
-      const d = await dumpMd(ctx, name);
+      const d = await (await admMeta()).dumpMd(ctx, name);
       return o.json === true
         ? toJsonLine(d)
         : renderDump(name, d as unknown as Record<string, unknown>);
@@ -131,14 +135,16 @@ program
   .description(
     'after an unclean stop, mark every activity-log extent out of sync (up does this itself)',
   )
-  .action(perResource('apply-al', (ctx, name) => applyAlVerb(ctx, name)));
+  .action(perResource('apply-al', async (ctx, name) => (await admMeta()).applyAlVerb(ctx, name)));
 
 program
   .command('get-gi')
   .argument('<res...>')
   .description('print the generation identifiers and flags')
   .action(
-    perResource('get-gi', async (ctx, name) => formatGi((await readSuperblock(ctx, name)).sb)),
+    perResource('get-gi', async (ctx, name) =>
+      formatGi((await (await admMeta()).readSuperblock(ctx, name)).sb),
+    ),
   );
 
 program
@@ -147,7 +153,7 @@ program
   .description('print the generation identifiers and flags, explained')
   .action(
     perResource('show-gi', async (ctx, name) => {
-      const { sb, attached } = await readSuperblock(ctx, name);
+      const { sb, attached } = await (await admMeta()).readSuperblock(ctx, name);
       return showGi(sb, { attached });
     }),
   );
@@ -165,7 +171,7 @@ program
         const c = await ctx.requireDaemon();
         await c.request('new-current-uuid', name, { clearBitmap });
       } else {
-        await newCurrentUuidOffline(ctx, name, clearBitmap);
+        await (await admMeta()).newCurrentUuidOffline(ctx, name, clearBitmap);
       }
     }),
   );
@@ -180,7 +186,7 @@ program
       if (st && st.device.diskState !== 'Diskless') {
         await (await ctx.requireDaemon()).request('outdate', name);
       } else {
-        await outdateOffline(ctx, name);
+        await (await admMeta()).outdateOffline(ctx, name);
       }
     }),
   );
@@ -325,7 +331,10 @@ program
   .option('--timeout <seconds>', 'give up after this long (exit 5); 0 waits forever', '0')
   .description('wait until every peer of the resource is connected (exit 10 if one is StandAlone)')
   .action(
-    perResource('wait-connect', (ctx, name, o) => waitFor(ctx, name, Number(o.timeout), CONNECTED)),
+    perResource('wait-connect', async (ctx, name, o) => {
+      const w = await admWait();
+      return w.waitFor(ctx, name, Number(o.timeout), w.CONNECTED);
+    }),
   );
 program
   .command('wait-sync')
@@ -337,7 +346,7 @@ program
   )
   .action(
     perResource('wait-sync', (ctx, name, o) =>
-      waitFor(ctx, name, Number(o.timeout), IN_SYNC, true),
+      admWait().then((w) => w.waitFor(ctx, name, Number(o.timeout), w.IN_SYNC, true)),
     ),
   );
 
