@@ -9,6 +9,7 @@ import {
   type ResourceConfig,
   resourceFor,
 } from '../config/index.js';
+import { payloadSlabs } from '../replication/payload-slabs.js';
 import { commandError, Resource } from '../resource/resource.js';
 import { reconfigure } from '../resource/reconfigure.js';
 import { EventHub } from './events.js';
@@ -23,6 +24,9 @@ export interface DaemonOptions {
   runDir: string;
   log: Logger;
 }
+
+/** Slabs of payloadSlabs (1 MiB each) faulted in at start: a socket read burst's worth. */
+const PREFAULT_SLABS = 8;
 
 /**
  * urbd proper: owns every resource of its node that has been brought up, answers the
@@ -49,6 +53,8 @@ export class Daemon {
 
   async start(): Promise<void> {
     fs.mkdirSync(this.opts.runDir, { recursive: true, mode: 0o755 });
+    // Memory for what peers send is faulted in now, not during the first resync.
+    payloadSlabs.prefault(PREFAULT_SLABS);
     await this.control.listen(controlSocketPath(this.opts.runDir));
     // A broken file does not stop the daemon (it owns nothing yet); `up` will say why.
     try {

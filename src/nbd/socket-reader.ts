@@ -70,6 +70,9 @@ interface InternalSocket {
  * The memory socket reads land in, for a ReadTarget: either a buffer the caller wants filled
  * directly (the rest of a large payload), or scratch space carved front to back and replaced
  * when little is left, so that views of earlier reads stay valid as long as someone holds them.
+ * With `reuse`, every read lands at the start of the same scratch instead: for a target that
+ * keeps nothing of a read once received() returns (the peer FrameReader), which spares the
+ * kernel faulting in and zeroing fresh pages for every read.
  */
 export class ReadSpace {
   private scratch: Buffer;
@@ -81,6 +84,7 @@ export class ReadSpace {
     private readonly scratchSize = 256 * 1024,
     /** Less scratch than this left: a fresh one (a read of a few bytes is a waste of a syscall). */
     private readonly minRead = 64 * 1024,
+    private readonly reuse = false,
   ) {
     this.scratch = Buffer.allocUnsafe(scratchSize);
   }
@@ -92,7 +96,9 @@ export class ReadSpace {
       this.handedDirect = true;
       return direct;
     }
-    if (this.scratch.length - this.used < this.minRead) {
+    if (this.reuse) {
+      this.used = 0;
+    } else if (this.scratch.length - this.used < this.minRead) {
       this.scratch = Buffer.allocUnsafe(this.scratchSize);
       this.used = 0;
     }

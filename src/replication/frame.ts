@@ -11,6 +11,7 @@
 import { payloadPool, type BufferPool } from '../nbd/buffer-pool.js';
 import { MAX_PAYLOAD } from '../nbd/constants.js';
 import type { Payload } from '../nbd/target.js';
+import { payloadSlabs } from './payload-slabs.js';
 import {
   decodeMessage,
   encodeMessageAfter,
@@ -48,7 +49,9 @@ export const POOLED_PAYLOAD_MIN = 64 * 1024 + 1;
  * caller passes the frame's `pooled` flag.
  */
 export function releasePayload(payload: Buffer | undefined, pooled: boolean | undefined): void {
-  if (pooled && payload) payloadPool.put(payload);
+  if (!pooled || !payload) return;
+  if (payloadSlabs.owns(payload)) payloadSlabs.put(payload);
+  else payloadPool.put(payload);
 }
 
 /** The bytes on a socket are not a well-formed frame stream; `message` is one line. */
@@ -119,12 +122,15 @@ const EMPTY = Buffer.alloc(0);
  * the constructor, in order and synchronously from push() or resume().
  *
  * Copies: a header or control message that straddles chunks is copied (they are small); a
- * payload inside one chunk is handed out as a view of it, and one that spans chunks goes into
- * a Buffer of its exact size (from the pool when large): what already arrived is copied into
- * it, and the rest can be read straight into it (payloadSpace / payloadReceived), so a large
- * replicated write or resync reply is never copied at all. Views stay valid because socket
- * reads never land twice in the same memory (FrameChannel carves its scratch space front to
- * back). Decoded `bytes` fields are views as well.
+ * payload that spans chunks goes into a Buffer of its exact size (from the pool when large):
+ * what already arrived is copied into it, and the rest can be read straight into it
+ * (payloadSpace / payloadReceived), so most of a large replicated write or resync reply is
+ * never copied at all.
+ *
+ * A payload or control message inside one chunk is handed out as a view of it (decoded
+ * `bytes` fields too), unless the decoder was made with `copyOut`: then nothing it hands out
+ * or keeps after push() returns refers to the pushed chunk, so the caller may read the next
+ * bytes into the same memory (FrameReader does: see frame-reader.ts).
  *
  * pause() stops delivery after the current frame; bytes keep being accepted (the caller
  * pauses the socket to stop them) and resume() delivers what is queued.
@@ -142,7 +148,8 @@ export class FrameDecoder {
   private msg: PeerMessage | undefined;
   /** A payload that spans chunks, being filled. */
   private payload: Buffer | undefined;
-  private payloadPooled = false;
+  /** The payload being filled is large: the rest of it may be read straight into it. */
+  private payloadDirect = false;
   /** The payload takePayload just returned came from the pool. */
   private tookPooled = false;
   private filled = 0;
@@ -152,12 +159,16 @@ export class FrameDecoder {
 
   private limits: FrameLimits = DEFAULT_LIMITS;
 
+  private readonly copyOut: boolean;
+
   constructor(
     private readonly onFrame: (frame: Frame) => void,
     limits: FrameLimits = DEFAULT_LIMITS,
     private readonly pool: BufferPool = payloadPool,
+    options: { copyOut?: boolean } = {},
   ) {
     this.limits = limits;
+    this.copyOut = options.copyOut === true;
   }
 
   /** Limits for the headers parsed from now on (tighter ones during a handshake). */
@@ -170,7 +181,23 @@ export class FrameDecoder {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.queued += chunk.length;
-    if (!this.paused && !this.draining) this.drain();
+    try {
+      if (!this.paused && !this.draining) this.drain();
+    } finally {
+      if (this.copyOut) this.keepRest(chunk);
+    }
+  }
+
+  /** copyOut: what is left of `chunk` (part of a frame, or frames held while paused) is copied. */
+  private keepRest(chunk: Buffer): void {
+    const last = this.chunks.length - 1;
+    if (last < 0 || this.chunks[last] !== chunk) return;
+    if (last === 0) {
+      this.chunks[0] = Buffer.from(chunk.subarray(this.head));
+      this.head = 0;
+    } else {
+      this.chunks[last] = Buffer.from(chunk);
+    }
   }
 
   /**
@@ -180,7 +207,7 @@ export class FrameDecoder {
   payloadSpace(): Buffer | undefined {
     // Only large (pooled) payloads: small ones are cheaper to copy out of one big read that
     // also holds the frames after them than to read on their own.
-    if (!this.payloadPooled || this.payload === undefined || this.queued !== 0 || this.failure) {
+    if (!this.payloadDirect || this.payload === undefined || this.queued !== 0 || this.failure) {
       return undefined;
     }
     return this.payload.subarray(this.filled, this.dataLen);
@@ -228,7 +255,7 @@ export class FrameDecoder {
         }
         if (this.stage === Stage.Control) {
           if (this.queued < this.controlLen) break;
-          this.parseControl(this.take(this.controlLen));
+          this.parseControl(this.take(this.controlLen, this.copyOut));
         }
         const payload = this.takePayload();
         if (payload === null) break;
@@ -281,9 +308,11 @@ export class FrameDecoder {
     const n = this.dataLen;
     if (n === 0) return undefined;
     if (this.payload === undefined) {
-      if (this.queued !== 0 && this.chunks[0]!.length - this.head >= n) return this.take(n); // a view
-      this.payloadPooled = n >= POOLED_PAYLOAD_MIN;
-      this.payload = this.payloadPooled ? this.pool.get(n) : Buffer.allocUnsafe(n);
+      if (!this.copyOut && this.queued !== 0 && this.chunks[0]!.length - this.head >= n) {
+        return this.take(n); // a view
+      }
+      this.payloadDirect = n >= POOLED_PAYLOAD_MIN;
+      this.payload = this.payloadDirect ? this.pool.get(n) : payloadSlabs.get(n);
       this.filled = 0;
     }
     const out = this.payload;
@@ -296,20 +325,20 @@ export class FrameDecoder {
     }
     if (this.filled < n) return null;
     this.payload = undefined;
-    this.tookPooled = this.payloadPooled;
-    this.payloadPooled = false;
+    this.tookPooled = true;
+    this.payloadDirect = false;
     this.filled = 0;
     return out;
   }
 
-  /** The next n queued bytes: a view inside one chunk, else a copy. */
-  private take(n: number): Buffer {
+  /** The next n queued bytes: a view inside one chunk (unless `copy`), else a copy. */
+  private take(n: number, copy = false): Buffer {
     if (n === 0) return EMPTY;
     const first = this.chunks[0]!;
     if (first.length - this.head >= n) {
       const view = first.subarray(this.head, this.head + n);
       this.advance(n);
-      return view;
+      return copy ? Buffer.from(view) : view;
     }
     const out = Buffer.allocUnsafe(n);
     let at = 0;
@@ -338,7 +367,7 @@ export class FrameDecoder {
     this.queued = 0;
     this.head = 0;
     this.payload = undefined;
-    this.payloadPooled = false;
+    this.payloadDirect = false;
     this.filled = 0;
     throw this.failure;
   }

@@ -14,6 +14,7 @@ import {
   type Frame,
 } from '../../src/replication/frame.js';
 import { FrameReader } from '../../src/replication/frame-reader.js';
+import { payloadSlabs } from '../../src/replication/payload-slabs.js';
 import { payloadPool } from '../../src/nbd/buffer-pool.js';
 import { encodeMessage } from '../../src/replication/schema.js';
 
@@ -257,7 +258,10 @@ t.test('FrameReader: a large payload is read straight into a pooled buffer', asy
   t.equal(frames.length, 2);
   t.ok(frames[0]!.pooled, 'the large payload came from the pool');
   t.same(frames[0]!.payload, big);
-  t.notOk(frames[1]!.pooled, 'a small payload is a view, never pooled');
+  t.ok(
+    frames[1]!.pooled && payloadSlabs.owns(frames[1]!.payload!),
+    'a small payload is copied into slab memory, to be given back',
+  );
   t.same(frames[1]!.payload, small);
   t.ok(direct > 0 && reads < 10, `${reads} reads, ${direct} of them into the payload itself`);
   releasePayload(frames[0]!.payload, frames[0]!.pooled);
@@ -303,4 +307,79 @@ t.test('FrameReader: reads of Node chunks decode the same frames', async (t) => 
     { numRuns: 60 },
   );
   t.equal(runs, 60, 'every mix of reads decoded both frames intact');
+});
+
+t.test('FrameReader: nothing decoded points into the scratch the next read reuses', async (t) => {
+  // Every read lands in the same scratch (frame-reader.ts). Here the scratch is overwritten
+  // with garbage after each read, as the next read would: a frame, a `bytes` field, a frame
+  // cut by a read or frames held while paused that still pointed into it would change.
+  type Item = { kind: 'data'; size: number } | { kind: 'chunk'; rle: number } | { kind: 'ping' };
+  const item: fc.Arbitrary<Item> = fc.oneof(
+    fc.record({ kind: fc.constant('data' as const), size: fc.integer({ min: 1, max: 200_000 }) }),
+    fc.record({ kind: fc.constant('chunk' as const), rle: fc.integer({ min: 0, max: 5000 }) }),
+    fc.record({ kind: fc.constant('ping' as const) }),
+  );
+  let runs = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(item, { minLength: 1, maxLength: 12 }),
+      fc.array(fc.integer({ min: 1, max: 300_000 }), { minLength: 1, maxLength: 8 }),
+      fc.array(fc.boolean(), { minLength: 1, maxLength: 5 }),
+      async (items, cuts, pauses) => {
+        runs++;
+        const reader = new FrameReader();
+        const frames: Frame[] = [];
+        reader.onFrame = (f) => frames.push(f);
+        const parts: Buffer[] = [];
+        items.forEach((it, i) => {
+          if (it.kind === 'data') {
+            const p = pattern(it.size, i);
+            parts.push(...encodeFrame('data', { seq: i, offset: 0, length: p.length }, p));
+          } else if (it.kind === 'chunk') {
+            const rle = pattern(it.rle, i + 7);
+            parts.push(...encodeFrame('bitmapChunk', { totalBits: i, firstBit: 0, rle }));
+          } else {
+            parts.push(...encodeFrame('ping', { id: i }));
+          }
+        });
+        const wire = Buffer.concat(parts);
+        let scratch: ArrayBufferLike | undefined;
+        let at = 0;
+        let i = 0;
+        while (at < wire.length) {
+          const space = reader.nextBuffer();
+          scratch ??= space.buffer;
+          const n = Math.min(cuts[i % cuts.length]!, space.length, wire.length - at);
+          const paused = pauses[i % pauses.length]!;
+          if (paused) reader.decoder.pause();
+          wire.copy(space, 0, at, at + n);
+          reader.received(n, space);
+          if (space.buffer === scratch) new Uint8Array(scratch).fill(0xa5);
+          if (paused) reader.decoder.resume();
+          at += n;
+          i++;
+        }
+        if (frames.length !== items.length) return false;
+        return items.every((it, k) => {
+          const f = frames[k]!;
+          if (it.kind === 'data') {
+            return (
+              f.msg.type === 'data' &&
+              f.msg.body.seq === k &&
+              f.payload!.equals(pattern(it.size, k))
+            );
+          }
+          if (it.kind === 'chunk') {
+            return (
+              f.msg.type === 'bitmapChunk' &&
+              Buffer.from(f.msg.body.rle).equals(pattern(it.rle, k + 7))
+            );
+          }
+          return f.msg.type === 'ping' && f.msg.body.id === k;
+        });
+      },
+    ),
+    { numRuns: 150 },
+  );
+  t.equal(runs, 150, 'every frame, payload and bytes field intact after the scratch was reused');
 });
