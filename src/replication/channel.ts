@@ -22,6 +22,9 @@ export type EndHandler = (reason: string, kind: CloseKind) => void;
 /** How long a socket we are done with may take to flush its last frame and see the FIN. */
 const FINISH_GRACE_MS = 1000;
 
+/** Corked bytes past which a burst is handed to the kernel before the tick ends. */
+const EARLY_UNCORK_BYTES = 256 * 1024;
+
 const noop = (): void => {};
 
 export class FrameChannel {
@@ -126,6 +129,13 @@ export class FrameChannel {
     for (let i = 0; i < last; i++) s.write(parts[i]!);
     if (onSent) s.write(parts[last]!, (err) => onSent(err ?? undefined));
     else s.write(parts[last]!);
+    // A long burst (a SyncSource answering a socket read's worth of requests) goes to the
+    // kernel as it grows, so the peer receives while we still produce; the queued uncork
+    // still ends the burst.
+    if (s.writableLength >= EARLY_UNCORK_BYTES) {
+      s.uncork();
+      s.cork();
+    }
   }
 
   private readonly uncork = (): void => {

@@ -140,6 +140,7 @@ export function startSource(p: Peer, s: Session): void {
   const backing = p.host.backing!;
   s.resyncSource = new ResyncSource(meta.bitmap, p.host.changeLock, meta.sizeBytes, {
     read: (buf, offset) => backing.read(buf, offset),
+    readNow: (buf, offset) => backing.readNow(buf, offset),
     reply: (offset, length, error, data, onSent) =>
       s.link.send('rsReply', { offset, length, error }, data, onSent),
     inSync: (offset, length) => s.link.send('rsReply', { offset, length, inSync: true }),

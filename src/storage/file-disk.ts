@@ -196,28 +196,13 @@ export class FileDisk implements BlockTarget {
     if (this.closed) return Promise.reject(this.closedError());
     this.io.readBytes += buf.length;
     // Cached data is copied out right here: no thread-pool round trip for the common case.
-    let got = 0;
-    if (this.native !== null && this.nowaitOp.available && buf.length <= NOWAIT_MAX) {
-      if (this.nowaitSkip > 0) {
-        this.nowaitSkip--;
-      } else {
-        try {
-          got = this.native.readNowait(this.fd, buf, offset);
-        } catch (err) {
-          if (!isUnsupported(err)) return Promise.reject(err as Error);
-          this.nowaitOp.giveUp();
-        }
-        if (got === buf.length) {
-          this.nowaitMisses = 0;
-          return Promise.resolve();
-        }
-        // A workload that misses the cache pays for a failed syscall on every read; back
-        // off exponentially while misses keep coming, and try again every so often.
-        this.nowaitMisses = Math.min(this.nowaitMisses + 1, 6);
-        this.nowaitSkip = (1 << this.nowaitMisses) - 1;
-        got = Math.max(0, got);
-      }
+    let got: number;
+    try {
+      got = this.readCached(buf, offset);
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
+    if (got === buf.length) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.inflight++;
       readAll(
@@ -227,6 +212,53 @@ export class FileDisk implements BlockTarget {
         this.settle(resolve, reject),
       );
     });
+  }
+
+  /**
+   * read(), done before returning when every byte is in the page cache: true then; false
+   * (nothing promised about `buf`) when the caller must read() instead. For a caller that
+   * answers many reads in one turn and wants each answer out before the next read (a
+   * SyncSource), where a promise would hold every answer until the whole turn is done.
+   */
+  readNow(buf: Buffer, offset: number): boolean {
+    if (this.closed) return false;
+    let got: number;
+    try {
+      got = this.readCached(buf, offset);
+    } catch {
+      return false; // read() reports it
+    }
+    if (got !== buf.length) return false;
+    this.io.readBytes += buf.length;
+    return true;
+  }
+
+  /**
+   * preadv2(RWF_NOWAIT): the bytes copied from the page cache (0 when not tried). Throws what
+   * the read failed with, other than "not supported here".
+   */
+  private readCached(buf: Buffer, offset: number): number {
+    if (this.native === null || !this.nowaitOp.available || buf.length > NOWAIT_MAX) return 0;
+    if (this.nowaitSkip > 0) {
+      this.nowaitSkip--;
+      return 0;
+    }
+    let got = 0;
+    try {
+      got = this.native.readNowait(this.fd, buf, offset);
+    } catch (err) {
+      if (!isUnsupported(err)) throw err;
+      this.nowaitOp.giveUp();
+    }
+    if (got === buf.length) {
+      this.nowaitMisses = 0;
+      return got;
+    }
+    // A workload that misses the cache pays for a failed syscall on every read; back off
+    // exponentially while misses keep coming, and try again every so often.
+    this.nowaitMisses = Math.min(this.nowaitMisses + 1, 6);
+    this.nowaitSkip = (1 << this.nowaitMisses) - 1;
+    return Math.max(0, got);
   }
 
   write(data: Payload, offset: number, fua: boolean): Promise<void> {

@@ -13,7 +13,14 @@ import {
   RESYNC_TICK_MS,
   type ResyncRates,
 } from '../../src/replication/rate.js';
-import { MERGE_GAP_BITS, ResyncSource, ResyncTarget } from '../../src/replication/resync.js';
+import {
+  EARLY_BATCH_BYTES,
+  LARGE_RUN,
+  MAX_WRITE_JOBS,
+  MERGE_GAP_BITS,
+  ResyncSource,
+  ResyncTarget,
+} from '../../src/replication/resync.js';
 import { FakeTimers } from '../helpers/fake-timers.js';
 
 const B = BM_BLOCK_SIZE;
@@ -71,6 +78,8 @@ interface WorldOpts {
   window: number;
   /** The target is Primary: it holds each request's range from before sending it. */
   localWrites: boolean;
+  /** Blocks a read starting on is served at once (readNow), not through read(). */
+  cached: Set<number>;
 }
 
 interface Result {
@@ -163,6 +172,14 @@ async function simulate(
         if (blocksOf(offset, buf.length).some((b) => o.readFail.has(b))) throw eio();
         src.copy(buf, 0, offset, offset + buf.length);
       }),
+    // Reads starting on a "cached" block are done at once (FileDisk.readNow); a failing one
+    // never is, read() reports it.
+    readNow: (buf, offset) => {
+      if (!o.cached.has(offset / B)) return false;
+      if (blocksOf(offset, buf.length).some((b) => o.readFail.has(b))) return false;
+      src.copy(buf, 0, offset, offset + buf.length);
+      return true;
+    },
     reply: (offset, length, error, data) =>
       deliver(`reply ${offset}+${length} ${error}`, () =>
         target.onReply(offset, length, error, data),
@@ -283,26 +300,38 @@ const worldArb = fc
     ),
     window: fc.oneof(fc.integer({ min: 1, max: 4 * B }), fc.integer({ min: 1, max: 4 << 20 })),
     localWrites: fc.boolean(),
+    cached: fc.oneof(
+      fc.constant<'none' | 'all' | 'odd'>('none'),
+      fc.constant<'none' | 'all' | 'odd'>('all'),
+      fc.constant<'none' | 'all' | 'odd'>('odd'),
+    ),
   })
-  .map(({ bits, tail, runs, readFail, writeFail, budget, window, localWrites }): WorldOpts => {
-    const dirty = new Set<number>();
-    for (const r of runs) {
-      const at = r.at % bits;
-      for (let b = at; b < Math.min(bits, at + r.len); b++) dirty.add(b);
-    }
-    // A dirty partial last block is covered by its own test below (see the todo there).
-    if (tail > 0) dirty.delete(bits - 1);
-    return {
-      bits,
-      tail,
-      dirty: [...dirty],
-      readFail: new Set(readFail.map((b) => b % bits)),
-      writeFail: new Set(writeFail.map((b) => b % bits)),
-      budget,
-      window,
-      localWrites,
-    };
-  });
+  .map(
+    ({ bits, tail, runs, readFail, writeFail, budget, window, localWrites, cached }): WorldOpts => {
+      const dirty = new Set<number>();
+      for (const r of runs) {
+        const at = r.at % bits;
+        for (let b = at; b < Math.min(bits, at + r.len); b++) dirty.add(b);
+      }
+      // A dirty partial last block is covered by its own test below (see the todo there).
+      if (tail > 0) dirty.delete(bits - 1);
+      return {
+        bits,
+        tail,
+        dirty: [...dirty],
+        readFail: new Set(readFail.map((b) => b % bits)),
+        writeFail: new Set(writeFail.map((b) => b % bits)),
+        budget,
+        window,
+        localWrites,
+        cached: new Set(
+          Array.from({ length: bits }, (_, b) => b).filter(
+            (b) => cached === 'all' || (cached === 'odd' && b % 2 === 1),
+          ),
+        ),
+      };
+    },
+  );
 
 t.test('property: target and source in memory end in sync except failed blocks', async (t) => {
   const bugs: BugStats = {
@@ -565,6 +594,71 @@ function bareTarget(bits: number, dirty: number[], rates: ResyncRates, size = bi
   });
   return { bm, target, requests, acks, finished, writes, rates: r };
 }
+
+t.test(
+  'small replies queued past EARLY_BATCH_BYTES do not wait for the batch before',
+  async (t) => {
+    await FakeTimers.with(RESYNC_TICK_MS, async () => {
+      // Scattered 64 KiB runs, too far apart to merge, as in a bitmap resync.
+      const run = 16;
+      const stride = run + MERGE_GAP_BITS + 1;
+      const runs = 200;
+      const dirty: number[] = [];
+      for (let r = 0; r < runs; r++) for (let b = 0; b < run; b++) dirty.push(r * stride + b);
+      const w = bareTarget(runs * stride, dirty, { budget: 64 << 20, window: 64 << 20 });
+      w.target.start();
+      t.equal(w.requests.length, runs);
+      // Every reply arrives before any write completes (one long burst of socket reads).
+      for (const [o, l] of w.requests) w.target.onReply(o, l, '', Buffer.alloc(l, 5));
+      await flush();
+      const perBatch = EARLY_BATCH_BYTES / (run * B);
+      t.equal(
+        w.writes.length,
+        1 + (MAX_WRITE_JOBS - 1) * perBatch,
+        `the first reply alone, then ${MAX_WRITE_JOBS - 1} more batches of ${perBatch} at once`,
+      );
+      // The writes complete; the rest goes out in batches and every bit clears.
+      for (let k = 0; k < 50 && w.writes.length > 0; k++) {
+        for (const wr of w.writes.splice(0)) wr.done();
+        await flush();
+      }
+      t.same(setBits(w.bm), [], 'every bit is clear once the writes are done');
+      t.equal(w.acks.length, runs);
+      w.target.stop();
+    });
+  },
+);
+
+t.test('a large run is written alone, never beside another batch', async (t) => {
+  await FakeTimers.with(RESYNC_TICK_MS, async () => {
+    const large = LARGE_RUN / B;
+    // 40 small runs of 16 blocks, then a large run, then more small runs.
+    const stride = 16 + MERGE_GAP_BITS + 1;
+    const dirty: number[] = [];
+    for (let r = 0; r < 40; r++) for (let b = 0; b < 16; b++) dirty.push(r * stride + b);
+    const bigAt = 40 * stride;
+    for (let b = 0; b < large; b++) dirty.push(bigAt + b);
+    const after = bigAt + large + stride;
+    for (let r = 0; r < 40; r++) for (let b = 0; b < 16; b++) dirty.push(after + r * stride + b);
+    const w = bareTarget(after + 40 * stride, dirty, { budget: 64 << 20, window: 64 << 20 });
+    w.target.start();
+    for (const [o, l] of w.requests) w.target.onReply(o, l, '', Buffer.alloc(l, 6));
+    await flush();
+    const started = (): number => w.writes.filter((x) => x.offset === bigAt * B).length;
+    let sawLarge = false;
+    for (let k = 0; k < 100 && w.writes.length > 0; k++) {
+      if (started() > 0) {
+        sawLarge = true;
+        t.equal(w.writes.length, 1, 'the large run is the only write in flight');
+      }
+      for (const wr of w.writes.splice(0)) wr.done();
+      await flush();
+    }
+    t.ok(sawLarge, 'the large run was written');
+    t.same(setBits(w.bm), [], 'every bit is clear once the writes are done');
+    w.target.stop();
+  });
+});
 
 t.test('ResyncTarget', async (t) => {
   await FakeTimers.with(RESYNC_TICK_MS, async (tt) => {
@@ -850,6 +944,42 @@ t.test('ResyncSource: replies, acks, bits and drained()', async (t) => {
   w.source.onAck(2 * B, B, true);
   t.equal(w.source.outstanding, 0, 'a stray ack does not go negative');
   t.notOk(w.bm.test(2), '(though it still clears the bit)');
+});
+
+t.test('ResyncSource: a read served at once is replied before onRequest returns', async (t) => {
+  const size = 8 * B;
+  const bm = new Bitmap(8);
+  const log: string[] = [];
+  const reads: Array<() => void> = [];
+  const source = new ResyncSource(bm, new IntervalLock(), size, {
+    read: (buf, offset) =>
+      new Promise<void>((done) => {
+        log.push(`read ${offset}`);
+        reads.push(() => {
+          buf.fill(2);
+          done();
+        });
+      }),
+    readNow: (buf, offset) => {
+      if (offset >= 4 * B) return false; // not in the cache
+      log.push(`readNow ${offset}`);
+      buf.fill(1);
+      return true;
+    },
+    reply: (...[offset, , , data]) => log.push(`reply ${offset} ${data?.[0]}`),
+  });
+  source.onRequest(0, B);
+  source.onRequest(4 * B, B);
+  source.onRequest(B, 2 * B);
+  t.same(
+    log,
+    ['readNow 0', `reply 0 1`, `read ${4 * B}`, `readNow ${B}`, `reply ${B} 1`],
+    'cached reads are answered in order, at once; the uncached one waits for its read',
+  );
+  reads[0]!();
+  await flush();
+  t.same(log.slice(5), [`reply ${4 * B} 2`]);
+  t.equal(source.dataBytes, 4 * B);
 });
 
 t.test('ResyncSource.drained() resolves every caller', async (t) => {

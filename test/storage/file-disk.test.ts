@@ -120,6 +120,29 @@ for (const native of [true, false]) {
     t.same(await disk.extents(8 * MiB, 1), [], 'nothing past the end');
   });
 
+  t.test(`regular file, ${label}: readNow`, async (t) => {
+    const file = sparseFile(t, SIZE);
+    const disk = await openWith(t, file, native);
+    const data = pattern(64 * KiB, 9);
+    await disk.write(data, 3 * MiB, false); // in the page cache now
+    const buf = Buffer.alloc(64 * KiB);
+    const before = disk.io.readBytes;
+    const done = disk.readNow(buf, 3 * MiB);
+    if (native) {
+      t.ok(done, 'cached bytes are read before it returns');
+      t.same(buf, data);
+      t.equal(disk.io.readBytes - before, 64 * KiB, 'counted as read');
+    } else {
+      t.notOk(done, 'without the addon there is no RWF_NOWAIT: read() it is');
+      t.equal(disk.io.readBytes, before, 'nothing counted');
+    }
+    t.notOk(disk.readNow(Buffer.alloc(512 * KiB), 0), 'past the largest read tried at once');
+    await disk.read(buf, 3 * MiB);
+    t.same(buf, data, 'read() after readNow reads the same bytes');
+    await disk.close();
+    t.notOk(disk.readNow(buf, 0), 'a closed disk reads nothing now (read() says why)');
+  });
+
   t.test(`regular file, ${label}: read-only`, async (t) => {
     const file = sparseFile(t, SIZE);
     fs.writeFileSync(file, pattern(4096, 5), { flag: 'r+' });
