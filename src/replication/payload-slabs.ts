@@ -35,7 +35,7 @@ export class SlabPool {
     private readonly keep: number,
   ) {}
 
-  /** Slabs ready for reuse, and whether one is being carved. */
+  /** Slabs ready for reuse (not counting the one being carved). */
   get freeSlabs(): number {
     return this.free.length;
   }

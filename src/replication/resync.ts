@@ -500,7 +500,6 @@ export class ResyncSource {
     const run = (h: Held): void => {
       // Reads go into pooled memory, back to the pool once the reply is in the kernel: a
       // fresh 4 MiB Buffer per request is 1024 page faults and zeroing, and garbage.
-      const pooled = true;
       const buf = length > SLAB_PAYLOAD_MAX ? payloadPool.get(length) : payloadSlabs.get(length);
       const serve = (): void => {
         // Queued on the data socket before the lock is released: any later overlapping
@@ -511,14 +510,14 @@ export class ResyncSource {
           this.io.inSync &&
           differingBlocks(blockDigests(buf, csums.alg), csums.digests, blocks).length === 0
         ) {
-          releasePayload(buf, pooled);
+          releasePayload(buf, true);
           this.inSyncBytes += length;
           this.io.inSync(offset, length);
           this.lock.release(h);
           return;
         }
         this.dataBytes += length;
-        this.io.reply(offset, length, '', buf, () => releasePayload(buf, pooled));
+        this.io.reply(offset, length, '', buf, () => releasePayload(buf, true));
         this.lock.release(h);
       };
       // Cached data is answered at once: the requests of one socket read (hundreds in a
@@ -526,7 +525,7 @@ export class ResyncSource {
       // promise callbacks run only after the whole read is handled.
       if (this.io.readNow?.(buf, offset)) return serve();
       this.io.read(buf, offset).then(serve, (err: Error) => {
-        releasePayload(buf, pooled);
+        releasePayload(buf, true);
         this.io.reply(offset, length, (err as { code?: string }).code ?? 'EIO', undefined);
         this.lock.release(h);
       });
