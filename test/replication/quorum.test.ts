@@ -141,9 +141,11 @@ t.test('alpha cut from both: it freezes, beta takes over, alpha does not win', a
     60_000,
     'StandAlone to beta',
   );
+  // Both nodes decide the same from the same UUIDs; alpha records whichever refusal comes
+  // first, its own or beta's (which names alpha as "the peer").
   t.match(
     peerOf(standAlone, 'beta').lastError,
-    /SyncTarget, but I am Primary/,
+    /I shall become SyncTarget, but I am Primary|The peer would become SyncTarget, but it is Primary/,
     'alpha refuses to overwrite itself while Primary, and says why',
   );
   await waitConnected(trio.alpha, 'gamma', 60_000);
