@@ -241,9 +241,14 @@ export class ResourceTarget implements BlockTarget {
       const denied = this.gate.ioDenied();
       if (denied !== undefined) throw denied;
       const tl = this.gate.replicationLog();
-      const [localErr, peerHas] = await this.tracked(() =>
-        Promise.all([this.disk.flush().then(noError, isError), tl?.barrier()]),
-      );
+      const [localErr, peerHas] = await this.tracked(() => {
+        // The barrier leaves first: the peer's flush is the longer way round (a hop there and
+        // one back), and handing our fdatasync to a pool thread takes tens of µs here. The
+        // channel hands the barrier to the kernel on the next tick; our flush starts after.
+        const peer = tl?.barrier();
+        const local = peer === undefined ? this.disk.flush() : afterTick(() => this.disk.flush());
+        return Promise.all([local.then(noError, isError), peer]);
+      });
       if (localErr !== undefined) {
         // A disk being detached for the error is no longer a copy: the peer's barrier ack
         // alone says whether every completed change is durable on a copy.
@@ -454,4 +459,8 @@ function noGoodCopy(what: string): TargetError {
     'EIO',
     `${what} failed: the peer holding the only UpToDate data did not confirm it, and this node's disk is not UpToDate`,
   );
+}
+
+function afterTick<T>(op: () => Promise<T>): Promise<T> {
+  return new Promise<void>((resolve) => process.nextTick(resolve)).then(op);
 }
