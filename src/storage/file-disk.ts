@@ -23,6 +23,7 @@ import {
   writeZeroes,
   type Completion,
 } from './fd-io.js';
+import { FlushPlan } from './flush-plan.js';
 import { loadNative, type NativeBinding } from './native.js';
 import { OptionalOp } from './optional-op.js';
 
@@ -81,8 +82,11 @@ export class FileDisk implements BlockTarget {
   readonly capabilities: TargetCapabilities;
   /** Whether the C++ addon backs this disk; false means every path is the pure-TS one. */
   readonly nativeInUse: boolean;
-  /** Bytes asked of the disk since it was opened (status --statistics' read and written). */
-  readonly io = { readBytes: 0, writtenBytes: 0 };
+  /**
+   * Bytes asked of the disk since it was opened (status --statistics' read and written), and
+   * the fdatasyncs issued for flushes (fewer than the flushes asked for: see FlushPlan).
+   */
+  readonly io = { readBytes: 0, writtenBytes: 0, syncs: 0 };
 
   /** Bytes the disk offers; re-read by refreshSize() after the disk grew (resize). */
   private bytes: number;
@@ -102,6 +106,9 @@ export class FileDisk implements BlockTarget {
   private pendingBatch: WriteBatch | undefined;
   /** Why a flush failed, once one has (see sync). */
   private syncFailure: string | undefined;
+  private readonly flushPlan = new FlushPlan();
+  /** The latest fdatasync: it answers a flush when no change completed since it started. */
+  private latestSync: Promise<void> | undefined;
 
   // Requests still using the fds: close() waits for them so a descriptor number is never
   // reused by the process while a request could still write through it.
@@ -267,10 +274,11 @@ export class FileDisk implements BlockTarget {
       if (this.closed) return reject(this.closedError());
       if (fua && this.syncFailure !== undefined) return reject(this.syncFailedError());
       this.inflight++;
+      this.flushPlan.changeStarted();
       this.io.writtenBytes += payloadLength(data);
       // Through the O_DSYNC fd each write(2) is durable on return, which is cheaper than an
       // fdatasync that would also flush every other dirty page of the disk.
-      const settle = this.settle(resolve, reject);
+      const settle = this.settleChange(resolve, reject);
       const done: Completion = fua ? (err) => settle(this.noteSyncFailure(err)) : settle;
       const fd = fua ? this.syncFd : this.fd;
       if (!Buffer.isBuffer(data)) {
@@ -333,12 +341,33 @@ export class FileDisk implements BlockTarget {
   }
 
   flush(): Promise<void> {
-    return this.track(() => this.sync());
+    if (this.closed) return Promise.reject(this.closedError());
+    const latest = this.latestSync;
+    if (this.flushPlan.flushRequested() === 'reuse' && latest !== undefined) return latest;
+    return this.startSync(false);
   }
+
+  private startSync(ahead: boolean): Promise<void> {
+    this.flushPlan.syncStarted(ahead);
+    this.io.syncs++;
+    const p = this.track(() => this.sync());
+    this.latestSync = p;
+    if (ahead) {
+      const ended = (): void => this.flushPlan.aheadEnded();
+      p.then(ended, ended);
+    }
+    return p;
+  }
+
+  /** Runs once the replies of this turn are out (see FlushPlan). */
+  private readonly maybeFlushAhead = (): void => {
+    if (this.closed || this.syncFailure !== undefined || !this.flushPlan.aheadWanted()) return;
+    this.startSync(true);
+  };
 
   trim(offset: number, length: number, fua: boolean): Promise<void> {
     if (this.capabilities.readOnly) return Promise.reject(this.readOnlyError());
-    return this.track(async () => {
+    return this.trackChange(async () => {
       if (length === 0) return;
       if (this.kind === 'file') await this.trimFile(offset, length);
       else await this.trimBlock(offset, length);
@@ -348,7 +377,7 @@ export class FileDisk implements BlockTarget {
 
   zero(offset: number, length: number, opts: ZeroOptions): Promise<void> {
     if (this.capabilities.readOnly) return Promise.reject(this.readOnlyError());
-    return this.track(async () => {
+    return this.trackChange(async () => {
       if (length === 0) return;
       if (this.kind === 'file') await this.zeroFile(offset, length, opts);
       else await this.zeroBlock(offset, length, opts);
@@ -427,6 +456,18 @@ export class FileDisk implements BlockTarget {
     };
   }
 
+  private settleChange(resolve: () => void, reject: (err: Error) => void): Completion {
+    const settle = this.settle(resolve, reject);
+    return (err) => {
+      this.changeCompleted();
+      settle(err);
+    };
+  }
+
+  private changeCompleted(): void {
+    if (this.flushPlan.changeCompleted()) setImmediate(this.maybeFlushAhead);
+  }
+
   /** Requests handed to the kernel and not yet completed (lower-pending). */
   get pending(): number {
     return this.inflight;
@@ -447,6 +488,16 @@ export class FileDisk implements BlockTarget {
       return await run();
     } finally {
       this.leave();
+    }
+  }
+
+  private async trackChange(run: () => Promise<void>): Promise<void> {
+    if (this.closed) throw this.closedError();
+    this.flushPlan.changeStarted();
+    try {
+      await this.track(run);
+    } finally {
+      this.changeCompleted();
     }
   }
 

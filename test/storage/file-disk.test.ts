@@ -143,6 +143,45 @@ for (const native of [true, false]) {
     t.notOk(disk.readNow(buf, 0), 'a closed disk reads nothing now (read() says why)');
   });
 
+  t.test(`regular file, ${label}: flushes share fdatasyncs; commits flush ahead`, async (t) => {
+    const disk = await openWith(t, sparseFile(t, SIZE), native);
+    // The turn after a write's completion, when the disk decides whether to flush ahead.
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const write = async (seed: number, at: number): Promise<void> => {
+      await disk.write(pattern(4 * KiB, seed), at, false);
+      await turn();
+    };
+    for (let i = 0; i < 4; i++) await write(i, i * 4 * KiB);
+    t.equal(disk.io.syncs, 0, 'a stream of writes without flushes costs no fdatasync');
+    await disk.flush();
+    t.equal(disk.io.syncs, 1);
+    await disk.flush();
+    t.equal(disk.io.syncs, 1, 'nothing changed since the last fdatasync: it answers');
+
+    await write(7, 0);
+    t.equal(disk.io.syncs, 2, 'write, idle, and the last idle moment ended in a flush: ahead');
+    await disk.flush();
+    t.equal(disk.io.syncs, 2, 'the FLUSH is answered by the flush-ahead');
+
+    await write(8, 0);
+    t.equal(disk.io.syncs, 3, 'ahead again');
+    await write(9, 4 * KiB);
+    t.equal(disk.io.syncs, 3, 'a write came instead of the flush: no more flushing ahead');
+    await disk.flush();
+    t.equal(disk.io.syncs, 4, 'the write after the flush-ahead started needs its own fdatasync');
+    const got = Buffer.alloc(8 * KiB);
+    await disk.read(got, 0);
+    t.same(got, Buffer.concat([pattern(4 * KiB, 8), pattern(4 * KiB, 9)]));
+
+    // The pattern holds again (that flush followed an idle moment), but the disk closes
+    // before the turn that would flush ahead.
+    await disk.write(pattern(4 * KiB, 10), 0, false);
+    await disk.close();
+    await turn();
+    t.equal(disk.io.syncs, 4, 'a closed disk does not flush ahead');
+    await t.rejects(disk.flush(), /closed/, 'nor when asked');
+  });
+
   t.test(`regular file, ${label}: read-only`, async (t) => {
     const file = sparseFile(t, SIZE);
     fs.writeFileSync(file, pattern(4096, 5), { flag: 'r+' });
