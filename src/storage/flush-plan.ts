@@ -7,13 +7,15 @@
  *
  * Flush-ahead. A writer that commits one transaction at a time (a database at queue depth 1,
  * and the secondary copying it) writes, waits for the reply, then flushes. The flush cannot
- * start before it arrives, so its fdatasync adds to the round trip. When the last change in
- * flight completes and the disk's previous idle moment was followed by a flush, the disk
- * starts that fdatasync at once instead: it runs while the reply travels to the client and
- * the FLUSH comes back (on a pair, while the write ack travels and the barrier comes), and the
- * FLUSH finds it done or under way. A change instead of the expected flush turns this off
- * until a flush follows an idle moment again, so a stream of writes without flushes costs no
- * extra fdatasync; at most one flush-ahead runs at a time.
+ * start before it arrives, so its fdatasync adds to the round trip. The plan counts the
+ * bursts of changes (from the first change to the disk being idle again) between flush
+ * requests; when a flush came with the disk idle after N bursts, the disk starts the next
+ * fdatasync itself as soon as the N-th burst after it completes. It then runs while the reply
+ * travels to the client and the FLUSH comes back (on a pair, while the write ack travels and
+ * the barrier comes), and the FLUSH finds it done or under way. One burst more than
+ * expected, or a flush while changes are in flight, and nothing is flushed ahead until the
+ * pattern shows again; a stream of writes without flushes costs no extra fdatasync, and at
+ * most one flush-ahead runs at a time.
  *
  * Pure bookkeeping: the disk reports changes, requests and starts; the rules live here.
  */
@@ -21,19 +23,15 @@ export class FlushPlan {
   /** Changes (writes, zeroes, trims) completed so far. */
   private completed = 0;
   private changesInFlight = 0;
-  /** The disk went idle after a change and no change or flush request came since. */
-  private idle = false;
-  /** The last idle moment was followed by a flush request (the commit pattern). */
-  private flushFollowsIdle = false;
+  /** Bursts of changes completed since the last flush request. */
+  private bursts = 0;
+  /** Bursts between the last two flushes when the last one found the disk idle; 0: none. */
+  private expected = 0;
   /** `completed` when the latest fdatasync started; -1 before the first. */
   private latestCovers = -1;
   private aheadRunning = false;
 
   changeStarted(): void {
-    if (this.idle) {
-      this.idle = false;
-      this.flushFollowsIdle = false;
-    }
     this.changesInFlight++;
   }
 
@@ -46,15 +44,16 @@ export class FlushPlan {
     this.completed++;
     this.changesInFlight--;
     if (this.changesInFlight > 0) return false;
-    this.idle = true;
+    this.bursts++;
     return true;
   }
 
   /** Whether to start a flush-ahead now. */
   aheadWanted(): boolean {
     return (
-      this.idle &&
-      this.flushFollowsIdle &&
+      this.changesInFlight === 0 &&
+      this.expected > 0 &&
+      this.bursts === this.expected &&
       !this.aheadRunning &&
       this.latestCovers !== this.completed
     );
@@ -62,10 +61,10 @@ export class FlushPlan {
 
   /** A flush was requested: 'reuse' when the latest fdatasync covers every completed change. */
   flushRequested(): 'reuse' | 'start' {
-    if (this.idle) {
-      this.idle = false;
-      this.flushFollowsIdle = true;
-    }
+    // A second flush with nothing changed since the first keeps what the first learned.
+    if (this.changesInFlight > 0) this.expected = 0;
+    else if (this.bursts > 0) this.expected = this.bursts;
+    this.bursts = 0;
     return this.latestCovers === this.completed ? 'reuse' : 'start';
   }
 

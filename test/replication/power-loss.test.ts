@@ -30,9 +30,9 @@ t.test('flushed and FUA writes survive a power loss of both nodes', async (t) =>
   });
   await promoteAndSync(p);
   // nbdsh: no flush on close, unlike qemu-io. 1 MiB FUA, then 1 MiB flushed (the FUA's own
-  // flush cannot cover it), then 1 MiB neither, twice: a write after a flush finds the disks
-  // in the commit pattern and may be flushed ahead (FlushPlan); the next one, with no flush
-  // between, turns that off, so nothing flushes it.
+  // flush cannot cover it), then 1 MiB neither, three times: alpha's disk flushes ahead once
+  // as many writes as came before the last flush (two) have followed it (FlushPlan), so the
+  // third write after the flush is one that nothing flushes.
   // Debian's python3-libnbd, run by the system python (a python on PATH may lack it).
   const w = await run(
     '/usr/bin/python3',
@@ -51,6 +51,8 @@ t.test('flushed and FUA writes survive a power loss of both nodes', async (t) =>
       'h.pwrite(b"\\x33" * 1048576, 4 * 1048576)',
       '-c',
       'h.pwrite(b"\\x44" * 1048576, 6 * 1048576)',
+      '-c',
+      'h.pwrite(b"\\x55" * 1048576, 8 * 1048576)',
     ],
     { timeoutMs: 60000 },
   );
@@ -72,7 +74,7 @@ t.test('flushed and FUA writes survive a power loss of both nodes', async (t) =>
     );
   }
   t.ok(
-    filled(await readRange(a.backingFile, 6 * MiB, MiB), 0),
+    filled(await readRange(a.backingFile, 8 * MiB, MiB), 0),
     'alpha: the unflushed write was lost (the store really forgets)',
   );
   // Power back on: the crashed primary's AL brings the pair back in sync.

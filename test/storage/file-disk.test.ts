@@ -151,34 +151,43 @@ for (const native of [true, false]) {
       await disk.write(pattern(4 * KiB, seed), at, false);
       await turn();
     };
-    for (let i = 0; i < 4; i++) await write(i, i * 4 * KiB);
-    t.equal(disk.io.syncs, 0, 'a stream of writes without flushes costs no fdatasync');
+    const syncsAfter = async (seeds: number[]): Promise<number> => {
+      for (const s of seeds) await write(s, (s % 4) * 4 * KiB);
+      return disk.io.syncs;
+    };
+    t.equal(await syncsAfter([0, 1, 2, 3]), 0, 'writes without flushes cost no fdatasync');
     await disk.flush();
     t.equal(disk.io.syncs, 1);
     await disk.flush();
     t.equal(disk.io.syncs, 1, 'nothing changed since the last fdatasync: it answers');
 
-    await write(7, 0);
-    t.equal(disk.io.syncs, 2, 'write, idle, and the last idle moment ended in a flush: ahead');
+    // Each write at queue depth 1 is a burst; that flush came after four of them.
+    t.equal(await syncsAfter([4]), 1, 'one burst of the four expected: no flush-ahead');
     await disk.flush();
-    t.equal(disk.io.syncs, 2, 'the FLUSH is answered by the flush-ahead');
+    t.equal(disk.io.syncs, 2, 'commits of one write from now on');
+    t.equal(await syncsAfter([5]), 3, 'write, idle: flush ahead');
+    await disk.flush();
+    t.equal(disk.io.syncs, 3, 'the FLUSH is answered by the flush-ahead');
 
-    await write(8, 0);
-    t.equal(disk.io.syncs, 3, 'ahead again');
-    await write(9, 4 * KiB);
-    t.equal(disk.io.syncs, 3, 'a write came instead of the flush: no more flushing ahead');
+    t.equal(await syncsAfter([6]), 4, 'ahead again');
+    t.equal(await syncsAfter([7]), 4, 'a write came instead of the flush: none after it');
     await disk.flush();
-    t.equal(disk.io.syncs, 4, 'the write after the flush-ahead started needs its own fdatasync');
+    t.equal(disk.io.syncs, 5, 'the write after the flush-ahead started needs its own fdatasync');
     const got = Buffer.alloc(8 * KiB);
-    await disk.read(got, 0);
-    t.same(got, Buffer.concat([pattern(4 * KiB, 8), pattern(4 * KiB, 9)]));
+    await disk.read(got, 2 * 4 * KiB);
+    t.same(got, Buffer.concat([pattern(4 * KiB, 6), pattern(4 * KiB, 7)]));
 
-    // The pattern holds again (that flush followed an idle moment), but the disk closes
-    // before the turn that would flush ahead.
-    await disk.write(pattern(4 * KiB, 10), 0, false);
+    t.equal(await syncsAfter([8]), 5, 'commits of two writes now: one of two');
+    t.equal(await syncsAfter([9]), 6, 'the second: ahead');
+    await disk.flush();
+    t.equal(disk.io.syncs, 6, 'and the FLUSH takes it');
+
+    // The disk closes before the turn that would flush ahead.
+    await write(10, 0);
+    await disk.write(pattern(4 * KiB, 11), 4 * KiB, false);
     await disk.close();
     await turn();
-    t.equal(disk.io.syncs, 4, 'a closed disk does not flush ahead');
+    t.equal(disk.io.syncs, 6, 'a closed disk does not flush ahead');
     await t.rejects(disk.flush(), /closed/, 'nor when asked');
   });
 

@@ -166,3 +166,38 @@ for (const aheadDone of [true, false]) {
     t.end();
   });
 }
+
+t.test('commits of two bursts: the flush-ahead waits for the second', (t) => {
+  const plan = new FlushPlan();
+  const burst = (): boolean => {
+    plan.changeStarted();
+    return plan.changeCompleted();
+  };
+  burst();
+  burst();
+  t.equal(plan.flushRequested(), 'start');
+  plan.syncStarted(false);
+  t.equal(burst(), true);
+  t.equal(plan.aheadWanted(), false, 'one burst of the two: not yet');
+  t.equal(burst(), true);
+  t.equal(plan.aheadWanted(), true, 'the second burst: the FLUSH comes next');
+  plan.syncStarted(true);
+  t.equal(plan.flushRequested(), 'reuse');
+  t.end();
+});
+
+t.test('a flush while changes are in flight turns flush-ahead off', (t) => {
+  const plan = new FlushPlan();
+  plan.changeStarted();
+  plan.changeCompleted();
+  plan.flushRequested();
+  plan.syncStarted(false);
+  plan.changeStarted();
+  plan.changeStarted();
+  plan.changeCompleted();
+  t.equal(plan.flushRequested(), 'start', 'the completed change is not covered');
+  plan.syncStarted(false);
+  t.equal(plan.changeCompleted(), true);
+  t.equal(plan.aheadWanted(), false, 'queue depth above one: no pattern to follow');
+  t.end();
+});
