@@ -146,21 +146,31 @@ t.test('the commit pattern: write, idle, flush turns flush-ahead on', (t) => {
   t.end();
 });
 
+/** A plan that has seen one commit of one write: write, idle, FLUSH answered by an fdatasync. */
+function afterOneCommit(): FlushPlan {
+  const plan = new FlushPlan();
+  plan.changeStarted();
+  plan.changeCompleted();
+  plan.flushRequested();
+  plan.syncStarted(false);
+  return plan;
+}
+
+/** One change started and completed: a burst at queue depth 1; true when the disk is idle. */
+function burst(plan: FlushPlan): boolean {
+  plan.changeStarted();
+  return plan.changeCompleted();
+}
+
 for (const aheadDone of [true, false]) {
   const when = aheadDone ? 'after the flush-ahead ended' : 'while the flush-ahead runs';
   t.test(`a write where a flush was expected turns flush-ahead off (${when})`, (t) => {
-    const plan = new FlushPlan();
-    plan.changeStarted();
-    plan.changeCompleted();
-    plan.flushRequested();
-    plan.syncStarted(false);
-    plan.changeStarted();
-    plan.changeCompleted();
+    const plan = afterOneCommit();
+    burst(plan);
     plan.syncStarted(true);
     if (aheadDone) plan.aheadEnded();
     // No FLUSH came: the next write finds the disk idle and the pattern broken.
-    plan.changeStarted();
-    t.equal(plan.changeCompleted(), true);
+    t.equal(burst(plan), true);
     t.equal(plan.aheadWanted(), false, 'no flush-ahead after write, idle, write');
     t.equal(plan.flushRequested(), 'start', 'the flush-ahead does not cover that write');
     t.end();
@@ -169,17 +179,13 @@ for (const aheadDone of [true, false]) {
 
 t.test('commits of two bursts: the flush-ahead waits for the second', (t) => {
   const plan = new FlushPlan();
-  const burst = (): boolean => {
-    plan.changeStarted();
-    return plan.changeCompleted();
-  };
-  burst();
-  burst();
+  burst(plan);
+  burst(plan);
   t.equal(plan.flushRequested(), 'start');
   plan.syncStarted(false);
-  t.equal(burst(), true);
+  t.equal(burst(plan), true);
   t.equal(plan.aheadWanted(), false, 'one burst of the two: not yet');
-  t.equal(burst(), true);
+  t.equal(burst(plan), true);
   t.equal(plan.aheadWanted(), true, 'the second burst: the FLUSH comes next');
   plan.syncStarted(true);
   t.equal(plan.flushRequested(), 'reuse');
@@ -187,11 +193,7 @@ t.test('commits of two bursts: the flush-ahead waits for the second', (t) => {
 });
 
 t.test('a flush while changes are in flight turns flush-ahead off', (t) => {
-  const plan = new FlushPlan();
-  plan.changeStarted();
-  plan.changeCompleted();
-  plan.flushRequested();
-  plan.syncStarted(false);
+  const plan = afterOneCommit();
   plan.changeStarted();
   plan.changeStarted();
   plan.changeCompleted();
