@@ -278,7 +278,7 @@ export class FileDisk implements BlockTarget {
       this.io.writtenBytes += payloadLength(data);
       // Through the O_DSYNC fd each write(2) is durable on return, which is cheaper than an
       // fdatasync that would also flush every other dirty page of the disk.
-      const settle = this.settleChange(resolve, reject);
+      const settle = this.settle(resolve, reject, true);
       const done: Completion = fua ? (err) => settle(this.noteSyncFailure(err)) : settle;
       const fd = fua ? this.syncFd : this.fd;
       if (!Buffer.isBuffer(data)) {
@@ -448,19 +448,13 @@ export class FileDisk implements BlockTarget {
     );
   }
 
-  private settle(resolve: () => void, reject: (err: Error) => void): Completion {
+  /** `change`: the request changed the disk (a write), which the flush plan counts. */
+  private settle(resolve: () => void, reject: (err: Error) => void, change = false): Completion {
     return (err) => {
+      if (change) this.changeCompleted();
       this.leave();
       if (err === null) resolve();
       else reject(err);
-    };
-  }
-
-  private settleChange(resolve: () => void, reject: (err: Error) => void): Completion {
-    const settle = this.settle(resolve, reject);
-    return (err) => {
-      this.changeCompleted();
-      settle(err);
     };
   }
 

@@ -37,15 +37,15 @@ export class FlushPlan {
 
   /**
    * A change completed (successfully or not: either way it is no longer in flight).
-   * True when the disk is now idle: the caller asks aheadWanted() once its own replies are
-   * out, so the fdatasync's hand-off does not delay them.
+   * True when a flush-ahead may be due: the caller asks aheadWanted() once its own replies
+   * are out, so the fdatasync's hand-off does not delay them.
    */
   changeCompleted(): boolean {
     this.completed++;
     this.changesInFlight--;
     if (this.changesInFlight > 0) return false;
     this.bursts++;
-    return true;
+    return this.bursts === this.expected;
   }
 
   /** Whether to start a flush-ahead now. */
