@@ -339,23 +339,28 @@ export function encodeMessage<K extends MessageType>(
 }
 
 /**
- * The messages sent once or more per replicated write, which have only integer fields: they
- * are encoded and decoded here by hand, because protobufjs' fromObject/encode/toObject cost
- * several allocations and a few microseconds per message on both nodes. The bytes are the
- * ones protobufjs writes (present fields in field order, each as a varint), so the wire
- * format and PROTOCOL_VERSION are unchanged; anything the fast path does not expect (a
- * value out of range, an unknown or non-varint field) goes through protobufjs.
+ * The messages sent once or more per replicated write or resync request, whose fields are
+ * integers, booleans, or strings and bytes that are empty: they are encoded and decoded here
+ * by hand, because protobufjs' fromObject/encode/toObject cost several allocations and a few
+ * microseconds per message on both nodes (more in a bitmap resync, whose code has not run
+ * often enough to be optimised). The bytes are the ones protobufjs writes (present fields in
+ * field order; integers and booleans as varints, an empty string or bytes as its tag and a
+ * zero length), so the wire format and PROTOCOL_VERSION are unchanged; anything the fast path
+ * does not expect (a value out of range, a non-empty string or bytes, an unknown field or
+ * wire type) goes through protobufjs.
  */
+type FieldKind = 'u64' | 'u32' | 'bool' | 'str' | 'bytes';
+
 interface VarintLayout {
   /** The envelope field's tag (field number << 3 | 2) as varint bytes. */
   tag: readonly number[];
   /** Field names in field-number order (fields 1, 2, …). */
   keys: readonly string[];
-  /** Per field: a uint32 (else a uint64 that we keep below 2^53). */
-  u32: readonly boolean[];
+  /** Per field: what it holds (a u64 is kept below 2^53). */
+  kinds: readonly FieldKind[];
 }
 
-function layout(field: number, keys: string[], u32: string[] = []): VarintLayout {
+function layout(field: number, fields: Record<string, FieldKind>): VarintLayout {
   const tag: number[] = [];
   for (let v = (field << 3) | 2; ; v >>>= 7) {
     if (v < 0x80) {
@@ -364,20 +369,42 @@ function layout(field: number, keys: string[], u32: string[] = []): VarintLayout
     }
     tag.push((v & 0x7f) | 0x80);
   }
-  return { tag, keys, u32: keys.map((k) => u32.includes(k)) };
+  return { tag, keys: Object.keys(fields), kinds: Object.values(fields) };
 }
 
 const VARINT_LAYOUTS: Partial<Record<MessageType, VarintLayout>> = {
-  data: layout(20, ['seq', 'epoch', 'offset', 'length', 'flags'], ['flags']),
-  barrier: layout(21, ['epoch', 'writes'], ['writes']),
-  recvAck: layout(30, ['seq']),
-  writeAck: layout(31, ['seq']),
-  barrierAck: layout(33, ['epoch', 'writes'], ['writes']),
+  data: layout(20, { seq: 'u64', epoch: 'u64', offset: 'u64', length: 'u64', flags: 'u32' }),
+  barrier: layout(21, { epoch: 'u64', writes: 'u32' }),
+  rsRequest: layout(24, { offset: 'u64', length: 'u64', digests: 'bytes', digestAlg: 'str' }),
+  rsReply: layout(25, { offset: 'u64', length: 'u64', error: 'str', inSync: 'bool' }),
+  recvAck: layout(30, { seq: 'u64' }),
+  writeAck: layout(31, { seq: 'u64' }),
+  barrierAck: layout(33, { epoch: 'u64', writes: 'u32' }),
+  rsWriteAck: layout(34, { offset: 'u64', length: 'u64', ok: 'bool' }),
 };
 /** Envelope tag (2-byte varint, all fast types have one) → type. */
 const FAST_BY_TAG = new Map<number, MessageType>();
 for (const [type, l] of Object.entries(VARINT_LAYOUTS)) {
   FAST_BY_TAG.set(l.tag[0]! | (l.tag[1]! << 8), type as MessageType);
+}
+
+/**
+ * A field's value as the varint the fast path writes (a boolean as 0/1; -1 for an empty
+ * string or bytes, written as a zero length), or undefined when protobufjs must encode it.
+ */
+function fastValue(kind: FieldKind, v: unknown): number | undefined {
+  switch (kind) {
+    case 'u64':
+    case 'u32':
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return undefined;
+      return kind === 'u32' && v > 0xffffffff ? undefined : v;
+    case 'bool':
+      return typeof v === 'boolean' ? (v ? 1 : 0) : undefined;
+    case 'str':
+      return v === '' ? -1 : undefined;
+    case 'bytes':
+      return v instanceof Uint8Array && v.length === 0 ? -1 : undefined;
+  }
 }
 
 /**
@@ -395,18 +422,14 @@ export function encodeMessageAfter<K extends MessageType>(
     let inner = 0;
     let ok = true;
     for (let i = 0; i < l.keys.length; i++) {
-      const v = b[l.keys[i]!];
-      if (v === undefined) continue;
-      if (
-        typeof v !== 'number' ||
-        !Number.isSafeInteger(v) ||
-        v < 0 ||
-        (l.u32[i] && v > 0xffffffff)
-      ) {
+      const raw = b[l.keys[i]!];
+      if (raw === undefined) continue;
+      const v = fastValue(l.kinds[i]!, raw);
+      if (v === undefined) {
         ok = false;
         break;
       }
-      inner += 1 + varintLength(v);
+      inner += 1 + (v < 0 ? 1 : varintLength(v));
     }
     if (ok) {
       const out = Buffer.allocUnsafe(headroom + l.tag.length + varintLength(inner) + inner);
@@ -414,10 +437,16 @@ export function encodeMessageAfter<K extends MessageType>(
       for (const t of l.tag) out[at++] = t;
       at = writeVarint(out, at, inner);
       for (let i = 0; i < l.keys.length; i++) {
-        const v = b[l.keys[i]!] as number | undefined;
-        if (v === undefined) continue;
-        out[at++] = (i + 1) << 3; // field i+1, wire type 0 (varint)
-        at = writeVarint(out, at, v);
+        const raw = b[l.keys[i]!];
+        if (raw === undefined) continue;
+        const v = fastValue(l.kinds[i]!, raw)!;
+        if (v < 0) {
+          out[at++] = ((i + 1) << 3) | 2; // field i+1, length-delimited, empty
+          out[at++] = 0;
+        } else {
+          out[at++] = (i + 1) << 3; // field i+1, wire type 0 (varint)
+          at = writeVarint(out, at, v);
+        }
       }
       return out;
     }
@@ -428,10 +457,25 @@ export function encodeMessageAfter<K extends MessageType>(
   return out;
 }
 
+/** What protobufjs' toObject gives an absent field of each kind. */
+function defaultOf(kind: FieldKind): unknown {
+  switch (kind) {
+    case 'bool':
+      return false;
+    case 'str':
+      return '';
+    case 'bytes':
+      return Buffer.alloc(0);
+    default:
+      return 0;
+  }
+}
+
 /**
  * The fast path of decodeMessage for VARINT_LAYOUTS' messages: the envelope holds exactly
- * one such body and nothing else, every field of it is known and a varint small enough to
- * be exact as a number. Undefined when anything else is there (protobufjs decides).
+ * one such body and nothing else, every field of it is known, a varint small enough to be
+ * exact as a number (a boolean 0 or 1) or an empty string or bytes. Undefined when anything
+ * else is there (protobufjs decides).
  */
 function decodeVarintMessage(bytes: Uint8Array): PeerMessage | undefined {
   const n = bytes.length;
@@ -443,12 +487,19 @@ function decodeVarintMessage(bytes: Uint8Array): PeerMessage | undefined {
   const len = bytes[at++]!;
   // Our bodies are far below 128 bytes: a longer length is not ours to judge here.
   if (len >= 0x80 || at + len !== n) return undefined;
-  const body: Record<string, number> = {};
-  for (const k of l.keys) body[k] = 0;
+  const body: Record<string, unknown> = {};
+  for (let i = 0; i < l.keys.length; i++) body[l.keys[i]!] = defaultOf(l.kinds[i]!);
   while (at < n) {
     const tag = bytes[at++]!;
     const field = tag >> 3;
-    if (tag >= 0x80 || (tag & 7) !== 0 || field < 1 || field > l.keys.length) return undefined;
+    if (tag >= 0x80 || field < 1 || field > l.keys.length) return undefined;
+    const kind = l.kinds[field - 1]!;
+    if (kind === 'str' || kind === 'bytes') {
+      if ((tag & 7) !== 2 || at >= n || bytes[at++] !== 0) return undefined;
+      body[l.keys[field - 1]!] = defaultOf(kind);
+      continue;
+    }
+    if ((tag & 7) !== 0) return undefined;
     let v = 0;
     let scale = 1;
     for (let i = 0; ; i++) {
@@ -459,8 +510,9 @@ function decodeVarintMessage(bytes: Uint8Array): PeerMessage | undefined {
       scale *= 0x80;
       if (byte < 0x80) break;
     }
-    if (l.u32[field - 1] && v > 0xffffffff) return undefined;
-    body[l.keys[field - 1]!] = v;
+    if (kind === 'u32' && v > 0xffffffff) return undefined;
+    if (kind === 'bool' && v > 1) return undefined;
+    body[l.keys[field - 1]!] = kind === 'bool' ? v === 1 : v;
   }
   return { type, body } as unknown as PeerMessage;
 }

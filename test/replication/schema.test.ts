@@ -9,14 +9,19 @@ import {
   type MessageType,
 } from '../../src/replication/schema.js';
 
-// The per-write messages are encoded and decoded by hand (schema.ts VARINT_LAYOUTS); the
-// bytes must be protobufjs' own, and both decoders must agree on anything the peer sends.
-const FIELDS: Array<[MessageType, string[], string[]]> = [
-  ['data', ['seq', 'epoch', 'offset', 'length', 'flags'], ['flags']],
-  ['barrier', ['epoch', 'writes'], ['writes']],
-  ['recvAck', ['seq'], []],
-  ['writeAck', ['seq'], []],
-  ['barrierAck', ['epoch', 'writes'], ['writes']],
+// The per-write and resync messages are encoded and decoded by hand (schema.ts
+// VARINT_LAYOUTS); the bytes must be protobufjs' own, and both decoders must agree on
+// anything the peer sends.
+type Kind = 'u64' | 'u32' | 'bool' | 'str' | 'bytes';
+const FIELDS: Array<[MessageType, Record<string, Kind>]> = [
+  ['data', { seq: 'u64', epoch: 'u64', offset: 'u64', length: 'u64', flags: 'u32' }],
+  ['barrier', { epoch: 'u64', writes: 'u32' }],
+  ['recvAck', { seq: 'u64' }],
+  ['writeAck', { seq: 'u64' }],
+  ['barrierAck', { epoch: 'u64', writes: 'u32' }],
+  ['rsRequest', { offset: 'u64', length: 'u64', digests: 'bytes', digestAlg: 'str' }],
+  ['rsReply', { offset: 'u64', length: 'u64', error: 'str', inSync: 'bool' }],
+  ['rsWriteAck', { offset: 'u64', length: 'u64', ok: 'bool' }],
 ];
 
 const u64 = fc.oneof(
@@ -25,11 +30,22 @@ const u64 = fc.oneof(
   fc.maxSafeInteger().filter((v) => v >= 0),
 );
 const u32 = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 0xffffffff }));
+// Empty strings and bytes take the fast path; others must come out the same through protobufjs.
+const ARB: Record<Kind, fc.Arbitrary<unknown>> = {
+  u64,
+  u32,
+  bool: fc.boolean(),
+  str: fc.oneof(fc.constant(''), fc.constant('EIO'), fc.string({ maxLength: 8 })),
+  bytes: fc.oneof(
+    fc.constant(Buffer.alloc(0)),
+    fc.uint8Array({ maxLength: 12 }).map((a) => Buffer.from(a)),
+  ),
+};
 
-t.test('hand-encoded per-write messages: protobufjs bytes, same decoding', async (t) => {
-  for (const [type, keys, small] of FIELDS) {
+t.test('hand-encoded messages: protobufjs bytes, same decoding', async (t) => {
+  for (const [type, fields] of FIELDS) {
     const body = fc.record(
-      Object.fromEntries(keys.map((k) => [k, small.includes(k) ? u32 : u64])),
+      Object.fromEntries(Object.entries(fields).map(([k, kind]) => [k, ARB[kind]])),
       { requiredKeys: [] },
     );
     fc.assert(
@@ -37,7 +53,7 @@ t.test('hand-encoded per-write messages: protobufjs bytes, same decoding', async
         const fast = encodeMessage(type, b);
         const ref = encodeWithProtobuf(type, b);
         t.same(Buffer.from(fast), Buffer.from(ref), `${type} ${JSON.stringify(b)}`);
-        t.same(decodeMessage(fast), decodeWithProtobuf(ref));
+        t.strictSame(decodeMessage(fast), decodeWithProtobuf(ref), `${type} ${JSON.stringify(b)}`);
       }),
       { numRuns: 200 },
     );
@@ -54,6 +70,14 @@ t.test('the fast decoder agrees with protobufjs on odd and hostile bytes', async
     [0xa2, 0x01, 0x06, 0x28, 0xff, 0xff, 0xff, 0xff, 0x1f], // flags above 2^32
     [0xfa, 0x01, 0x02, 0x08, 0x05, 0xfa, 0x01, 0x02, 0x08, 0x06], // the body twice
     [0xfa, 0x01, 0x05, 0x08, 0x05], // truncated
+    [0xca, 0x01, 0x02, 0x20, 0x02], // rsReply inSync = 2: protobufjs says true
+    [0xca, 0x01, 0x02, 0x18, 0x00], // rsReply error as a varint
+    [0xca, 0x01, 0x03, 0x1a, 0x01, 0x41], // rsReply error "A"
+    [0xca, 0x01, 0x04, 0x1a, 0x00, 0x1a, 0x00], // error twice, empty
+    [0xca, 0x01, 0x01, 0x1a], // error's length missing
+    [0xc2, 0x01, 0x02, 0x1a, 0x00], // rsRequest with empty digests
+    [0xc2, 0x01, 0x03, 0x1a, 0x01, 0x00], // rsRequest with one digest byte
+    [0x92, 0x02, 0x02, 0x18, 0x01], // rsWriteAck ok
   ];
   for (const c of cases) {
     const bytes = Buffer.from(c);
@@ -71,15 +95,23 @@ t.test('the fast decoder agrees with protobufjs on odd and hostile bytes', async
     } catch (err) {
       gotErr = err;
     }
-    t.same(got, ref, bytes.toString('hex'));
+    t.strictSame(got, ref, bytes.toString('hex'));
     t.equal(gotErr === undefined, refErr === undefined, bytes.toString('hex'));
   }
   fc.assert(
     fc.property(
-      fc.constantFrom(0xa2, 0xaa, 0xf2, 0xfa),
+      fc.constantFrom(
+        [0xa2, 0x01],
+        [0xaa, 0x01],
+        [0xf2, 0x01],
+        [0xfa, 0x01],
+        [0xc2, 0x01],
+        [0xca, 0x01],
+        [0x92, 0x02],
+      ),
       fc.uint8Array({ maxLength: 40 }),
       (tag, rest) => {
-        const bytes = Buffer.from([tag, 0x01, rest.length, ...rest]);
+        const bytes = Buffer.from([...tag, rest.length, ...rest]);
         let ref: unknown;
         try {
           ref = decodeWithProtobuf(bytes);
@@ -92,7 +124,7 @@ t.test('the fast decoder agrees with protobufjs on odd and hostile bytes', async
         } catch {
           got = 'error';
         }
-        t.same(got, ref, bytes.toString('hex'));
+        t.strictSame(got, ref, bytes.toString('hex'));
       },
     ),
     { numRuns: 300 },
