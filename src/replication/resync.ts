@@ -457,12 +457,28 @@ export interface ResyncSourceIo {
   inSync?(offset: number, length: number): void;
 }
 
+/**
+ * Bytes of small replies (payload slabs) a SyncSource holds at most, being read or waiting for
+ * the socket: past it, small requests wait until replies reach the kernel. A bitmap resync's
+ * requests arrive at once (the target may have 16 MiB in flight, rate.ts): answered all at
+ * once, ~10 MiB of replies sat in user space, past the slabs faulted in at start, and faulting
+ * in fresh ones took a third of the source's time (docs/performance.md). Bounded below the
+ * prefaulted slabs, the same few go round, and reads follow the socket as it drains. Large
+ * requests (a full sync's) use the exact-size pool and are not held back, as before.
+ */
+export const SOURCE_HELD_LIMIT = 4 << 20;
+
 /** The SyncSource's half: serves requests and clears its bits as the target acks them. */
 export class ResyncSource {
   /** Requests served and not yet acknowledged by the target. */
   outstanding = 0;
   private idle: Array<() => void> = [];
   private stopped = false;
+  /** Bytes of small replies being read or not yet in the kernel (SOURCE_HELD_LIMIT). */
+  private held = 0;
+  /** Small requests waiting for `held` to fall below the limit, in arrival order. */
+  private queued: Array<() => void> = [];
+  private servingQueued = false;
 
   constructor(
     private readonly bitmap: Bitmap,
@@ -496,11 +512,33 @@ export class ResyncSource {
     }
     if (this.stopped) return undefined;
     this.outstanding++;
+    const go = (): void => this.serve(offset, length, csums);
+    const small = length <= SLAB_PAYLOAD_MAX;
+    if (small && (this.queued.length > 0 || this.held >= SOURCE_HELD_LIMIT)) this.queued.push(go);
+    else go();
+    return undefined;
+  }
+
+  /** Reads one requested range under the interval lock and replies with it. */
+  private serve(
+    offset: number,
+    length: number,
+    csums?: { alg: string; digests: Uint8Array },
+  ): void {
+    if (this.stopped) return;
+    const small = length <= SLAB_PAYLOAD_MAX;
+    if (small) this.held += length;
+    const done = (buf: Buffer): void => {
+      releasePayload(buf, true);
+      if (!small) return;
+      this.held -= length;
+      this.serveQueued();
+    };
     const held = this.lock.acquire(offset, length);
     const run = (h: Held): void => {
       // Reads go into pooled memory, back to the pool once the reply is in the kernel: a
       // fresh 4 MiB Buffer per request is 1024 page faults and zeroing, and garbage.
-      const buf = length > SLAB_PAYLOAD_MAX ? payloadPool.get(length) : payloadSlabs.get(length);
+      const buf = small ? payloadSlabs.get(length) : payloadPool.get(length);
       const serve = (): void => {
         // Queued on the data socket before the lock is released: any later overlapping
         // application write is sent after this reply.
@@ -510,14 +548,14 @@ export class ResyncSource {
           this.io.inSync &&
           differingBlocks(blockDigests(buf, csums.alg), csums.digests, blocks).length === 0
         ) {
-          releasePayload(buf, true);
           this.inSyncBytes += length;
           this.io.inSync(offset, length);
           this.lock.release(h);
+          done(buf);
           return;
         }
         this.dataBytes += length;
-        this.io.reply(offset, length, '', buf, () => releasePayload(buf, true));
+        this.io.reply(offset, length, '', buf, () => done(buf));
         this.lock.release(h);
       };
       // Cached data is answered at once: the requests of one socket read (hundreds in a
@@ -525,14 +563,27 @@ export class ResyncSource {
       // promise callbacks run only after the whole read is handled.
       if (this.io.readNow?.(buf, offset)) return serve();
       this.io.read(buf, offset).then(serve, (err: Error) => {
-        releasePayload(buf, true);
         this.io.reply(offset, length, (err as { code?: string }).code ?? 'EIO', undefined);
         this.lock.release(h);
+        done(buf);
       });
     };
     if (held instanceof Promise) void held.then(run);
     else run(held);
-    return undefined;
+  }
+
+  /**
+   * Serves waiting requests while there is room. A loop, never a recursion: a reply that is
+   * done at once (csums found the blocks equal) lands here again from inside the loop.
+   */
+  private serveQueued(): void {
+    if (this.servingQueued) return;
+    this.servingQueued = true;
+    try {
+      while (this.queued.length > 0 && this.held < SOURCE_HELD_LIMIT) this.queued.shift()!();
+    } finally {
+      this.servingQueued = false;
+    }
   }
 
   onAck(offset: number, length: number, ok: boolean): void {
@@ -555,5 +606,7 @@ export class ResyncSource {
 
   stop(): void {
     this.stopped = true;
+    // Never served now; the link that asked for them is gone.
+    this.queued = [];
   }
 }

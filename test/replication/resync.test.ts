@@ -20,6 +20,7 @@ import {
   MERGE_GAP_BITS,
   ResyncSource,
   ResyncTarget,
+  SOURCE_HELD_LIMIT,
 } from '../../src/replication/resync.js';
 import { FakeTimers } from '../helpers/fake-timers.js';
 
@@ -980,6 +981,81 @@ t.test('ResyncSource: a read served at once is replied before onRequest returns'
   await flush();
   t.same(log.slice(5), [`reply ${4 * B} 2`]);
   t.equal(source.dataBytes, 4 * B);
+});
+
+/** A source over a device of `blocks` blocks whose reads are all cached; replies are logged. */
+function heldSource(blocks: number): {
+  source: ResyncSource;
+  replies: number[];
+  sent: Array<() => void>;
+  setSyncSend: (sync: boolean) => void;
+} {
+  const replies: number[] = [];
+  const sent: Array<() => void> = [];
+  let syncSend = false;
+  const source = new ResyncSource(new Bitmap(blocks), new IntervalLock(), blocks * B, {
+    read: () => Promise.reject(new Error('not cached')),
+    readNow: (buf) => {
+      buf.fill(7);
+      return true;
+    },
+    reply: (offset, _length, _error, _data, onSent) => {
+      replies.push(offset);
+      if (syncSend) onSent?.();
+      else if (onSent) sent.push(onSent);
+    },
+  });
+  return { source, replies, sent, setSyncSend: (v) => (syncSend = v) };
+}
+
+t.test('ResyncSource holds at most SOURCE_HELD_LIMIT of small replies', async (t) => {
+  const run = 16 * B; // 64 KiB: the largest payload from the slabs
+  const fit = SOURCE_HELD_LIMIT / run;
+  const count = 2 * fit + 5;
+  const large = (count * run) / B; // a 1 MiB request past the small ones
+  const w = heldSource(large + 256);
+  for (let i = 0; i < count; i++) t.equal(w.source.onRequest(i * run, run), undefined);
+  t.equal(w.replies.length, fit, 'replies stop once the limit is held');
+  w.source.onRequest(large * B, 256 * B);
+  t.equal(w.replies.at(-1), large * B, 'a large request is not held back');
+  t.equal(w.sent.length, fit + 1);
+  // The large reply reaching the kernel frees no room for small ones.
+  w.sent.pop()!();
+  t.equal(w.replies.length, fit + 1);
+  // Each small reply in the kernel lets the next waiting request be read and replied.
+  w.sent.shift()!();
+  w.sent.shift()!();
+  t.equal(w.replies.length, fit + 3);
+  while (w.sent.length > 0) w.sent.shift()!();
+  const small = w.replies.filter((o) => o !== large * B);
+  t.same(
+    small,
+    Array.from({ length: count }, (_, i) => i * run),
+    'every small request is answered, in arrival order',
+  );
+  t.equal(w.source.dataBytes, count * run + 256 * B);
+});
+
+t.test('ResyncSource: thousands of waiting requests drain without recursion', async (t) => {
+  const w = heldSource(8192);
+  for (let i = 0; i < 8192; i++) w.source.onRequest(i * B, B);
+  t.equal(w.replies.length, SOURCE_HELD_LIMIT / B);
+  // From now on each reply is in the kernel before reply() returns, so finishing one
+  // serves the next from inside the loop that is serving the waiting ones.
+  w.setSyncSend(true);
+  w.sent.shift()!();
+  t.equal(w.replies.length, 8192, 'all served');
+  t.same(w.replies.slice(0, 3), [0, B, 2 * B]);
+  t.equal(w.replies.at(-1), 8191 * B);
+});
+
+t.test('ResyncSource.stop() drops the requests still waiting', async (t) => {
+  const w = heldSource(4096);
+  for (let i = 0; i < 4096; i++) w.source.onRequest(i * B, B);
+  const before = w.replies.length;
+  w.source.stop();
+  while (w.sent.length > 0) w.sent.shift()!();
+  t.equal(w.replies.length, before, 'nothing more is read or replied after stop()');
 });
 
 t.test('ResyncSource.drained() resolves every caller', async (t) => {
