@@ -183,102 +183,106 @@ interface Acq {
 
 const overlaps = (a: Acq, b: Acq): boolean => a.offset < b.end && b.offset < a.end;
 
-t.test('model: random acquire/release/drain sequences', async (t) => {
-  await fc.assert(
-    fc.asyncProperty(fc.array(opArb, { maxLength: 60 }), async (ops) => {
-      const lock = new IntervalLock();
-      const acqs: Acq[] = [];
-      const drains: Array<{ of: Acq[]; done: boolean }> = [];
-      let grants = 0;
+// Bucket sizes of 1 MiB (every range in one bucket), 8 bytes and 1 byte (a range in up to 16).
+for (const shift of [20, 3, 0]) {
+  t.test(`model: random acquire/release/drain sequences, buckets of 2^${shift}`, async (t) => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { maxLength: 60 }), async (ops) => {
+        const lock = new IntervalLock(shift);
+        const acqs: Acq[] = [];
+        const drains: Array<{ of: Acq[]; done: boolean }> = [];
+        let grants = 0;
 
-      const check = (where: string): void => {
-        const live = acqs.filter((a) => !a.released);
-        if (lock.size !== live.length) throw new Error(`${where}: size ${lock.size}`);
-        for (const a of live) {
-          const blocked = acqs.some((e) => e.id < a.id && !e.released && overlaps(e, a));
-          const granted = a.holder !== undefined;
-          if (granted === blocked) {
-            throw new Error(
-              `${where}: #${a.id} [${a.offset},${a.end}) granted=${granted} but blocked=${blocked}`,
-            );
-          }
-        }
-        const held = live.filter((a) => a.holder !== undefined);
-        for (const x of held) {
-          for (const y of held) {
-            if (x.id < y.id && overlaps(x, y)) {
-              throw new Error(`${where}: #${x.id} and #${y.id} overlap and are both held`);
+        const check = (where: string): void => {
+          const live = acqs.filter((a) => !a.released);
+          if (lock.size !== live.length) throw new Error(`${where}: size ${lock.size}`);
+          for (const a of live) {
+            const blocked = acqs.some((e) => e.id < a.id && !e.released && overlaps(e, a));
+            const granted = a.holder !== undefined;
+            if (granted === blocked) {
+              throw new Error(
+                `${where}: #${a.id} [${a.offset},${a.end}) granted=${granted} but blocked=${blocked}`,
+              );
             }
           }
-        }
-        for (const a of acqs) {
-          for (const b of acqs) {
-            if (a.id < b.id && overlaps(a, b) && b.holder && a.grantedAt > b.grantedAt) {
-              throw new Error(`${where}: #${b.id} was granted before the earlier #${a.id}`);
+          const held = live.filter((a) => a.holder !== undefined);
+          for (const x of held) {
+            for (const y of held) {
+              if (x.id < y.id && overlaps(x, y)) {
+                throw new Error(`${where}: #${x.id} and #${y.id} overlap and are both held`);
+              }
             }
           }
-        }
-        for (const d of drains) {
-          const want = d.of.every((a) => a.released);
-          if (d.done !== want) throw new Error(`${where}: drain done=${d.done}, expected ${want}`);
-        }
-      };
-
-      const grant = (a: Acq, h: Held): void => {
-        if (h.offset !== a.offset || h.end !== a.end) throw new Error('wrong holder');
-        a.holder = h;
-        a.grantedAt = grants++;
-      };
-
-      for (const [i, op] of ops.entries()) {
-        if (op.t === 'acquire') {
-          const a: Acq = {
-            id: acqs.length,
-            offset: op.offset,
-            end: op.offset + Math.max(op.length, 1),
-            sync: false,
-            holder: undefined,
-            grantedAt: Infinity,
-            released: false,
-          };
-          const expectSync = !acqs.some((e) => !e.released && overlaps(e, a));
-          acqs.push(a);
-          const r = lock.acquire(op.offset, op.length);
-          a.sync = isHeld(r);
-          if (a.sync !== expectSync) throw new Error(`#${a.id}: sync=${a.sync}`);
-          if (isHeld(r)) grant(a, r);
-          else void r.then((h) => grant(a, h));
-        } else if (op.t === 'release' || op.t === 'releaseAgain') {
-          const pool = acqs.filter((a) => a.holder && (op.t === 'release') !== a.released);
-          if (pool.length > 0) {
-            const a = pool[op.pick % pool.length]!;
-            lock.release(a.holder!);
-            a.released = true;
+          for (const a of acqs) {
+            for (const b of acqs) {
+              if (a.id < b.id && overlaps(a, b) && b.holder && a.grantedAt > b.grantedAt) {
+                throw new Error(`${where}: #${b.id} was granted before the earlier #${a.id}`);
+              }
+            }
           }
-        } else {
-          const d = { of: acqs.filter((a) => !a.released), done: false };
-          drains.push(d);
-          void lock.drainCurrent().then(() => (d.done = true));
-        }
-        await flush();
-        check(`after op ${i} (${op.t})`);
-      }
-      // Releasing whatever is granted, round after round, lets every acquirer through.
-      for (let round = 0; acqs.some((a) => !a.released); round++) {
-        if (round > acqs.length) throw new Error('some acquirer is never granted');
-        for (const a of acqs) {
-          if (a.holder && !a.released) {
-            lock.release(a.holder);
-            a.released = true;
+          for (const d of drains) {
+            const want = d.of.every((a) => a.released);
+            if (d.done !== want)
+              throw new Error(`${where}: drain done=${d.done}, expected ${want}`);
           }
+        };
+
+        const grant = (a: Acq, h: Held): void => {
+          if (h.offset !== a.offset || h.end !== a.end) throw new Error('wrong holder');
+          a.holder = h;
+          a.grantedAt = grants++;
+        };
+
+        for (const [i, op] of ops.entries()) {
+          if (op.t === 'acquire') {
+            const a: Acq = {
+              id: acqs.length,
+              offset: op.offset,
+              end: op.offset + Math.max(op.length, 1),
+              sync: false,
+              holder: undefined,
+              grantedAt: Infinity,
+              released: false,
+            };
+            const expectSync = !acqs.some((e) => !e.released && overlaps(e, a));
+            acqs.push(a);
+            const r = lock.acquire(op.offset, op.length);
+            a.sync = isHeld(r);
+            if (a.sync !== expectSync) throw new Error(`#${a.id}: sync=${a.sync}`);
+            if (isHeld(r)) grant(a, r);
+            else void r.then((h) => grant(a, h));
+          } else if (op.t === 'release' || op.t === 'releaseAgain') {
+            const pool = acqs.filter((a) => a.holder && (op.t === 'release') !== a.released);
+            if (pool.length > 0) {
+              const a = pool[op.pick % pool.length]!;
+              lock.release(a.holder!);
+              a.released = true;
+            }
+          } else {
+            const d = { of: acqs.filter((a) => !a.released), done: false };
+            drains.push(d);
+            void lock.drainCurrent().then(() => (d.done = true));
+          }
+          await flush();
+          check(`after op ${i} (${op.t})`);
         }
-        await flush();
-        check(`final round ${round}`);
-      }
-      if (!drains.every((d) => d.done)) throw new Error('a drain never resolved');
-      if (lock.size !== 0) throw new Error('lock not empty');
-    }),
-    { numRuns: 300 },
-  );
-  t.pass('model holds');
-});
+        // Releasing whatever is granted, round after round, lets every acquirer through.
+        for (let round = 0; acqs.some((a) => !a.released); round++) {
+          if (round > acqs.length) throw new Error('some acquirer is never granted');
+          for (const a of acqs) {
+            if (a.holder && !a.released) {
+              lock.release(a.holder);
+              a.released = true;
+            }
+          }
+          await flush();
+          check(`final round ${round}`);
+        }
+        if (!drains.every((d) => d.done)) throw new Error('a drain never resolved');
+        if (lock.size !== 0) throw new Error('lock not empty');
+      }),
+      { numRuns: 300 },
+    );
+    t.pass('model holds');
+  });
+}
