@@ -550,12 +550,18 @@ export class PeerLink extends EventEmitter {
       this.armIdle(pingIntMs - quiet);
       return;
     }
-    this.pingOut = ++this.pingSeq;
-    this.meta.send(encodeFrame('ping', { id: this.pingOut }));
-    this.pingTimer = setTimeout(
-      () => this.close(`peer did not answer a ping within ${pingTimeoutMs} ms`, 'Timeout'),
-      pingTimeoutMs,
-    );
+    const id = ++this.pingSeq;
+    this.pingOut = id;
+    this.meta.send(encodeFrame('ping', { id }));
+    this.pingTimer = setTimeout(() => {
+      // Timers run before sockets are read: after this process did not run for a while (a
+      // metadata fsync on a busy disk, a starved CPU), the answer may be waiting unread in
+      // the socket. One turn of the loop reads it; only then is the peer silent.
+      setImmediate(() => {
+        if (this.closed || this.pingOut !== id) return;
+        this.close(`peer did not answer a ping within ${pingTimeoutMs} ms`, 'Timeout');
+      });
+    }, pingTimeoutMs);
     this.pingTimer.unref();
   };
 }

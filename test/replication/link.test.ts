@@ -636,6 +636,44 @@ t.test('ping: answered while alive, timeout when the peer goes silent', async (t
   t.ok(Date.now() - started >= 150, `closed after ${Date.now() - started} ms`);
 });
 
+t.test('an answer that arrived while this process was not running is read first', async (t) => {
+  // The peer answers at once, then this whole process is held (as a blocked event loop or
+  // a starved CPU would hold a daemon) past the ping timeout: the answer waits unread in
+  // the socket when the timer comes due, and must still count.
+  const fast = { pingIntMs: 50, pingTimeoutMs: 150, handshakeTimeoutMs: 1000 };
+  const l = await listen(t, BETA, 'alpha', fast);
+  const linkId = randomBytes(16);
+  const accepted = new Promise<PeerLink>((r) => l.listener.once('link', r));
+  const data = await rawDial(l.listener.port, 'DATA', linkId);
+  const meta = await rawDial(l.listener.port, 'META', linkId);
+  t.teardown(() => {
+    data.destroy();
+    meta.destroy();
+  });
+  const link = await accepted;
+  const r = record(link);
+  let answered = 0;
+  meta.attach(
+    (f) => {
+      const msg = f.msg;
+      if (msg.type !== 'ping') return;
+      meta.send(encodeFrame('pingAck', { id: msg.body.id }));
+      answered++;
+      if (answered !== 2) return;
+      // The answer is handed to the kernel on the next tick; hold the process after it.
+      process.nextTick(() => {
+        const until = Date.now() + 3 * fast.pingTimeoutMs;
+        while (Date.now() < until);
+      });
+    },
+    () => {},
+  );
+  meta.resume();
+  await waitFor('four pings answered', () => answered >= 4, 3000);
+  t.same(r.closes, [], 'the link stays up');
+  t.notOk(link.isClosed, 'not closed');
+});
+
 t.test('after the handshake: bad frames are protocol errors, EOF a broken pipe', async (t) => {
   const cases: Array<
     [string, (data: FrameChannel, meta: FrameChannel) => void, RegExp, CloseKind]
