@@ -183,13 +183,11 @@ export async function failoverTrio(
   const trio = await startTrio(t, dir, {
     sizeBytes: o.sizeBytes ?? 64 << 20,
     options: `quorum majority; on-no-quorum ${o.onNoQuorum ?? 'io-error'};`,
-    // A 5 s ping timeout: on a loaded 2-core machine a shorter one drops links now and
-    // then (with 2 s, CI saw every link of a trio time out at once, and a switchover or a
-    // takeover then met a node that had lost quorum), and a node that was ever alone may
-    // not regain quorum through the tiebreaker (DRBD's rule), so a cut-off test could end
-    // with nobody promoted. A kill closes the TCP connections, which is noticed at once
-    // whatever the timeout; only the cut-off test waits the timeout out.
-    net: 'ping-int 1; ping-timeout 50; timeout 20; connect-int 1;',
+    // A 2 s ping timeout: on a loaded 2-core machine a shorter one drops the beta–gamma
+    // link now and then, and a node that was ever alone may not regain quorum through the
+    // tiebreaker (DRBD's rule), so a cut-off test could end with nobody promoted. A kill
+    // closes the TCP connections, which is noticed at once whatever the timeout.
+    net: 'ping-int 1; ping-timeout 20; timeout 20; connect-int 1;',
     failover: `attach nbdfuse; monitor-interval 1; promote-delay 1; min-failover-interval 0; ${o.extra ?? ''}`,
     failoverOn: { alpha: section('alpha'), beta: section('beta') },
   });
