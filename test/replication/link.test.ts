@@ -611,14 +611,12 @@ t.test('a replayed authResponse does not get in (fresh challenge)', async (t) =>
   await goodPeerWorks(t, l.listener, { ...ALPHA, secret });
 });
 
-t.test('ping: answered while alive, timeout when the peer goes silent', async (t) => {
-  const fast = { pingIntMs: 50, pingTimeoutMs: 150, handshakeTimeoutMs: 1000 };
-  const { ra, rb } = await pair(t, { timers: fast });
-  await sleep(400);
-  t.same(ra.closes, [], 'an idle link with a live peer stays up');
-  t.same(rb.closes, []);
-
-  const l = await listen(t, BETA, 'alpha', fast);
+/** A listener's link to a raw peer (both sockets dialled by hand, nothing answered by itself). */
+async function rawPeer(
+  t: Test,
+  timers: LinkTimers,
+): Promise<{ link: PeerLink; meta: FrameChannel; r: ReturnType<typeof record> }> {
+  const l = await listen(t, BETA, 'alpha', timers);
   const linkId = randomBytes(16);
   const accepted = new Promise<PeerLink>((r) => l.listener.once('link', r));
   const data = await rawDial(l.listener.port, 'DATA', linkId);
@@ -628,7 +626,17 @@ t.test('ping: answered while alive, timeout when the peer goes silent', async (t
     meta.destroy();
   });
   const link = await accepted;
-  const r = record(link);
+  return { link, meta, r: record(link) };
+}
+
+t.test('ping: answered while alive, timeout when the peer goes silent', async (t) => {
+  const fast = { pingIntMs: 50, pingTimeoutMs: 150, handshakeTimeoutMs: 1000 };
+  const { ra, rb } = await pair(t, { timers: fast });
+  await sleep(400);
+  t.same(ra.closes, [], 'an idle link with a live peer stays up');
+  t.same(rb.closes, []);
+
+  const { r } = await rawPeer(t, fast);
   const started = Date.now();
   // The raw peer never reads: our pings go unanswered.
   await waitFor('the ping timeout', () => r.closes.length === 1, 2000);
@@ -641,17 +649,7 @@ t.test('an answer that arrived while this process was not running is read first'
   // a starved CPU would hold a daemon) past the ping timeout: the answer waits unread in
   // the socket when the timer comes due, and must still count.
   const fast = { pingIntMs: 50, pingTimeoutMs: 150, handshakeTimeoutMs: 1000 };
-  const l = await listen(t, BETA, 'alpha', fast);
-  const linkId = randomBytes(16);
-  const accepted = new Promise<PeerLink>((r) => l.listener.once('link', r));
-  const data = await rawDial(l.listener.port, 'DATA', linkId);
-  const meta = await rawDial(l.listener.port, 'META', linkId);
-  t.teardown(() => {
-    data.destroy();
-    meta.destroy();
-  });
-  const link = await accepted;
-  const r = record(link);
+  const { link, meta, r } = await rawPeer(t, fast);
   let answered = 0;
   meta.attach(
     (f) => {
