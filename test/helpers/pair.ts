@@ -5,11 +5,11 @@
  */
 import { open } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { makeDisk, run, type RunResult, sleep, type Teardown, within } from './server.js';
 import { adm, type DaemonHandle, startDaemon } from './daemon.js';
 import { startProxy, type TcpProxy } from './tcp-proxy.js';
+import { freePort } from './ports.js';
 import type { ResourceStatus } from '../../src/resource/status.js';
 import { ControlClient } from '../../src/control/client.js';
 
@@ -48,13 +48,7 @@ export interface Pair {
   restart(node: 'alpha' | 'beta'): Promise<DaemonHandle>;
 }
 
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
+export { freePort };
 
 /** Fast reconnects for tests; a statement in `extra` replaces the default of the same name. */
 export function netOptions(extra: string): string {
