@@ -84,9 +84,10 @@ export class FileDisk implements BlockTarget {
   readonly nativeInUse: boolean;
   /**
    * Bytes asked of the disk since it was opened (status --statistics' read and written), and
-   * the fdatasyncs issued for flushes (fewer than the flushes asked for: see FlushPlan).
+   * the fdatasyncs issued for flushes (fewer than the flushes asked for: see FlushPlan) and
+   * how many of them have ended (a flush-ahead may end after a later fdatasync).
    */
-  readonly io = { readBytes: 0, writtenBytes: 0, syncs: 0 };
+  readonly io = { readBytes: 0, writtenBytes: 0, syncs: 0, syncsEnded: 0 };
 
   /** Bytes the disk offers; re-read by refreshSize() after the disk grew (resize). */
   private bytes: number;
@@ -356,6 +357,9 @@ export class FileDisk implements BlockTarget {
       const ended = (): void => this.flushPlan.aheadEnded();
       p.then(ended, ended);
     }
+    // After aheadEnded: a count that says every fdatasync ended says the plan knows it too.
+    const counted = (): void => void this.io.syncsEnded++;
+    p.then(counted, counted);
     return p;
   }
 
