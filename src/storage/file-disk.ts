@@ -353,13 +353,11 @@ export class FileDisk implements BlockTarget {
     this.io.syncs++;
     const p = this.track(() => this.sync());
     this.latestSync = p;
-    if (ahead) {
-      const ended = (): void => this.flushPlan.aheadEnded();
-      p.then(ended, ended);
-    }
-    // After aheadEnded: a count that says every fdatasync ended says the plan knows it too.
-    const counted = (): void => void this.io.syncsEnded++;
-    p.then(counted, counted);
+    const ended = (): void => {
+      if (ahead) this.flushPlan.aheadEnded();
+      this.io.syncsEnded++;
+    };
+    p.then(ended, ended);
     return p;
   }
 

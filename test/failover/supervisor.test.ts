@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { tmpDir, sleep } from '../helpers/server.js';
+import { tmpDir, sleep, waitFor as waitUntil } from '../helpers/server.js';
 import { status } from '../helpers/pair.js';
 import { waitHealthy, waitStatus } from '../helpers/trio.js';
 import {
@@ -244,9 +244,5 @@ async function waitFor(
   what: string,
   ms = 30000,
 ): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${ms} ms`);
-    await sleep(200);
-  }
+  if (!(await waitUntil(fn, ms, 200))) throw new Error(`not ${what} within ${ms} ms`);
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 
 import t from 'tap';
+import { waitFor } from '../helpers/server.js';
 
 import { FileDisk } from '../../src/storage/file-disk.js';
 import { loadNative } from '../../src/storage/native.js';
@@ -178,7 +179,7 @@ for (const native of [true, false]) {
     t.same(got, Buffer.concat([pattern(4 * KiB, 6), pattern(4 * KiB, 7)]));
     // The flush-ahead after write 6 may still run (it can end after the FLUSH's own
     // fdatasync), and while it runs no other starts ahead.
-    while (disk.io.syncsEnded < disk.io.syncs) await turn();
+    await waitFor(() => disk.io.syncsEnded === disk.io.syncs, 10000, 1);
 
     t.equal(await syncsAfter([8]), 5, 'commits of two writes now: one of two');
     t.equal(await syncsAfter([9]), 6, 'the second: ahead');
