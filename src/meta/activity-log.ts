@@ -22,7 +22,10 @@
  * - A queued write takes its references only when all its extents can be active at once
  *   (DRBD's all-or-nothing `drbd_al_begin_io_nonblock`), so writes waiting for a slot hold
  *   none and cannot deadlock each other. Writes needing slots are served in order; when every
- *   slot is referenced they wait for an `end()`.
+ *   slot is referenced they wait for an `end()`, and `onStarved` tells the owner so each
+ *   time a commit finds them waiting (after every end() while they wait): the references
+ *   may be held by something the owner can hurry (a replicated change keeps its references
+ *   until its epoch's barrier ack).
  * - If `persist` throws, or its promise rejects, every write of that transaction (and every
  *   write that joined it) rejects with the error, holds no references, and the log is as it
  *   was (the failed extents are not active, the extents that would have been evicted still
@@ -59,6 +62,8 @@ export interface ActivityLogOptions {
   /** false = `al-updates no`: references are counted, nothing is ever persisted. */
   enabled: boolean;
   maxUpdatesPerTransaction?: number;
+  /** Writes are waiting because every slot is referenced (called outside begin/end). */
+  onStarved?: () => void;
 }
 
 export interface AlStats {
@@ -113,6 +118,8 @@ interface Batch {
   victims: Entry[];
   /** Free slots taken, in order. */
   freeTaken: number[];
+  /** A queued begin found every slot referenced. */
+  starved: boolean;
 }
 
 const extentOf = (offset: number): number => Math.floor(offset / AL_EXTENT_SIZE);
@@ -143,9 +150,11 @@ export class ActivityLog {
   private inFlight: Batch | null = null;
   private readonly persist: AlPersist;
   private readonly maxUpdates: number;
+  private readonly onStarved: (() => void) | undefined;
 
   constructor(opts: ActivityLogOptions) {
     this.persist = opts.persist;
+    this.onStarved = opts.onStarved;
     this.enabled = opts.enabled;
     this.slotCount = opts.slots.length;
     this.maxUpdates = opts.maxUpdatesPerTransaction ?? AL_MAX_UPDATES;
@@ -313,7 +322,12 @@ export class ActivityLog {
   }
 
   private unref(e: Entry): void {
-    if (--e.refs > 0) return;
+    if (--e.refs > 0) {
+      // Not a free slot yet, but writes waiting for one: the commit that finds them still
+      // waiting tells the owner again (the references may now be held by newer changes).
+      if (this.queue.length > 0) this.schedule();
+      return;
+    }
     if (!this.enabled) {
       this.map.delete(e.extent);
       return;
@@ -364,6 +378,7 @@ export class ActivityLog {
   private flush(): void {
     while (this.queue.length > 0 && this.inFlight === null) {
       const batch = this.buildBatch();
+      if (batch.starved) this.onStarved?.();
       if (batch.admitted.length === 0 && batch.ready.length === 0) return;
       const taken = new Set([...batch.admitted, ...batch.ready]);
       this.queue = this.queue.filter((w) => !taken.has(w));
@@ -445,6 +460,7 @@ export class ActivityLog {
       reffed: [],
       victims: [],
       freeTaken: [],
+      starved: false,
     };
     // 'full': this transaction has no room left, the next one continues in order.
     // 'slots': every slot is referenced; the rest waits for an end().
@@ -463,6 +479,7 @@ export class ActivityLog {
             blocked = 'full';
           } else if (needed > this.free.length + this.unused - unusedHits) {
             blocked = 'slots';
+            b.starved = true;
           }
         }
         if (blocked !== 'no') {

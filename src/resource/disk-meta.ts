@@ -15,6 +15,8 @@ export interface DiskMetaOptions {
   log: Logger;
   /** Named in error messages ("run urbdadm create-md RES"). */
   resource: string;
+  /** The activity log has writes waiting for a slot (ActivityLogOptions.onStarved). */
+  onAlStarved?: () => void;
 }
 
 /** What attaching found in the metadata, for the log and the state machine. */
@@ -53,12 +55,14 @@ export class DiskMeta {
     public bitmap: Bitmap,
     readonly report: AttachReport,
     alUpdates: boolean,
+    onStarved: (() => void) | undefined,
   ) {
     const { slots } = store.readAl();
     this.al = new ActivityLog({
       slots,
       enabled: alUpdates,
       persist: (tx) => this.persistAl(tx.slots, tx.evicted),
+      onStarved,
     });
   }
 
@@ -107,6 +111,7 @@ export class DiskMeta {
         bitmap,
         { appliedAl, alExtentsApplied, crashedPrimary: after.flags.crashedPrimary, fullSync },
         opts.alUpdates,
+        opts.onAlStarved,
       );
       if (fullSync) {
         meta.persistBitmap();

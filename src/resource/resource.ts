@@ -482,6 +482,11 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
         alUpdates: this.config.disk.alUpdates,
         log: this.log,
         resource: this.name,
+        // The waiting writes need references that replicated changes hold until their
+        // barrier ack: send the barriers now rather than on the epoch timer.
+        onAlStarved: () => {
+          for (const p of this.peers) p.replicating?.closeEpoch();
+        },
       });
     } catch (err) {
       await backing.close();

@@ -16,7 +16,7 @@ type Tx = Parameters<AlPersist>[0];
 /** An activity log whose persist calls are recorded (and can be made to fail). */
 function makeAl(
   slots: number | Array<number | null>,
-  opts: { enabled?: boolean; max?: number } = {},
+  opts: { enabled?: boolean; max?: number; onStarved?: () => void } = {},
 ) {
   const table = typeof slots === 'number' ? new Array<number | null>(slots).fill(null) : slots;
   const calls: Tx[] = [];
@@ -25,6 +25,7 @@ function makeAl(
     slots: table.slice(),
     enabled: opts.enabled ?? true,
     maxUpdatesPerTransaction: opts.max,
+    onStarved: opts.onStarved,
     persist: (tx) => {
       ctl.onPersist(tx);
       if (ctl.fail !== undefined) throw ctl.fail;
@@ -190,6 +191,51 @@ t.test('when every slot is referenced, a miss waits for an end()', async (t) => 
   t.same(calls[2], { slots: [{ slot: 0, extent: 2 }], evicted: [0] });
   t.same(al.activeExtents(), [1, 2]);
   t.equal(al.stats.waits, 1);
+});
+
+t.test('onStarved: told when writes wait for a slot, and only then', async (t) => {
+  // The owner hurries whatever holds references (a replicated change's barrier): it must
+  // hear of every commit that finds writes waiting, and of nothing else.
+  let starved = 0;
+  let inside = false;
+  const { al } = makeAl(2, {
+    onStarved: () => {
+      t.equal(inside, false, 'never from inside begin() or end()');
+      starved++;
+    },
+  });
+  const call = <T>(f: () => T): T => {
+    inside = true;
+    try {
+      return f();
+    } finally {
+      inside = false;
+    }
+  };
+  await call(() => al.begin(0, 4096));
+  await call(() => al.begin(X, 4096));
+  t.equal(starved, 0, 'misses into free slots');
+  call(() => al.end(0, 4096));
+  await call(() => al.begin(2 * X, 4096));
+  t.equal(starved, 0, 'a miss that evicts an unreferenced extent');
+  let done = false;
+  const p = call(() => al.begin(3 * X, 4096))!.then(() => (done = true));
+  await tick();
+  t.equal(starved, 1, 'every slot referenced: told once the commit finds it');
+  t.equal(done, false);
+  // A hit on the held extent ends: the commit runs again and finds it still starved.
+  t.equal(
+    call(() => al.begin(X, 4096)),
+    undefined,
+  );
+  call(() => al.end(X, 4096));
+  await tick();
+  t.equal(starved, 2, 'told again at the next commit that still finds no slot');
+  call(() => al.end(X, 4096));
+  await p;
+  t.equal(done, true, 'admitted once a reference dropped');
+  t.equal(starved, 2, 'not told when the commit admits it');
+  t.equal(al.stats.waits, 1, 'the waiting write is counted once');
 });
 
 t.test('a begin waiting for slots holds no references (no deadlock)', async (t) => {

@@ -2,7 +2,7 @@
 // DataSender that records every call: the flags each protocol sends, when submit's promise
 // resolves (A on the send callback, B on RecvAck, C and FUA on WriteAck), settle() only on
 // the barrier ack of the change's epoch and exactly once, fail(), barrier(), negative acks,
-// the three ways an epoch closes, and a fast-check model of random interleavings.
+// the four ways an epoch closes, and a fast-check model of random interleavings.
 //
 // The epoch timer is a real setTimeout inside the module; the tests swap in fake timers that
 // capture only the one delay under test, so nothing here waits for real time.
@@ -455,6 +455,29 @@ t.test('epochs close on the timer', async (t) => {
     });
   });
 
+  await t.test('closeEpoch() sends the barrier now and disarms the timer', async (t) => {
+    // The activity log's call when writes wait for a slot that these changes hold.
+    await FakeTimers.with(EPOCH_MS, async (ft) => {
+      const { tl, out, submit } = setup();
+      tl.closeEpoch();
+      t.same(out.barriers, [], 'an empty epoch sends nothing');
+      const a = submit();
+      submit();
+      tl.closeEpoch();
+      t.same(out.barriers, [{ epoch: 1, writes: 2 }]);
+      t.equal(ft.armed.length, 0);
+      tl.closeEpoch();
+      t.equal(out.barriers.length, 1, 'no second (empty) barrier');
+      submit();
+      t.equal(out.data.at(-1)!.epoch, 2, 'the next change opens the next epoch');
+      t.equal(ft.armed.length, 1);
+      tl.fail('link lost');
+      tl.closeEpoch();
+      t.equal(out.barriers.length, 1, 'nothing is sent after the link failed');
+      t.same(a.settles, [false]);
+    });
+  });
+
   await t.test('the default epoch timer is 100 ms', async (t) => {
     await FakeTimers.with(100, async (ft) => {
       const out = new FakeSender();
@@ -536,6 +559,7 @@ type Op =
   | { t: 'barrierAck'; ahead: number }
   | { t: 'barrier' }
   | { t: 'timer' }
+  | { t: 'close' }
   | { t: 'fail' };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -562,6 +586,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ t: fc.constant('barrierAck' as const), ahead: fc.nat(2) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('barrier' as const) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('timer' as const) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('close' as const) }) },
   { weight: 1, arbitrary: fc.constant({ t: 'fail' as const }) },
 );
 
@@ -748,6 +773,9 @@ t.test('model: random interleavings of submits, acks, barriers, timers and fail'
               }
               case 'timer':
                 ft.fire();
+                break;
+              case 'close':
+                tl.closeEpoch();
                 break;
               case 'fail':
                 if (!failed) for (const e of entries) e.badBy.add('fail');
