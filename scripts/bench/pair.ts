@@ -321,7 +321,7 @@ async function throughput(): Promise<void> {
 
 // ---- resync ------------------------------------------------------------------------------
 
-const sizeBytes = sizeMiB << 20;
+const sizeBytes = sizeMiB * 2 ** 20;
 const secs = (ms: number): string => (ms / 1000).toFixed(3);
 const mibs = (ms: number): string => ((sizeMiB * 1000) / ms).toFixed(0);
 
