@@ -9,7 +9,8 @@
         "src/sync_ops.cc",
         "src/async_ops.cc",
         "src/fast_io.cc",
-        "src/notify.cc"
+        "src/notify.cc",
+        "src/huge_alloc.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8", "_GNU_SOURCE"],

@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readNowait", Napi::Function::New(env, urbd::ReadNowait, "readNowait"));
   exports.Set("writeBatch", Napi::Function::New(env, urbd::WriteBatch, "writeBatch"));
   exports.Set("notify", Napi::Function::New(env, urbd::Notify, "notify"));
+  exports.Set("allocHuge", Napi::Function::New(env, urbd::AllocHuge, "allocHuge"));
   return exports;
 }
 

@@ -18,4 +18,6 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info);
 
 Napi::Value Notify(const Napi::CallbackInfo& info);
 
+Napi::Value AllocHuge(const Napi::CallbackInfo& info);
+
 }  // namespace urbd

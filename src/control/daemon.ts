@@ -10,6 +10,7 @@ import {
   resourceFor,
 } from '../config/index.js';
 import { payloadSlabs } from '../replication/payload-slabs.js';
+import { hugePageBuffer } from '../storage/native.js';
 import { commandError, Resource } from '../resource/resource.js';
 import { reconfigure } from '../resource/reconfigure.js';
 import { EventHub } from './events.js';
@@ -25,7 +26,7 @@ export interface DaemonOptions {
   log: Logger;
 }
 
-/** Slabs of payloadSlabs (1 MiB each) faulted in at start: a socket read burst's worth. */
+/** Slabs of payloadSlabs (2 MiB each) faulted in at start: a socket read burst's worth. */
 const PREFAULT_SLABS = 8;
 
 /**
@@ -54,6 +55,7 @@ export class Daemon {
   async start(): Promise<void> {
     fs.mkdirSync(this.opts.runDir, { recursive: true, mode: 0o755 });
     // Memory for what peers send is faulted in now, not during the first resync.
+    payloadSlabs.alloc = hugePageBuffer;
     payloadSlabs.prefault(PREFAULT_SLABS);
     await this.control.listen(controlSocketPath(this.opts.runDir));
     // A broken file does not stop the daemon (it owns nothing yet); `up` will say why.

@@ -5,10 +5,15 @@
  * Fresh memory is the expensive part of moving those bytes: the first write to each page
  * faults it in and the kernel zeroes it, and a 1 % bitmap resync (10 MiB in ~300 payloads)
  * spent more time on that than on copying (docs/performance.md, "The bitmap resync"). So
- * payloads are carved from 1 MiB slabs that are used again once every payload carved from
+ * payloads are carved from 2 MiB slabs that are used again once every payload carved from
  * one was given back, and a few slabs are faulted in when the daemon starts (as DRBD keeps a
  * preallocated page pool for what it receives). A payload's slab is found from its
  * ArrayBuffer, which every view carved from one slab shares.
+ *
+ * The daemon gives the pool an allocator of transparent huge pages (the native addon's
+ * allocHuge): on this project's VMs faulting in 16 MiB took ~75 ms in 4 KiB pages and ~19 ms
+ * in 2 MiB ones, and a resync that outgrows the prefaulted slabs faults the next ones in on
+ * the event loop, in the middle of its transfer.
  *
  * A payload that is never given back only keeps its slab from being used again; the garbage
  * collector takes the slab once nothing refers to it.
@@ -28,6 +33,8 @@ export class SlabPool {
   private readonly owners = new WeakMap<ArrayBufferLike, Slab>();
   private free: Slab[] = [];
   private current: Slab | undefined;
+  /** Where new slabs come from (undefined, or an allocator returning undefined: the heap). */
+  alloc: ((bytes: number) => Buffer | undefined) | undefined;
 
   constructor(
     readonly slabSize: number,
@@ -82,7 +89,7 @@ export class SlabPool {
   }
 
   private newSlab(): Slab {
-    const buf = Buffer.allocUnsafeSlow(this.slabSize);
+    const buf = this.alloc?.(this.slabSize) ?? Buffer.allocUnsafeSlow(this.slabSize);
     faultIn(buf);
     const s: Slab = { buf, used: 0, refs: 0 };
     this.owners.set(buf.buffer, s);
@@ -120,5 +127,5 @@ function faultIn(buf: Buffer): void {
 /** Payloads up to this size come from slabs (larger ones from payloadPool, by exact size). */
 export const SLAB_PAYLOAD_MAX = 64 * 1024;
 
-/** Shared by every peer connection of the process. */
-export const payloadSlabs = new SlabPool(1 << 20, 32);
+/** Shared by every peer connection of the process: at most 32 MiB kept for reuse. */
+export const payloadSlabs = new SlabPool(2 << 20, 16);

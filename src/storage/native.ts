@@ -31,6 +31,11 @@ export interface NativeBinding {
   writeBatch(fd: number, bufs: Buffer[], offsets: number[]): Promise<(Error | null)[]>;
   /** One AF_UNIX datagram to `socketPath` (a path, or @name for the abstract namespace). */
   notify(socketPath: string, message: string): void;
+  /**
+   * `bytes` of fresh anonymous memory on a 2 MiB boundary, advised MADV_HUGEPAGE (backed by
+   * transparent huge pages where the kernel allows); unmapped when the Buffer is collected.
+   */
+  allocHuge(bytes: number): Buffer;
 }
 
 // Compiled to dist/src/storage/, so the repository root is three levels up.
@@ -67,4 +72,15 @@ export function loadNative(): NativeBinding | null {
 export function nativeLoadError(): Error | undefined {
   loaded ??= load();
   return loaded.error;
+}
+
+const HUGE_PAGE = 2 << 20;
+
+/**
+ * `bytes` of memory on transparent huge pages (native allocHuge), or undefined without the
+ * addon, or when `bytes` is not whole huge pages (the rest of the last one would be wasted).
+ */
+export function hugePageBuffer(bytes: number): Buffer | undefined {
+  if (bytes % HUGE_PAGE !== 0) return undefined;
+  return loadNative()?.allocHuge(bytes);
 }

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import t from 'tap';
 
 import { SlabPool } from '../../src/replication/payload-slabs.js';
+import { hugePageBuffer } from '../../src/storage/native.js';
 
 t.test('live payloads never share memory; given-back slabs are used again', async (t) => {
   let runs = 0;
@@ -81,4 +82,29 @@ t.test('prefault: slabs ready before the first payload, never more than kept', a
     p.every((x) => x === 0),
     'faulted in from /dev/zero',
   );
+});
+
+t.test('alloc: new slabs come from the allocator given, else from the heap', async (t) => {
+  const pool = new SlabPool(2 << 20, 4);
+  const made: Buffer[] = [];
+  pool.alloc = (bytes) => {
+    const b = hugePageBuffer(bytes) ?? Buffer.alloc(bytes);
+    made.push(b);
+    return b;
+  };
+  pool.prefault(2);
+  t.equal(made.length, 2, 'prefault asks the allocator');
+  const p = pool.get(4096);
+  t.ok(
+    made.some((b) => b.buffer === p.buffer),
+    'payloads are carved from its memory',
+  );
+  t.ok(pool.owns(p));
+  const heap = new SlabPool(2 << 20, 4);
+  heap.alloc = () => undefined;
+  const q = heap.get(8192);
+  t.ok(heap.owns(q), 'an allocator with nothing: a slab from the heap');
+  t.equal(q.length, 8192);
+  t.type(hugePageBuffer(1 << 20), 'undefined', 'not whole huge pages: no huge-page memory');
+  t.equal(hugePageBuffer(2 << 20)?.length, 2 << 20, 'the addon is built here');
 });

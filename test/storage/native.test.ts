@@ -153,3 +153,31 @@ t.test('block device calls on a loop device', async (t) => {
   await t.rejects(native.punchHole(fd, 1, 512), { code: 'EINVAL', syscall: 'fallocate' });
   await t.rejects(native.zeroOut(fd, 0, 16 * MiB), { code: 'EINVAL' }, 'past the end');
 });
+
+/** AnonHugePages of this process, in KiB. */
+function anonHugeKiB(): number {
+  const m = /AnonHugePages:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/smaps_rollup', 'utf8'));
+  return Number(m![1]);
+}
+
+t.test('allocHuge: fresh memory on huge pages where the kernel allows', async (t) => {
+  const a = native.allocHuge(3 * MiB);
+  t.equal(a.length, 3 * MiB, 'the length asked for (the mapping is rounded up)');
+  t.equal(a.byteOffset, 0);
+  const before = anonHugeKiB();
+  a.set(pattern(3 * MiB, 7));
+  const b = native.allocHuge(2 * MiB);
+  b.fill(0x5a);
+  t.ok(a.equals(pattern(3 * MiB, 7)), 'two buffers never overlap');
+  t.ok(b.every((x) => x === 0x5a));
+  // The mode Debian ships is [madvise], where the advice is what makes huge pages appear.
+  const mode = /\[(\w+)\]/.exec(
+    fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'),
+  )![1];
+  const grew = anonHugeKiB() - before;
+  if (mode === 'never') t.equal(grew, 0, 'THP off: ordinary pages');
+  else t.ok(grew >= 4096, `THP ${mode}: the touched 2 MiB ranges are huge pages (${grew} KiB)`);
+  for (const v of [0, -1, 1.5, 2 ** 31, Number.NaN, '4096', undefined]) {
+    t.throws(() => native.allocHuge(v as number), { code: 'EINVAL' }, `bytes ${v}`);
+  }
+});
