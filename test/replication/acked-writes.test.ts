@@ -23,6 +23,8 @@ const BLOCKS = 4096;
  * Steps 1–3 of the issue: writes on alpha across a 1.3 s cut, so beta comes back as
  * SyncTarget (the pause set meanwhile holds the resync from its first block); then a
  * switchover while paused: beta is Primary on an Inconsistent disk, reading through alpha.
+ * The resync runs at a fixed 10 MiB/s: the tens of MiB the cut leaves out of sync then take
+ * seconds, so alpha is surely lost while it runs (at full speed it could end first).
  */
 async function primarySyncTarget(t: Test, options = '') {
   const dir = tmpDir(t);
@@ -30,6 +32,7 @@ async function primarySyncTarget(t: Test, options = '') {
     sizeBytes: SIZE,
     proxy: true,
     net: 'max-epoch-size 100; ping-timeout 5;',
+    disk: 'c-plan-ahead 0; resync-rate 10M;',
     options,
   });
   await promoteAndSync(p);
@@ -99,13 +102,11 @@ for (const fault of ['kill -9', 'link cut'] as const) {
     const onBeta = await writer();
     await sleep(500);
     t.equal((await p.alpha.adm(['resume-sync', 'r0'])).code, 0, 'resume-sync on alpha');
-    if (fault === 'kill -9') {
-      await sleep(20);
-      await p.alpha.kill9();
-    } else {
-      await sleep(200);
-      p.proxy!.cut();
-    }
+    await sleep(fault === 'kill -9' ? 20 : 200);
+    const running = (await status(p.alpha)).peers[0]!;
+    t.equal(running.replication, 'SyncSource', 'the resync is still running when alpha is lost');
+    if (fault === 'kill -9') await p.alpha.kill9();
+    else p.proxy!.cut();
     await waitFor(p.beta, (s) => s.peers[0]!.connection !== 'Connected', 'disconnected', 20000);
     await sleep(300);
     const second = await onBeta.stop();
