@@ -151,6 +151,8 @@ export class ActivityLog {
   private readonly persist: AlPersist;
   private readonly maxUpdates: number;
   private readonly onStarved: (() => void) | undefined;
+  /** The last commit found writes waiting for a slot. */
+  private starving = false;
 
   constructor(opts: ActivityLogOptions) {
     this.persist = opts.persist;
@@ -325,7 +327,8 @@ export class ActivityLog {
     if (--e.refs > 0) {
       // Not a free slot yet, but writes waiting for one: the commit that finds them still
       // waiting tells the owner again (the references may now be held by newer changes).
-      if (this.queue.length > 0) this.schedule();
+      // Writes queued only behind the transaction in flight need no such commit.
+      if (this.starving && this.queue.length > 0) this.schedule();
       return;
     }
     if (!this.enabled) {
@@ -378,6 +381,7 @@ export class ActivityLog {
   private flush(): void {
     while (this.queue.length > 0 && this.inFlight === null) {
       const batch = this.buildBatch();
+      this.starving = batch.starved;
       if (batch.starved) this.onStarved?.();
       if (batch.admitted.length === 0 && batch.ready.length === 0) return;
       const taken = new Set([...batch.admitted, ...batch.ready]);
