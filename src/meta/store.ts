@@ -356,6 +356,12 @@ export class MetaStore {
   private walTail: Promise<void> = Promise.resolve();
   /** A deferred commit whose sync failed: every later one is refused (its outcome is unknown). */
   private walFailure: Error | null = null;
+  /**
+   * Called before a transaction starts (not before one nested in another): a commit holds the
+   * event loop for its sync, so whatever the caller queued before it (peer frames waiting for
+   * the end of the tick) can be sent off first.
+   */
+  beforeCommit: (() => void) | undefined;
 
   private constructor(
     readonly path: string,
@@ -1037,6 +1043,7 @@ export class MetaStore {
       slotOf: new Map(this.slotOf),
       alTransaction: this.alTransaction,
     };
+    if (!this.db.inTransaction) this.beforeCommit?.();
     try {
       return this.txn(fn) as T;
     } catch (err) {
@@ -1113,6 +1120,7 @@ export class MetaStore {
   }
 
   private write(doing: string, fn: () => void): void {
+    if (!this.db.inTransaction) this.beforeCommit?.();
     try {
       this.txn(fn);
     } catch (err) {

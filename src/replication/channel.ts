@@ -138,10 +138,18 @@ export class FrameChannel {
     }
   }
 
-  private readonly uncork = (): void => {
+  /**
+   * Hands the frames queued in this tick to the kernel now rather than when the tick ends:
+   * for a caller about to block the loop (a metadata commit and its fsync), so frames already
+   * queued do not wait for it.
+   */
+  flush(): void {
+    if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();
-  };
+  }
+
+  private readonly uncork = (): void => this.flush();
 
   /** Stop delivering frames (after the current one) and stop reading the socket. */
   pause(): void {
@@ -177,10 +185,7 @@ export class FrameChannel {
     this.ended ??= { reason: `${this.label} socket closed by us`, kind: 'TearDown' };
     const s = this.socket;
     if (last) for (const part of last) s.write(part);
-    if (this.corked) {
-      this.corked = false;
-      s.uncork();
-    }
+    this.flush();
     s.end();
     s.resume();
     this.graceTimer = setTimeout(() => s.destroy(), FINISH_GRACE_MS);

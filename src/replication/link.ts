@@ -450,6 +450,12 @@ export class PeerLink extends EventEmitter {
     ch.send(encodeFrame(type, body, payload), onSent);
   }
 
+  /** Frames queued on either socket go to the kernel now (FrameChannel.flush). */
+  flush(): void {
+    this.data.flush();
+    this.meta.flush();
+  }
+
   /** Stops reading (and delivering) DATA frames; META keeps flowing. */
   pauseData(): void {
     this.dataPaused = true;

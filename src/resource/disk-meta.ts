@@ -197,11 +197,23 @@ export class DiskMeta {
     return this.bitmap.count() * 4096;
   }
 
-  /** Writes every bitmap page changed since it was last persisted, in one transaction. */
-  persistBitmap(): number {
+  /**
+   * Writes every bitmap page changed since it was last persisted, in one transaction, together
+   * with whatever `also` writes to the store (one sync for both). The pages count as clean
+   * only once that transaction committed.
+   */
+  persistBitmap(also?: () => void): number {
     const pages = this.bitmap.dirtyPages();
+    if (pages.length === 0 && also === undefined) return 0;
+    const write = (): void => {
+      also?.();
+      if (pages.length > 0) {
+        this.store.writeBitmapPages(pages.map((page) => this.pageRecord(page)));
+      }
+    };
+    if (also === undefined) write();
+    else this.store.atomically(write);
     if (pages.length === 0) return 0;
-    this.store.writeBitmapPages(pages.map((page) => this.pageRecord(page)));
     this.bmWrites++;
     this.bitmap.markPagesClean(pages);
     return pages.length;

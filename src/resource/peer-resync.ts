@@ -63,12 +63,14 @@ export function startResync(p: Peer, s: Session, role: 'source' | 'target', full
     meta.store.setFlags({ fullSync: false });
   }
   p.replication = role === 'source' ? 'WFBitMapS' : 'WFBitMapT';
+  // The bitmap goes first, so the peer merges it while we commit. Nothing is copied before
+  // the sync UUID arrives, and onSyncUuid marks the disk Inconsistent again before that.
+  sendBitmap(p, s);
   if (role === 'target' && p.host.disk !== 'Inconsistent') {
     // Our data is about to be overwritten block by block.
     p.host.setDisk('Inconsistent');
   }
   p.host.changed();
-  sendBitmap(p, s);
 }
 
 export function sendBitmap(p: Peer, s: Session): void {
@@ -111,14 +113,15 @@ export function onBitmapChunk(
 export function afterBitmaps(p: Peer, s: Session): void {
   if (!s.bitmapSent || !s.bitmapReceived) return;
   const meta = p.host.meta!;
-  // Both now hold the union; it reaches the disk before anything is copied.
-  meta.persistBitmap();
   if (s.syncRole === 'source') {
+    // Both now hold the union; it reaches the disk, with the UUIDs that say a resync from
+    // here is under way, before anything is copied (one transaction: one sync).
     const { uuids, syncUuid } = startSyncSource(meta.superblock().uuids);
-    meta.store.setUuids(uuids);
+    meta.persistBitmap(() => meta.store.setUuids(uuids));
     s.link.send('syncUuid', { uuid: uuidBytes(syncUuid) });
     startSource(p, s);
   } else {
+    meta.persistBitmap();
     p.replication = 'WFSyncUUID';
     p.host.changed();
   }
@@ -295,8 +298,7 @@ export function onResyncDone(
         endResync(p, s);
         return;
       }
-      meta.store.setUuids(finishSyncSource(meta.superblock().uuids));
-      meta.persistBitmap();
+      meta.persistBitmap(() => meta.store.setUuids(finishSyncSource(meta.superblock().uuids)));
       const left = meta.bitmap.count();
       if (left > 0) p.log.warn({ bits: left }, 'resync done but bits remain set here');
       const final = meta.superblock().uuids;
@@ -325,8 +327,9 @@ export function onResyncDone(
       bitmap: uuidFromBytes(u.bitmap),
       history: [uuidFromBytes(u.history[0]!), uuidFromBytes(u.history[1]!)],
     };
-    meta.store.setUuids(finishSyncTarget(source, p.host.role === 'Primary'));
-    meta.persistBitmap();
+    meta.persistBitmap(() =>
+      meta.store.setUuids(finishSyncTarget(source, p.host.role === 'Primary')),
+    );
     p.host.setDisk('UpToDate');
     endResync(p, s);
     p.log.info('resync finished (SyncTarget)');

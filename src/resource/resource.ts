@@ -494,6 +494,11 @@ export class Resource implements PeerHost, FencingHost, DetachHost {
     }
     this.backing = backing;
     this.meta = meta;
+    // Frames queued before a commit leave before its sync holds the loop: a resync step that
+    // sends and then commits would otherwise hold its message back for the fsync.
+    meta.store.beforeCommit = () => {
+      for (const p of this.peers) p.session?.link.flush();
+    };
     const sb = meta.superblock();
     const st = diskStateOnAttach(sb.flags, this.fencing);
     this.disk = st.disk;

@@ -458,6 +458,24 @@ t.test('atomically: all or nothing, on disk and in the cache', async (t) => {
   s.close();
 });
 
+t.test('beforeCommit runs once before each outermost transaction', async (t) => {
+  const { store } = fresh(t, GiB);
+  const seen: boolean[] = [];
+  store.beforeCommit = () => seen.push(store.superblock().flags.consistent);
+  store.setFlags({ consistent: true });
+  t.same(seen, [false], 'before the commit, not after');
+  store.setFlags({ consistent: true });
+  t.same(seen, [false], 'nothing to commit: not called');
+  store.atomically(() => {
+    store.setFlags({ consistent: false });
+    store.writeBitmapPages([{ page: 0, data: Buffer.alloc(4096, 1) }]);
+  });
+  t.same(seen, [false, true], 'once for the transaction, not for the writes inside it');
+  store.commitAl({ slots: [{ slot: 0, extent: 1 }], bitmapPages: [] });
+  t.equal(seen.length, 3);
+  store.close();
+});
+
 t.test('a read-only store refuses writes; a closed store refuses everything', async (t) => {
   const { file, store } = fresh(t, GiB);
   store.close();
