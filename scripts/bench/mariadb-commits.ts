@@ -21,9 +21,30 @@ const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SERVICE = path.resolve(here, '../../..', 'scripts/services/mariadb');
 
+export interface CommitRun {
+  /** Commits per second. */
+  rate: number;
+  /**
+   * What reached the device per commit, from the loop device's counters
+   * (/sys/block/loopN/stat): the same on every server, since ext4, the loop device and nbdfuse
+   * above it are the same.
+   */
+  perCommit: { writes: number; flushes: number; kib: number };
+}
+
+/** The loop device's write, flush and written-sector counters. */
+function deviceCounters(device: string): { writes: number; flushes: number; sectors: number } {
+  const f = fs
+    .readFileSync(`/sys/block/${path.basename(device)}/stat`, 'utf8')
+    .trim()
+    .split(/\s+/)
+    .map(Number);
+  return { writes: f[4]!, sectors: f[6]!, flushes: f[15] ?? 0 };
+}
+
 export interface MountedDb {
-  /** Commits per second from `clients` connections inserting for `seconds`. */
-  commits(clients: number, seconds: number): Promise<number>;
+  /** Commits from `clients` connections inserting for `seconds`. */
+  commits(clients: number, seconds: number): Promise<CommitRun>;
   /** Stops mariadbd, unmounts, detaches; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -63,8 +84,9 @@ export async function startMariaDbOn(o: {
     if (isMountPoint(mnt)) await run('umount', [mnt]);
     await detachExport(spec);
   };
+  let device = '';
   try {
-    const { device } = await attachExport(spec);
+    ({ device } = await attachExport(spec));
     if (o.mkfs) await run('mkfs.ext4', ['-q', '-F', device], { timeout: 300_000 });
     fs.mkdirSync(mnt, { recursive: true });
     await run('mount', [device, mnt]);
@@ -92,6 +114,7 @@ export async function startMariaDbOn(o: {
     async commits(clients, seconds) {
       const conns = await Promise.all(Array.from({ length: clients }, connect));
       try {
+        const before = deviceCounters(device);
         const t0 = performance.now();
         const end = t0 + seconds * 1000;
         const counts = await Promise.all(
@@ -105,7 +128,19 @@ export async function startMariaDbOn(o: {
           }),
         );
         const elapsed = (performance.now() - t0) / 1000;
-        return counts.reduce((a, b) => a + b, 0) / elapsed;
+        const after = deviceCounters(device);
+        const n = Math.max(
+          1,
+          counts.reduce((a, b) => a + b, 0),
+        );
+        return {
+          rate: n / elapsed,
+          perCommit: {
+            writes: (after.writes - before.writes) / n,
+            flushes: (after.flushes - before.flushes) / n,
+            kib: ((after.sectors - before.sectors) * 512) / 1024 / n,
+          },
+        };
       } finally {
         await Promise.all(conns.map((c) => c.end()));
       }

@@ -28,7 +28,8 @@
  *    urbd-failover attaches it), mkfs once per backing target, mariadbd on it through
  *    scripts/services/mariadb (innodb_flush_log_at_trx_commit=1), then single-row INSERTs
  *    with autocommit for --runtime seconds from 1 client and from 8, for nbdkit, the node
- *    alone and the protocol C pair, the target rotating from repeat to repeat.
+ *    alone and the protocol C pair, the target rotating from repeat to repeat; with what
+ *    reached the device per commit (writes, KiB, flushes: the loop device's counters).
  *
  * --only takes a comma-separated list: server kinds (nbdkit, node, pairC, pairA) and workload
  * fragments pick throughput runs (kinds also pick MariaDB targets); the parts `throughput`,
@@ -541,6 +542,9 @@ async function mariadbPart(): Promise<void> {
   const res = new Map<number, Map<Kind, Array<{ value: number }>>>(
     CLIENTS.map((c) => [c, new Map(DB_KINDS.map((k) => [k, []]))]),
   );
+  const perCommit = new Map<number, Array<{ writes: number; flushes: number; kib: number }>>(
+    CLIENTS.map((c) => [c, []]),
+  );
   const made = new Set<Kind>();
   for (let i = 0; i < repeat; i++) {
     for (let j = 0; j < DB_KINDS.length; j++) {
@@ -559,9 +563,13 @@ async function mariadbPart(): Promise<void> {
         runningDb = db;
         try {
           for (const c of CLIENTS) {
-            const v = await db.commits(c, runtime);
-            res.get(c)!.get(kind)!.push({ value: v });
-            console.error(`  MariaDB ${c} client(s) / ${LABEL[kind]}: ${v.toFixed(0)} commits/s`);
+            const { rate, perCommit: pc } = await db.commits(c, runtime);
+            res.get(c)!.get(kind)!.push({ value: rate });
+            perCommit.get(c)!.push(pc);
+            console.error(
+              `  MariaDB ${c} client(s) / ${LABEL[kind]}: ${rate.toFixed(0)} commits/s; per commit ` +
+                `${pc.writes.toFixed(2)} writes (${pc.kib.toFixed(1)} KiB), ${pc.flushes.toFixed(2)} flushes`,
+            );
           }
         } finally {
           runningDb = undefined;
@@ -588,6 +596,19 @@ async function mariadbPart(): Promise<void> {
     ] as const
   ).filter(([a, b]) => DB_KINDS.includes(a) && DB_KINDS.includes(b));
   console.log(ratioTable(rows, DB_KINDS, pairs, (k) => LABEL[k], repeat));
+  // The same stack above every server, so the same requests per commit: what a commit costs
+  // is that many writes and flushes at the queue depth of the clients.
+  console.log(
+    '\n| what reached the device per commit (loop device counters, all runs) | writes | KiB written | flushes |',
+  );
+  console.log('|---|---|---|---|');
+  for (const c of CLIENTS) {
+    const runs = perCommit.get(c)!;
+    const m = (f: (r: (typeof runs)[number]) => number): string => median(runs.map(f)).toFixed(2);
+    console.log(
+      `| ${c} client${c > 1 ? 's' : ''} (median of ${runs.length}) | ${m((r) => r.writes)} | ${m((r) => r.kib)} | ${m((r) => r.flushes)} |`,
+    );
+  }
   console.log('');
 }
 
