@@ -6,20 +6,11 @@ import t from 'tap';
 
 import { FrameChannel } from '../../src/replication/channel.js';
 import { encodeFrame } from '../../src/replication/frame.js';
+import { waitFor } from '../helpers/server.js';
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
 const HOST = '127.0.0.1';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
 
 /** A sending channel and the epochs of the barrier frames the other end has received. */
 async function pair(t: Test): Promise<{
@@ -49,7 +40,7 @@ async function pair(t: Test): Promise<{
     () => {},
     () => {},
   );
-  await waitFor('the accepted socket', () => rx !== undefined);
+  t.ok(await waitFor(() => rx !== undefined, 3000, 2), 'the server accepted');
   t.teardown(async () => {
     tx.destroy();
     rx?.destroy();
@@ -70,7 +61,7 @@ t.test('flush() hands the frames of this tick to the kernel at once', async (t) 
   tx.flush();
   tx.send(barrier(3));
   t.ok(tx.writableLength > 0, 'a later frame of the same tick is corked again');
-  await waitFor('three frames', () => got.length === 3);
+  t.ok(await waitFor(() => got.length === 3, 3000, 2), 'three frames arrived');
   t.same(got, [1, 2, 3]);
   t.equal(tx.writableLength, 0);
   tx.flush();
