@@ -129,16 +129,14 @@ export async function startMariaDbOn(o: {
         );
         const elapsed = (performance.now() - t0) / 1000;
         const after = deviceCounters(device);
-        const n = Math.max(
-          1,
-          counts.reduce((a, b) => a + b, 0),
-        );
+        const n = counts.reduce((a, b) => a + b, 0);
+        const per = (v: number): number => (n > 0 ? v / n : 0);
         return {
           rate: n / elapsed,
           perCommit: {
-            writes: (after.writes - before.writes) / n,
-            flushes: (after.flushes - before.flushes) / n,
-            kib: ((after.sectors - before.sectors) * 512) / 1024 / n,
+            writes: per(after.writes - before.writes),
+            flushes: per(after.flushes - before.flushes),
+            kib: per(((after.sectors - before.sectors) * 512) / 1024),
           },
         };
       } finally {

@@ -356,10 +356,12 @@ export class MetaStore {
   private walTail: Promise<void> = Promise.resolve();
   /** A deferred commit whose sync failed: every later one is refused (its outcome is unknown). */
   private walFailure: Error | null = null;
+  /** The sync level of the next commit: FULL but for a deferred AL commit. */
+  private synchronous: 'NORMAL' | 'FULL' = 'FULL';
   /**
-   * Called before a transaction starts (not before one nested in another): a commit holds the
-   * event loop for its sync, so whatever the caller queued before it (peer frames waiting for
-   * the end of the tick) can be sent off first.
+   * Called before a transaction that syncs starts (not before one nested in another, nor a
+   * deferred AL commit): it holds the event loop for its sync, so whatever the caller queued
+   * before it (peer frames waiting for the end of the tick) can be sent off first.
    */
   beforeCommit: (() => void) | undefined;
 
@@ -906,6 +908,7 @@ export class MetaStore {
   private setSynchronous(level: 'NORMAL' | 'FULL'): void {
     try {
       this.db.exec(`PRAGMA synchronous = ${level}`);
+      this.synchronous = level;
     } catch (err) {
       throw toMetaError(err, this.path, 'setting the sync level');
     }
@@ -1120,7 +1123,7 @@ export class MetaStore {
   }
 
   private write(doing: string, fn: () => void): void {
-    if (!this.db.inTransaction) this.beforeCommit?.();
+    if (this.synchronous === 'FULL' && !this.db.inTransaction) this.beforeCommit?.();
     try {
       this.txn(fn);
     } catch (err) {

@@ -473,6 +473,11 @@ t.test('beforeCommit runs once before each outermost transaction', async (t) => 
   t.same(seen, [false, true], 'once for the transaction, not for the writes inside it');
   store.commitAl({ slots: [{ slot: 0, extent: 1 }], bitmapPages: [] });
   t.equal(seen.length, 3);
+  // A deferred AL commit does not hold the loop for a sync: nothing to send off first.
+  await store.commitAlDeferred({ slots: [{ slot: 1, extent: 2 }], bitmapPages: [] });
+  t.equal(seen.length, 3, 'not before a deferred AL commit');
+  store.setFlags({ consistent: true });
+  t.equal(seen.length, 4, 'and again before the next commit that syncs');
   store.close();
 });
 
